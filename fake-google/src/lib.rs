@@ -1,1 +1,329 @@
-pub fn x(){}
+//! A loopback fake of the Google endpoints behind Application Default Credentials, for tests,
+//! the demo and the interop suite.
+//!
+//! One listener serves them all:
+//!
+//! | path | plays |
+//! |------|-------|
+//! | `/computeMetadata/v1/...`, `/` | the GCE metadata server (`GCE_METADATA_HOST`) |
+//! | `POST /token` | `oauth2.googleapis.com/token`: JWT-bearer and refresh-token grants |
+//! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` |
+//! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken` | IAM Credentials |
+//! | `POST /v1/token` | STS token exchange (workload identity federation) |
+//! | `/_fake/...` | the control plane for out-of-process users (below) |
+//!
+//! It behaves like Google where it matters to a client: assertions are verified (RS256,
+//! `kid`, `iss`, `aud`, `iat`/`exp`, scope), the metadata server insists on
+//! `Metadata-Flavor: Google`, every issued token is remembered with its principal and expiry,
+//! and any token-issuing endpoint can be made to fail on command ([`Fault`]).
+//!
+//! ```no_run
+//! # async fn demo() {
+//! let google = fake_google::FakeGoogle::start().await;
+//! let key = google.service_account_key_json("robot@test-project.iam.gserviceaccount.com");
+//! // write `key` to a file, point GOOGLE_APPLICATION_CREDENTIALS at it, run the client ...
+//! assert_eq!(google.stats().oauth_token, 0);
+//! # }
+//! ```
+//!
+//! Control plane (`/_fake/`): `GET stats`, `GET requests`, `POST fault`
+//! `{"fault":"none"|"status:503"|"hang"|"garbage"|"reset"|"invalid_grant"|"expires_in:N"|"slow:MS","count":N?}`,
+//! `GET|POST config` `{"token_lifetime_secs":N?,"metadata_email":"..."?}`,
+//! `GET lookup?access_token=...`, `POST service-account-key` `{"email"}`,
+//! `POST authorized-user` `{"email","scopes"?,"include_token_uri"?}`,
+//! `POST subject-token` `{"subject"}`, `POST external-account`
+//! `{"subject_token_file","impersonate"?}`, `POST revoke`
+//! `{"refresh_token"?,"service_account_email"?}`.
+
+mod control;
+mod credentials;
+mod faults;
+mod iam;
+mod keys;
+pub mod metadata;
+pub mod oauth;
+mod record;
+mod respond;
+mod state;
+pub mod sts;
+mod tokeninfo;
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::routing::{get, post};
+use serde_json::Value;
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+pub use credentials::{
+    AuthorizedUserOptions, SUBJECT_TOKEN_TYPE, WORKLOAD_POOL_AUDIENCE, federated_principal,
+};
+pub use faults::{Fault, ParseFaultError, RESET_ANNOUNCED_LENGTH, RESET_PARTIAL_BODY};
+pub use iam::{UNAUTHENTICATED as IAM_UNAUTHENTICATED, rfc3339};
+pub use state::{IssuedToken, RecordedRequest, Stats};
+
+use state::Shared;
+
+/// Project id of every fake credential and of the metadata server.
+pub const PROJECT_ID: &str = state::PROJECT_ID;
+/// The metadata server's identity until [`FakeGoogle::set_metadata_email`] changes it.
+pub const DEFAULT_METADATA_EMAIL: &str = state::DEFAULT_METADATA_EMAIL;
+/// The scope every token request must include.
+pub const CLOUD_PLATFORM_SCOPE: &str = state::CLOUD_PLATFORM;
+/// `client_id` written into `authorized_user` files (gcloud's public client).
+pub const AUTHORIZED_USER_CLIENT_ID: &str = state::GCLOUD_CLIENT_ID;
+/// `client_secret` written into `authorized_user` files (gcloud's public client).
+pub const AUTHORIZED_USER_CLIENT_SECRET: &str = state::GCLOUD_CLIENT_SECRET;
+
+/// The RSA key every service-account key file carries (PKCS#8 PEM).
+pub fn fixture_private_key_pem() -> &'static str {
+    include_str!("../keys/service-account.pem")
+}
+
+/// A second RSA key that no service account is registered with: assertions signed with it
+/// must be refused. The fake also signs its `id_token`s with it.
+pub fn other_private_key_pem() -> &'static str {
+    include_str!("../keys/other.pem")
+}
+
+/// The numeric `client_id` / unique id the fake gives the account `email` (stable).
+pub fn numeric_id(email: &str) -> String {
+    state::numeric_id(email)
+}
+
+/// A running fake. Cheap to clone; the server stops on [`FakeGoogle::shutdown`] or when the
+/// last clone is dropped.
+#[derive(Clone)]
+pub struct FakeGoogle {
+    handle: Arc<Handle>,
+}
+
+struct Handle {
+    shared: Arc<Shared>,
+    shutdown: watch::Sender<bool>,
+    task: Mutex<Option<JoinHandle<()>>>,
+}
+
+impl Drop for Handle {
+    fn drop(&mut self) {
+        // Graceful: idle connections close, hung and slow requests are released with a 503.
+        let _ = self.shutdown.send(true);
+    }
+}
+
+impl FakeGoogle {
+    /// Starts a fake on `127.0.0.1` with a free port.
+    ///
+    /// # Panics
+    /// If no loopback port can be bound, which no test can recover from.
+    pub async fn start() -> FakeGoogle {
+        FakeGoogle::start_on(SocketAddr::from((Ipv4Addr::LOCALHOST, 0)))
+            .await
+            .expect("bind 127.0.0.1:0 for fake-google")
+    }
+
+    /// Starts a fake listening on `addr` (port 0 picks a free one). URLs always name a
+    /// loopback address, also when `addr` is unspecified (`0.0.0.0`, `::`).
+    pub async fn start_on(addr: SocketAddr) -> std::io::Result<FakeGoogle> {
+        let listener = tokio::net::TcpListener::bind(addr).await?;
+        let mut local = listener.local_addr()?;
+        if local.ip().is_unspecified() {
+            local.set_ip(match local.ip() {
+                IpAddr::V4(_) => IpAddr::V4(Ipv4Addr::LOCALHOST),
+                IpAddr::V6(_) => IpAddr::V6(Ipv6Addr::LOCALHOST),
+            });
+        }
+        let (shutdown, shutdown_rx) = watch::channel(false);
+        let shared = Arc::new(Shared::new(format!("http://{local}"), shutdown_rx.clone()));
+        let app = router(shared.clone());
+        let mut signal = shutdown_rx;
+        let server = axum::serve(listener, app).with_graceful_shutdown(async move {
+            // Err means every handle is gone: shut down as well.
+            let _ = signal.wait_for(|down| *down).await;
+        });
+        let task = tokio::spawn(async move {
+            // The only error is from accept; there is no one left to report it to.
+            let _ = server.await;
+        });
+        Ok(FakeGoogle {
+            handle: Arc::new(Handle {
+                shared,
+                shutdown,
+                task: Mutex::new(Some(task)),
+            }),
+        })
+    }
+
+    /// Stops accepting, releases hung requests (503) and waits (at most 5 s) for open
+    /// connections to finish. Later calls return at once.
+    pub async fn shutdown(&self) {
+        let _ = self.handle.shutdown.send(true);
+        let task = self
+            .handle
+            .task
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .take();
+        if let Some(task) = task {
+            let _ = tokio::time::timeout(Duration::from_secs(5), task).await;
+        }
+    }
+
+    fn shared(&self) -> &Shared {
+        &self.handle.shared
+    }
+
+    /// `http://127.0.0.1:PORT`.
+    pub fn base_url(&self) -> String {
+        self.shared().base_url.clone()
+    }
+
+    /// `127.0.0.1:PORT`: the value for `GCE_METADATA_HOST`.
+    pub fn metadata_host(&self) -> String {
+        self.base_url().trim_start_matches("http://").to_owned()
+    }
+
+    /// The OAuth2 token endpoint, `base_url + "/token"`; also the `aud` assertions must name.
+    pub fn token_uri(&self) -> String {
+        self.shared().token_uri()
+    }
+
+    /// `base_url + "/tokeninfo"`.
+    pub fn tokeninfo_url(&self) -> String {
+        format!("{}/tokeninfo", self.base_url())
+    }
+
+    /// `base_url + "/v1/token"`: the STS endpoint `external_account` files name.
+    pub fn sts_url(&self) -> String {
+        format!("{}/v1/token", self.base_url())
+    }
+
+    /// The IAM Credentials `generateAccessToken` URL for `target_email`.
+    pub fn impersonation_url(&self, target_email: &str) -> String {
+        credentials::impersonation_url(self.shared(), target_email)
+    }
+
+    /// A complete service-account key file for `email`, signed by the fixture key, and
+    /// registers `email` with a fresh `private_key_id` as a valid signer. Calling it again for
+    /// the same email adds another valid key id.
+    pub fn service_account_key_json(&self, email: &str) -> Value {
+        credentials::service_account_key(self.shared(), email)
+    }
+
+    /// An `authorized_user` file as `gcloud auth application-default login` writes it
+    /// (no `token_uri`, no `id_token` on refresh), registering its refresh token for `email`.
+    pub fn authorized_user_json(&self, email: &str) -> Value {
+        self.authorized_user_json_with(email, AuthorizedUserOptions::default())
+    }
+
+    /// [`FakeGoogle::authorized_user_json`] with other scopes (`openid` brings an
+    /// `id_token`) or with a `token_uri` pointing at the fake.
+    pub fn authorized_user_json_with(&self, email: &str, options: AuthorizedUserOptions) -> Value {
+        credentials::authorized_user(self.shared(), email, &options)
+    }
+
+    /// An `impersonated_service_account` file whose `service_account_impersonation_url`
+    /// points at the fake's IAM Credentials endpoint for `target_email`.
+    pub fn impersonated_service_account_json(
+        &self,
+        target_email: &str,
+        source_credentials: Value,
+    ) -> Value {
+        credentials::impersonated_service_account(self.shared(), target_email, source_credentials)
+    }
+
+    /// Registers a subject token for the external identity `subject` (what a workload would
+    /// read from its `credential_source` file) and returns it. STS exchanges it for a token
+    /// whose principal is [`federated_principal`]`(subject)`.
+    pub fn register_subject_token(&self, subject: &str) -> String {
+        credentials::subject_token(self.shared(), subject)
+    }
+
+    /// An `external_account` file reading its subject token from `subject_token_file`,
+    /// exchanging it at the fake STS and, with `impersonate`, impersonating that account.
+    pub fn external_account_json(
+        &self,
+        subject_token_file: &str,
+        impersonate: Option<&str>,
+    ) -> Value {
+        credentials::external_account(self.shared(), subject_token_file, impersonate)
+    }
+
+    /// Later refresh grants with `refresh_token` get 400 `invalid_grant`
+    /// "Token has been expired or revoked.".
+    pub fn revoke_refresh_token(&self, refresh_token: &str) {
+        self.shared().revoke_refresh_token(refresh_token);
+    }
+
+    /// Later assertions signed for `email` (any key id) get 400 `invalid_grant`
+    /// "Invalid JWT Signature.".
+    pub fn revoke_service_account_key(&self, email: &str) {
+        self.shared().revoke_service_account(email);
+    }
+
+    /// The metadata server's identity (default [`DEFAULT_METADATA_EMAIL`]). Any string is
+    /// served, e.g. `test-project.svc.id.goog` or a `principal://` subject to play GKE.
+    pub fn set_metadata_email(&self, email: &str) {
+        self.shared().set_metadata_email(email);
+    }
+
+    /// Lifetime of every token issued from now on (default 3600 s).
+    pub fn set_token_lifetime(&self, lifetime: Duration) {
+        self.shared().set_lifetime(lifetime);
+    }
+
+    /// A fault every token-issuing request suffers until cleared with `None`.
+    /// [`FakeGoogle::fail_next`] takes precedence while it lasts.
+    pub fn set_fault(&self, fault: Option<Fault>) {
+        self.shared().set_fault(fault);
+    }
+
+    /// The next `n` token-issuing requests (metadata token, `/token`, IAM, STS) suffer `fault`,
+    /// then service returns to normal (or to the standing [`FakeGoogle::set_fault`]).
+    pub fn fail_next(&self, n: u32, fault: Fault) {
+        self.shared().fail_next(n, fault);
+    }
+
+    /// Request counts per endpoint.
+    pub fn stats(&self) -> Stats {
+        self.shared().stats()
+    }
+
+    /// Principal, expiry and source of an access token this fake issued (expired or not).
+    pub fn lookup(&self, access_token: &str) -> Option<IssuedToken> {
+        self.shared()
+            .token(access_token)
+            .map(|record| record.issued)
+    }
+
+    /// Every request received so far, in order (control-plane requests excluded).
+    pub fn requests(&self) -> Vec<RecordedRequest> {
+        self.shared().requests()
+    }
+}
+
+/// All endpoints on one router.
+fn router(shared: Arc<Shared>) -> Router {
+    Router::new()
+        .route("/", get(metadata::root))
+        .nest(metadata::PREFIX, metadata::router(shared.clone()))
+        .route("/token", post(oauth::token))
+        .route(
+            "/tokeninfo",
+            get(tokeninfo::tokeninfo).post(tokeninfo::tokeninfo),
+        )
+        .route(
+            "/v1/projects/{project}/serviceAccounts/{name}",
+            post(iam::generate_access_token),
+        )
+        .route("/v1/token", post(sts::token))
+        .merge(control::router())
+        .layer(axum::middleware::from_fn_with_state(
+            shared.clone(),
+            record::record,
+        ))
+        .with_state(shared)
+}
