@@ -1,1 +1,47 @@
-//! x
+//! Google Application Default Credentials → the SASL/OAUTHBEARER token Google Cloud Managed
+//! Service for Apache Kafka accepts.
+//!
+//! Kafka clients that can only be given an OAuth2 token endpoint URL (the Apache Kafka Java
+//! client, Beam's KafkaIO, librdkafka) point at the endpoint this crate serves; Rust programs
+//! can also take tokens straight from a [`KafkaTokenProvider`].
+//!
+//! # Layout
+//!
+//! - [`credentials`]: where Google access tokens come from: one module per credential type and
+//!   the Application Default Credentials search.
+//! - [`principal`]: the `sub` claim and its rules.
+//! - [`kafka_token`]: the JWT-shaped token Managed Kafka accepts.
+//! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
+//! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
+//! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
+//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`.
+//! - [`server`]: serving a router on a listener with graceful shutdown.
+//! - [`env`]: the one seam through which environment variables are read.
+//!
+//! # Example: mount the endpoint in an axum application
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcp_kafka_auth_handler::KafkaTokenProvider;
+//! let provider = KafkaTokenProvider::builder().build()?;
+//! let app = axum::Router::new().nest("/oauth/token", provider.router());
+//! # let _ = app; Ok(()) }
+//! ```
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod cache;
+pub mod credentials;
+pub mod endpoint;
+pub mod env;
+pub mod kafka_token;
+pub mod principal;
+pub mod provider;
+pub mod server;
+mod token_response;
+
+pub use cache::CacheTiming;
+pub use env::Env;
+pub use kafka_token::KafkaToken;
+pub use principal::Principal;
+pub use provider::{KafkaTokenProvider, ProviderBuilder, TokenError, TokenErrorKind};

@@ -1,0 +1,357 @@
+//! HTTP calls to Google and the parsing of what comes back, shared by every credential type.
+//!
+//! There are no retries here: the token cache owns the one retry loop. Errors are classified
+//! on the spot (transient or not), and their messages carry names, URLs without query strings,
+//! statuses and Google's `error`/`error_description`, never a request body or a token.
+
+use std::time::{Duration, SystemTime};
+
+use secrecy::SecretString;
+use serde::Deserialize;
+
+use super::{CONNECT_TIMEOUT, CredentialError, ErrorKind, GoogleToken, REQUEST_TIMEOUT};
+
+/// Shortest token lifetime accepted from upstream; anything shorter cannot be served safely.
+pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(20);
+/// Longest token lifetime accepted from upstream (Google's maximum is 12 hours).
+pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
+
+/// The HTTP clients used to talk to Google: cheap to clone (connection pools are shared).
+#[derive(Clone, Debug)]
+pub struct HttpClients {
+    pub(crate) google: reqwest::Client,
+    pub(crate) metadata: reqwest::Client,
+}
+
+impl HttpClients {
+    /// Clients with connect and total timeouts; the metadata client never uses a proxy.
+    pub fn new() -> Self {
+        let google = reqwest::Client::builder()
+            .connect_timeout(CONNECT_TIMEOUT)
+            .timeout(REQUEST_TIMEOUT)
+            .user_agent(concat!(
+                "gcp-kafka-auth-handler/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .expect("TLS backend initialises");
+        let metadata = reqwest::Client::builder()
+            .no_proxy()
+            .connect_timeout(Duration::from_secs(2))
+            .timeout(Duration::from_secs(10))
+            .user_agent(concat!(
+                "gcp-kafka-auth-handler/",
+                env!("CARGO_PKG_VERSION")
+            ))
+            .build()
+            .expect("TLS backend initialises");
+        Self { google, metadata }
+    }
+}
+
+impl Default for HttpClients {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// A URL safe to show: scheme, host, port and path, never the query string.
+pub(crate) fn display_url(url: &str) -> &str {
+    url.split(['?', '#']).next().unwrap_or(url)
+}
+
+/// Maps a failed send (no response) to an error: always transient.
+pub(crate) fn send_error(what: &str, url: &str, err: reqwest::Error) -> CredentialError {
+    let reason = if err.is_timeout() {
+        "timed out".to_owned()
+    } else if err.is_connect() {
+        "connection failed".to_owned()
+    } else {
+        "request failed".to_owned()
+    };
+    let detail = std::error::Error::source(&err.without_url())
+        .map(|s| format!(" ({})", root_cause(s)))
+        .unwrap_or_default();
+    CredentialError::transient(format!("{what} at {} {reason}{detail}", display_url(url)))
+}
+
+fn root_cause(mut err: &(dyn std::error::Error + 'static)) -> String {
+    while let Some(next) = err.source() {
+        err = next;
+    }
+    err.to_string()
+}
+
+/// Reads a whole response body; a connection reset mid-body is transient.
+pub(crate) async fn read_body(
+    what: &str,
+    url: &str,
+    response: reqwest::Response,
+) -> Result<(reqwest::StatusCode, bytes::Bytes), CredentialError> {
+    let status = response.status();
+    let body = response.bytes().await.map_err(|e| {
+        CredentialError::transient(format!(
+            "{what} at {} closed the connection before sending the whole answer ({})",
+            display_url(url),
+            root_cause(&e.without_url())
+        ))
+    })?;
+    Ok((status, body))
+}
+
+/// Where and how JSON failed to parse, without quoting the input (which may hold a secret).
+pub(crate) fn describe_json_error(err: &serde_json::Error) -> String {
+    let what = match err.classify() {
+        serde_json::error::Category::Io => "unreadable",
+        serde_json::error::Category::Syntax => "syntax error",
+        serde_json::error::Category::Data => "unexpected value",
+        serde_json::error::Category::Eof => "truncated",
+    };
+    format!("{what} at line {} column {}", err.line(), err.column())
+}
+
+/// Google's OAuth2 error body.
+#[derive(Deserialize)]
+struct OAuthErrorBody {
+    error: Option<serde_json::Value>,
+    error_description: Option<String>,
+}
+
+/// Turns a non-success answer into an error that quotes Google's reason.
+///
+/// 408, 429 and 5xx are transient; anything else means Google refused the request.
+pub(crate) fn status_error(
+    what: &str,
+    url: &str,
+    status: reqwest::StatusCode,
+    body: &[u8],
+) -> CredentialError {
+    let kind = if status.is_server_error()
+        || status == reqwest::StatusCode::TOO_MANY_REQUESTS
+        || status == reqwest::StatusCode::REQUEST_TIMEOUT
+    {
+        ErrorKind::Transient
+    } else {
+        ErrorKind::Rejected
+    };
+    let reason = serde_json::from_slice::<OAuthErrorBody>(body)
+        .ok()
+        .and_then(|b| {
+            let code = match b.error? {
+                serde_json::Value::String(s) => s,
+                // Google APIs (IAM, STS) nest errors: {"error":{"code":..,"message":..,"status":..}}
+                serde_json::Value::Object(o) => {
+                    let status = o.get("status").and_then(|v| v.as_str()).unwrap_or("");
+                    let message = o.get("message").and_then(|v| v.as_str()).unwrap_or("");
+                    return Some(format!("{status}: {message}"));
+                }
+                other => other.to_string(),
+            };
+            Some(match b.error_description {
+                Some(d) if !d.is_empty() => format!("{code}: {d}"),
+                _ => code,
+            })
+        })
+        .unwrap_or_else(|| "no OAuth2 error in the answer".to_owned());
+    CredentialError::new(
+        kind,
+        format!(
+            "{what} at {} answered HTTP {} ({reason})",
+            display_url(url),
+            status.as_u16()
+        ),
+    )
+}
+
+/// `expires_in` as Google sends it: a number, sometimes a string.
+#[derive(Deserialize)]
+#[serde(untagged)]
+enum Seconds {
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+impl Seconds {
+    fn as_i64(&self) -> Option<i64> {
+        match self {
+            Seconds::Int(i) => Some(*i),
+            Seconds::Float(f) if f.is_finite() => Some(*f as i64),
+            Seconds::Float(_) => None,
+            Seconds::Text(s) => s.trim().parse().ok(),
+        }
+    }
+}
+
+#[derive(Deserialize)]
+struct TokenResponse {
+    access_token: Option<SecretString>,
+    expires_in: Option<Seconds>,
+    id_token: Option<SecretString>,
+}
+
+/// Parses an OAuth2 token response (`access_token`, `expires_in`), as Google's token endpoint,
+/// the metadata server and STS send it. `sent_at` is when the request left.
+pub(crate) fn parse_token_response(
+    what: &str,
+    url: &str,
+    body: &[u8],
+    sent_at: SystemTime,
+) -> Result<GoogleToken, CredentialError> {
+    let garbage = |why: &str| {
+        CredentialError::transient(format!(
+            "{what} at {} answered with {why}",
+            display_url(url)
+        ))
+    };
+    let parsed: TokenResponse = serde_json::from_slice(body)
+        .map_err(|_| garbage("something that is not a token response (not JSON)"))?;
+    let access_token = parsed
+        .access_token
+        .filter(|t| !secrecy::ExposeSecret::expose_secret(t).trim().is_empty())
+        .ok_or_else(|| garbage("no access_token"))?;
+    let expires_in = parsed
+        .expires_in
+        .as_ref()
+        .and_then(Seconds::as_i64)
+        .ok_or_else(|| garbage("no expires_in"))?;
+    let expires_at = checked_expiry(what, url, sent_at, expires_in)?;
+    let principal_hint = parsed
+        .id_token
+        .as_ref()
+        .and_then(|t| id_token_email(secrecy::ExposeSecret::expose_secret(t)));
+    Ok(GoogleToken {
+        access_token,
+        expires_at,
+        principal_hint,
+    })
+}
+
+/// Refuses lifetimes that are past, too short to serve, or absurd.
+pub(crate) fn checked_expiry(
+    what: &str,
+    url: &str,
+    sent_at: SystemTime,
+    expires_in: i64,
+) -> Result<SystemTime, CredentialError> {
+    if expires_in < MIN_LIFETIME.as_secs() as i64 || expires_in > MAX_LIFETIME.as_secs() as i64 {
+        return Err(CredentialError::transient(format!(
+            "{what} at {} returned a token that expires in {expires_in} s; \
+             accepted lifetimes are {} s to {} s",
+            display_url(url),
+            MIN_LIFETIME.as_secs(),
+            MAX_LIFETIME.as_secs()
+        )));
+    }
+    Ok(sent_at + Duration::from_secs(expires_in as u64))
+}
+
+/// The `email` claim of an OpenID Connect ID token. The signature is not checked: the token
+/// came straight from Google over the connection we opened, and only the email is used.
+fn id_token_email(id_token: &str) -> Option<String> {
+    use base64::Engine as _;
+    let claims = id_token.split('.').nth(1)?;
+    let bytes = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(claims.trim_end_matches('='))
+        .ok()?;
+    let value: serde_json::Value = serde_json::from_slice(&bytes).ok()?;
+    value.get("email")?.as_str().map(str::to_owned)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use secrecy::ExposeSecret;
+
+    const URL: &str = "http://127.0.0.1:1/token?access_token=secret";
+
+    #[test]
+    fn parses_numbers_and_strings_for_expires_in() {
+        let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1000);
+        for body in [
+            br#"{"access_token":"ya29.a","expires_in":3599,"token_type":"Bearer"}"#.as_slice(),
+            br#"{"access_token":"ya29.a","expires_in":"3599"}"#.as_slice(),
+            br#"{"access_token":"ya29.a","expires_in":3599.7}"#.as_slice(),
+        ] {
+            let token = parse_token_response("x", URL, body, t0).unwrap();
+            assert_eq!(token.access_token.expose_secret(), "ya29.a");
+            assert_eq!(token.expires_at, t0 + Duration::from_secs(3599));
+        }
+    }
+
+    #[test]
+    fn refuses_garbage_empty_tokens_and_absurd_lifetimes_as_transient() {
+        let t0 = SystemTime::now();
+        for (body, expected) in [
+            (
+                &b"<html>oops"[..],
+                "x at http://127.0.0.1:1/token answered with something that is not a token response (not JSON)",
+            ),
+            (
+                br#"{"access_token":"","expires_in":3599}"#,
+                "x at http://127.0.0.1:1/token answered with no access_token",
+            ),
+            (
+                br#"{"access_token":"ya29.a"}"#,
+                "x at http://127.0.0.1:1/token answered with no expires_in",
+            ),
+            (
+                br#"{"access_token":"ya29.a","expires_in":-5}"#,
+                "x at http://127.0.0.1:1/token returned a token that expires in -5 s; accepted lifetimes are 20 s to 86400 s",
+            ),
+            (
+                br#"{"access_token":"ya29.a","expires_in":99999999}"#,
+                "x at http://127.0.0.1:1/token returned a token that expires in 99999999 s; accepted lifetimes are 20 s to 86400 s",
+            ),
+        ] {
+            let err = parse_token_response("x", URL, body, t0).unwrap_err();
+            assert_eq!(err.kind(), ErrorKind::Transient);
+            assert_eq!(err.message(), expected);
+        }
+    }
+
+    #[test]
+    fn status_errors_quote_google_and_classify() {
+        let err = status_error(
+            "OAuth2 token endpoint",
+            URL,
+            reqwest::StatusCode::BAD_REQUEST,
+            br#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
+        );
+        assert_eq!(err.kind(), ErrorKind::Rejected);
+        assert_eq!(
+            err.message(),
+            "OAuth2 token endpoint at http://127.0.0.1:1/token answered HTTP 400 (invalid_grant: Invalid JWT Signature.)"
+        );
+        let err = status_error("x", URL, reqwest::StatusCode::SERVICE_UNAVAILABLE, b"busy");
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert_eq!(
+            err.message(),
+            "x at http://127.0.0.1:1/token answered HTTP 503 (no OAuth2 error in the answer)"
+        );
+        let err = status_error("x", URL, reqwest::StatusCode::TOO_MANY_REQUESTS, b"");
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        let err = status_error(
+            "IAM",
+            URL,
+            reqwest::StatusCode::FORBIDDEN,
+            br#"{"error":{"code":403,"message":"Permission denied","status":"PERMISSION_DENIED"}}"#,
+        );
+        assert_eq!(
+            err.message(),
+            "IAM at http://127.0.0.1:1/token answered HTTP 403 (PERMISSION_DENIED: Permission denied)"
+        );
+    }
+
+    #[test]
+    fn id_token_email_is_read_from_claims() {
+        use base64::Engine as _;
+        let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .encode(br#"{"email":"user@example.com","sub":"1"}"#);
+        let body = format!(
+            r#"{{"access_token":"ya29.a","expires_in":3599,"id_token":"e30.{claims}.sig"}}"#
+        );
+        let token = parse_token_response("x", URL, body.as_bytes(), SystemTime::now()).unwrap();
+        assert_eq!(token.principal_hint.as_deref(), Some("user@example.com"));
+    }
+}

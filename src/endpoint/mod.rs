@@ -1,0 +1,164 @@
+//! The HTTP surface: the OAuth2 token endpoint and the operations endpoints.
+//!
+//! `/healthz` and `/readyz` are reserved; every other path answers token requests, because
+//! users point clients at `http://localhost:14293`, `.../` or a path of their own, as the
+//! tools this replaces allowed. [`router`] returns an axum `Router`, which is a tower
+//! `Service`: mount it with `Router::nest` or serve it with hyper directly.
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcp_kafka_auth_handler::KafkaTokenProvider;
+//! let provider = KafkaTokenProvider::builder().build()?;
+//! let app = axum::Router::new().nest("/oauth/token", provider.router());
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+//! axum::serve(listener, app).await?;
+//! # Ok(()) }
+//! ```
+
+mod error;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Request, State};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, Method, StatusCode, header};
+use tokio::time::Instant;
+
+use crate::provider::{KafkaTokenProvider, TokenError};
+pub(crate) use error::EndpointError;
+
+/// Largest request body accepted; a token request is `grant_type=client_credentials` plus an
+/// optional scope or client credentials.
+pub const MAX_BODY_BYTES: usize = 8 * 1024;
+
+/// Paths that are not the token endpoint.
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
+
+/// The endpoint for `provider`: token requests on any path but the reserved ones.
+pub fn router(provider: KafkaTokenProvider) -> Router {
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .fallback(token)
+        .with_state(provider)
+}
+
+async fn healthz() -> Response {
+    json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
+}
+
+async fn readyz(State(provider): State<KafkaTokenProvider>) -> Response {
+    let snapshot = provider.cache.snapshot();
+    let now = Instant::now();
+    match snapshot.token.as_ref().filter(|_| provider.is_ready()) {
+        Some(token) => json_response(
+            StatusCode::OK,
+            serde_json::json!({
+                "status": "ready",
+                "principal": token.token.principal().as_str(),
+                "expires_in": token.seconds_left(now),
+            })
+            .to_string(),
+        ),
+        None => json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({
+                "status": "not ready",
+                "reason": snapshot
+                    .last_error
+                    .as_ref()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_else(|| "the first token is being fetched".to_owned()),
+            })
+            .to_string(),
+        ),
+    }
+}
+
+fn json_response(status: StatusCode, body: String) -> Response {
+    let mut response = (status, body).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+        .headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    response
+}
+
+/// The token endpoint: checks the request, then serves the cached token.
+async fn token(State(provider): State<KafkaTokenProvider>, request: Request) -> Response {
+    match serve_token(&provider, request).await {
+        Ok(response) => response,
+        Err(err) => err.into_response(),
+    }
+}
+
+async fn serve_token(
+    provider: &KafkaTokenProvider,
+    request: Request,
+) -> Result<Response, EndpointError> {
+    let (parts, body) = request.into_parts();
+    let grant_type = match parts.method {
+        Method::POST => grant_type(&read_body(body).await?),
+        Method::GET => parts.uri.query().and_then(|q| grant_type(q.as_bytes())),
+        _ => return Err(EndpointError::MethodNotAllowed),
+    };
+    if let Some(grant) = grant_type
+        && grant != "client_credentials"
+    {
+        return Err(EndpointError::UnsupportedGrantType(grant));
+    }
+    let cached = provider
+        .cache
+        .get()
+        .await
+        .map_err(|u| EndpointError::Token(TokenError::from(u)))?;
+    let body = cached.response.render(cached.seconds_left(Instant::now()));
+    let mut response = Response::new(Body::from(body));
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+    Ok(response)
+}
+
+async fn read_body(body: Body) -> Result<bytes::Bytes, EndpointError> {
+    axum::body::to_bytes(body, MAX_BODY_BYTES)
+        .await
+        .map_err(|_| EndpointError::PayloadTooLarge {
+            limit: MAX_BODY_BYTES,
+        })
+}
+
+/// The `grant_type` of a form body or query string, if present.
+fn grant_type(form: &[u8]) -> Option<String> {
+    form_urlencoded::parse(form)
+        .find(|(k, _)| k == "grant_type")
+        .map(|(_, v)| v.into_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::grant_type;
+
+    #[test]
+    fn grant_type_is_read_from_form_bodies() {
+        assert_eq!(
+            grant_type(b"grant_type=client_credentials&scope=a%20b").as_deref(),
+            Some("client_credentials")
+        );
+        assert_eq!(grant_type(b"scope=x").as_deref(), None);
+        assert_eq!(grant_type(b"").as_deref(), None);
+        assert_eq!(
+            grant_type(b"grant_type=urn%3Aietf%3Aparams%3Aoauth%3Agrant-type%3Ajwt-bearer")
+                .as_deref(),
+            Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
+        );
+    }
+}
