@@ -1,0 +1,105 @@
+package interop.broker;
+
+import java.io.IOException;
+import java.nio.charset.StandardCharsets;
+import java.nio.file.Files;
+import java.nio.file.Path;
+import java.nio.file.StandardCopyOption;
+import java.util.List;
+import java.util.Map;
+import java.util.TreeMap;
+import java.util.concurrent.ConcurrentHashMap;
+import java.util.concurrent.Executors;
+import java.util.concurrent.ScheduledExecutorService;
+import java.util.concurrent.TimeUnit;
+import org.apache.kafka.common.MetricName;
+import org.apache.kafka.common.metrics.KafkaMetric;
+import org.apache.kafka.common.metrics.MetricsReporter;
+
+/**
+ * Writes the broker's own SASL (re-)authentication counters (socket-server-metrics, summed over
+ * the network processors of each listener) to a JSON file once a second, so the test harness can
+ * prove the broker re-authenticated live connections. Config: {@code interop.metrics.file}.
+ */
+public class ReauthMetricsReporter implements MetricsReporter {
+  private static final List<String> NAMES = List.of(
+      "successful-authentication-total",
+      "failed-authentication-total",
+      "successful-reauthentication-total",
+      "failed-reauthentication-total",
+      "successful-authentication-no-reauth-total");
+  private final Map<MetricName, KafkaMetric> metrics = new ConcurrentHashMap<>();
+  private ScheduledExecutorService timer;
+  private Path file;
+
+  @Override
+  public void configure(Map<String, ?> configs) {
+    Object f = configs.get("interop.metrics.file");
+    file = f == null ? null : Path.of(f.toString());
+  }
+
+  @Override
+  public void init(List<KafkaMetric> initial) {
+    initial.forEach(this::metricChange);
+    if (file != null) {
+      timer = Executors.newSingleThreadScheduledExecutor(r -> {
+        Thread t = new Thread(r, "interop-metrics-dump");
+        t.setDaemon(true);
+        return t;
+      });
+      timer.scheduleAtFixedRate(this::dump, 1, 1, TimeUnit.SECONDS);
+    }
+  }
+
+  @Override
+  public void metricChange(KafkaMetric m) {
+    MetricName n = m.metricName();
+    if ("socket-server-metrics".equals(n.group()) && NAMES.contains(n.name())) {
+      metrics.put(n, m);
+    }
+  }
+
+  @Override
+  public void metricRemoval(KafkaMetric m) {
+    metrics.remove(m.metricName());
+  }
+
+  private void dump() {
+    try {
+      Map<String, Map<String, Long>> byListener = new TreeMap<>();
+      for (KafkaMetric m : metrics.values()) {
+        String listener = m.metricName().tags().getOrDefault("listener", "?");
+        Object v = m.metricValue();
+        long val = v instanceof Number ? ((Number) v).longValue() : 0L;
+        byListener.computeIfAbsent(listener, k -> new TreeMap<>())
+            .merge(m.metricName().name(), val, Long::sum);
+      }
+      StringBuilder sb = new StringBuilder("{");
+      boolean first = true;
+      for (var e : byListener.entrySet()) {
+        sb.append(first ? "" : ",").append('"').append(e.getKey()).append("\":{");
+        first = false;
+        boolean f2 = true;
+        for (var m : e.getValue().entrySet()) {
+          sb.append(f2 ? "" : ",").append('"').append(m.getKey()).append("\":").append(m.getValue());
+          f2 = false;
+        }
+        sb.append('}');
+      }
+      sb.append('}');
+      Path tmp = file.resolveSibling(file.getFileName() + ".tmp");
+      Files.writeString(tmp, sb.toString(), StandardCharsets.UTF_8);
+      Files.move(tmp, file, StandardCopyOption.REPLACE_EXISTING, StandardCopyOption.ATOMIC_MOVE);
+    } catch (IOException | RuntimeException e) {
+      // best effort; the next tick tries again
+    }
+  }
+
+  @Override
+  public void close() {
+    if (timer != null) {
+      dump();
+      timer.shutdownNow();
+    }
+  }
+}

@@ -1,0 +1,362 @@
+"""Fixtures of the interop suite: the fake Google, a real Kafka 4.x broker, our sidecar.
+
+One fake Google and one broker serve the whole session (the broker's validator asks that
+fake's tokeninfo about every token); each scenario starts its own sidecar, so a scenario that
+changes the fake's token lifetime or principal never leaks into another.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import sys
+import time
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pytest
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from harness import (  # noqa: E402
+    INTEROP, JAVA, ROOT, Proc, b64url, free_port, http, http_json, read_jsonl, result_line,
+    run_bounded, tail, wait_until,
+)
+
+# The principal the fake's metadata server hands out for the whole session.
+PRINCIPAL = "interop-client@interop-project.iam.gserviceaccount.com"
+# A principal://... subject whose claims JSON, written naively, base64url-encodes to text with
+# '-' and '_' (three '~', '?' and '>' in a row put one of each at a byte offset of 2 mod 3),
+# which kafka-clients before 4.2 cannot decode (FACTS §1).
+AWKWARD_PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789/locations/global/"
+                     "workloadIdentityPools/interop.svc.id.goog/subject/ns/sa~~~x???y>>>z")
+# Broker: re-authenticate every connection at least this often (Managed Kafka sets it too).
+REAUTH_MS = 20_000
+DEFAULT_LIFETIME = 3600
+
+
+def _bin(name: str, env_var: str) -> Path:
+    explicit = os.environ.get(env_var)
+    if explicit:
+        return Path(explicit)
+    profile = os.environ.get("INTEROP_CARGO_PROFILE", "debug")
+    target = Path(os.environ.get("CARGO_TARGET_DIR", ROOT / "target"))
+    return target / profile / name
+
+
+FAKE_BIN = _bin("fake-google", "INTEROP_FAKE_GOOGLE_BIN")
+SIDECAR_BIN = _bin("gcp-kafka-auth-handler", "INTEROP_SIDECAR_BIN")
+JAVA_BIN = os.environ.get("JAVA", shutil.which("java") or "java")
+# Small, quick-starting JVMs: 2 cores run the broker and a client side by side.
+JVM_CLIENT_OPTS = ["-Xmx384m", "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1",
+                   "-Djava.net.preferIPv4Stack=true"]
+
+
+def classpath(module: str) -> str:
+    base = JAVA / module / "target"
+    if not (base / "lib").is_dir():
+        pytest.fail(f"{base / 'lib'} is missing: build the Java modules first "
+                    f"(interop/run.sh does: mvn -q -B -f interop/java/pom.xml package)")
+    return f"{base / 'classes'}:{base / 'lib'}/*"
+
+
+@pytest.fixture(scope="session")
+def workdir() -> Path:
+    base = Path(os.environ.get("INTEROP_WORK", INTEROP / "work"))
+    d = base / time.strftime("run-%Y%m%d-%H%M%S")
+    d.mkdir(parents=True, exist_ok=True)
+    latest = base / "latest"
+    try:
+        if latest.is_symlink() or latest.exists():
+            latest.unlink()
+        latest.symlink_to(d.name)
+    except OSError:
+        pass
+    return d
+
+
+# ---- fake Google -------------------------------------------------------------------------
+
+
+@dataclass
+class FakeGoogle:
+    proc: Proc
+    base_url: str
+    metadata_host: str
+    token_uri: str
+    tokeninfo_url: str
+
+    def stats(self) -> dict:
+        status, body = http_json("GET", f"{self.base_url}/_fake/stats")
+        assert status == 200, f"fake-google /_fake/stats answered {status}: {body}"
+        return body
+
+    def configure(self, **cfg) -> None:
+        status, body = http_json("POST", f"{self.base_url}/_fake/config", cfg)
+        assert status in (200, 204), f"fake-google /_fake/config {cfg} answered {status}: {body}"
+
+    def lookup(self, access_token: str) -> dict | None:
+        from urllib.parse import quote
+        status, body = http_json(
+            "GET", f"{self.base_url}/_fake/lookup?access_token={quote(access_token, safe='')}")
+        return body if status == 200 else None
+
+    def metadata_token(self) -> dict:
+        """A token straight from the fake metadata server, as the sidecar would get it."""
+        status, body = http_json(
+            "GET",
+            f"http://{self.metadata_host}/computeMetadata/v1/instance/service-accounts/default/token",
+            headers={"Metadata-Flavor": "Google"})
+        assert status == 200, f"fake metadata token answered {status}: {body}"
+        return body
+
+
+@pytest.fixture(scope="session")
+def fake_google(workdir: Path):
+    if not FAKE_BIN.exists():
+        pytest.fail(f"fake-google binary {FAKE_BIN} is missing: cargo build --bins")
+    log = workdir / "fake-google.log"
+    proc = Proc("fake-google",
+                [str(FAKE_BIN), "--port", "0", "--token-lifetime-secs", str(DEFAULT_LIFETIME),
+                 "--metadata-email", PRINCIPAL],
+                log, stdout_pipe=True)
+    line = b""
+    deadline = time.monotonic() + 20
+    import select
+    while time.monotonic() < deadline and not line.endswith(b"\n"):
+        r, _, _ = select.select([proc.popen.stdout], [], [], 0.5)
+        if r:
+            chunk = os.read(proc.popen.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    try:
+        info = json.loads(line.decode().strip().splitlines()[0])
+    except (ValueError, IndexError):
+        proc.stop()
+        pytest.fail(f"fake-google did not print its JSON line within 20 s (got {line!r}); "
+                    f"log:\n{tail(log)}")
+    fake = FakeGoogle(proc, info["base_url"].rstrip("/"), info["metadata_host"],
+                      info["token_uri"], info["tokeninfo_url"])
+    (workdir / "fake-google.json").write_text(json.dumps(info))
+    yield fake
+    proc.stop()
+
+
+# ---- the broker --------------------------------------------------------------------------
+
+
+@dataclass
+class Broker:
+    proc: Proc
+    bootstrap: str
+    port: int
+    decisions: Path
+    metrics: Path
+    dir: Path
+    principals: list[str] = field(default_factory=list)
+
+    def decision_log(self) -> list[dict]:
+        return read_jsonl(self.decisions)
+
+    def auth_metrics(self) -> dict:
+        """The broker's own SASL counters on the OAUTHBEARER listener."""
+        try:
+            data = json.loads(self.metrics.read_text())
+        except (OSError, ValueError):
+            return {}
+        return data.get("SASL_PLAINTEXT", {})
+
+    def log_tail(self, lines: int = 40) -> str:
+        return self.proc.tail(lines)
+
+
+BROKER_PROPERTIES = """\
+# Single-node KRaft broker+controller for the interop suite (written by conftest.py).
+process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@127.0.0.1:{cport}
+controller.listener.names=CONTROLLER
+listeners=SASL_PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport},INTERNAL://127.0.0.1:{iport}
+advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{bport},INTERNAL://127.0.0.1:{iport}
+listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT
+inter.broker.listener.name=INTERNAL
+
+# The clients' listener: SASL/OAUTHBEARER validated like Managed Kafka does.
+sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=OAUTHBEARER
+listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=interop.broker.GoogleTokenValidator
+listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="interop-broker-unused" tokeninfoUrl="{tokeninfo}" decisionLog="{decisions}" expToleranceSecs="{exp_tolerance}";
+connections.max.reauth.ms={reauth_ms}
+
+# Authorization on, so a client authenticated as anyone but the expected User:<sub> fails.
+authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
+allow.everyone.if.no.acl.found=false
+super.users={super_users}
+
+metric.reporters=interop.broker.ReauthMetricsReporter
+interop.metrics.file={metrics}
+
+log.dirs={logdir}
+num.partitions=1
+offsets.topic.replication.factor=1
+offsets.topic.num.partitions=1
+transaction.state.log.replication.factor=1
+transaction.state.log.min.isr=1
+share.coordinator.state.topic.replication.factor=1
+share.coordinator.state.topic.min.isr=1
+group.initial.rebalance.delay.ms=0
+auto.create.topics.enable=true
+"""
+
+
+def _kafka_uuid() -> str:
+    return b64url(uuid.uuid4().bytes)
+
+
+@pytest.fixture(scope="session")
+def broker(workdir: Path, fake_google: FakeGoogle):
+    d = workdir / "broker"
+    d.mkdir(exist_ok=True)
+    bport, cport, iport = free_port(), free_port(), free_port()
+    decisions = d / "validator-decisions.jsonl"
+    metrics = d / "auth-metrics.json"
+    principals = [PRINCIPAL, AWKWARD_PRINCIPAL]
+    props = BROKER_PROPERTIES.format(
+        bport=bport, cport=cport, iport=iport, tokeninfo=fake_google.tokeninfo_url,
+        decisions=decisions, exp_tolerance=os.environ.get("INTEROP_EXP_TOLERANCE_SECS", "1"),
+        reauth_ms=REAUTH_MS, super_users=";".join(["User:ANONYMOUS"] + [f"User:{p}" for p in principals]),
+        metrics=metrics, logdir=d / "data")
+    cfg = d / "server.properties"
+    cfg.write_text(props)
+    classpath("broker")  # fails clearly when the Java build is missing
+    cp = f"{JAVA / 'broker' / 'target' / 'lib'}/*"
+    jvm = [JAVA_BIN, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
+           "-Dorg.slf4j.simpleLogger.showDateTime=true",
+           "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+           "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.security.authenticator=debug",
+           "-cp", cp]
+    status, out = run_bounded("kafka-storage format",
+                              jvm + ["kafka.tools.StorageTool", "format", "-t", _kafka_uuid(),
+                                     "-c", str(cfg)],
+                              d / "format.log", timeout=120)
+    if status != 0:
+        pytest.fail(f"broker: formatting storage failed (status {status}); log:\n{tail(d / 'format.log')}")
+    proc = Proc("kafka-broker", jvm + ["kafka.Kafka", str(cfg)], d / "broker.log")
+    b = Broker(proc, f"127.0.0.1:{bport}", bport, decisions, metrics, d, principals)
+
+    def started():
+        return "Kafka Server started" in (d / "broker.log").read_text(errors="replace")
+
+    try:
+        wait_until("the Kafka broker to start", started, timeout=120, proc=proc)
+    except AssertionError:
+        proc.stop()
+        raise
+    yield b
+    proc.stop(grace=20)
+
+
+# ---- the sidecar -------------------------------------------------------------------------
+
+
+@dataclass
+class Sidecar:
+    proc: Proc
+    port: int
+    home: Path
+
+    @property
+    def url(self) -> str:
+        """The endpoint URL as users write it."""
+        return f"http://localhost:{self.port}"
+
+    def token_response(self, path: str = "/", method: str = "POST") -> tuple[int, dict, dict]:
+        body = b"grant_type=client_credentials" if method == "POST" else None
+        headers = {"Content-Type": "application/x-www-form-urlencoded",
+                   "Accept": "application/json",
+                   "Authorization": "Basic " + b64url(b"unused:unused")}
+        status, hdrs, data = http(method, f"http://127.0.0.1:{self.port}{path}", body,
+                                  headers if method == "POST" else {})
+        try:
+            payload = json.loads(data)
+        except ValueError:
+            payload = {"_raw": data.decode("utf-8", "replace")}
+        return status, hdrs, payload
+
+
+@pytest.fixture
+def start_sidecar(workdir: Path, fake_google: FakeGoogle, request):
+    """Starts our sidecar against the fake Google; stopped when the test ends."""
+    started: list[Sidecar] = []
+
+    def start(name: str = "sidecar", extra_env: dict | None = None,
+              extra_args: list[str] | None = None, ready_timeout: float = 30) -> Sidecar:
+        if not SIDECAR_BIN.exists():
+            pytest.fail(f"sidecar binary {SIDECAR_BIN} is missing: cargo build --bins")
+        test_dir = workdir / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+        home = test_dir / f"{name}-home"
+        home.mkdir(parents=True, exist_ok=True)
+        env = {k: v for k, v in os.environ.items()
+               if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
+                            "CLOUDSDK_CONFIG", "http_proxy", "https_proxy", "HTTP_PROXY",
+                            "HTTPS_PROXY", "ALL_PROXY", "all_proxy")}
+        env.update({
+            "HOME": str(home),
+            "CLOUDSDK_CONFIG": str(home / "gcloud"),
+            "GCE_METADATA_HOST": fake_google.metadata_host,
+            "GCP_KAFKA_AUTH_TOKENINFO_URL": fake_google.tokeninfo_url,
+            "RUST_LOG": os.environ.get("INTEROP_SIDECAR_RUST_LOG", "info"),
+        })
+        env.update(extra_env or {})
+        port = free_port()
+        proc = Proc(name, [str(SIDECAR_BIN), "serve", "--port", str(port)] + (extra_args or []),
+                    test_dir / f"{name}.log", env=env)
+        sc = Sidecar(proc, port, home)
+        started.append(sc)
+
+        def ready():
+            status, _, _ = http("GET", f"http://127.0.0.1:{port}/readyz", timeout=2)
+            return status == 200
+
+        wait_until(f"the sidecar ({name}) /readyz to answer 200", ready, timeout=ready_timeout,
+                   proc=proc)
+        return sc
+
+    yield start
+    for sc in started:
+        sc.proc.stop()
+
+
+# ---- failure reports ---------------------------------------------------------------------
+
+
+def report(client: str, step: str, problem: str, *, broker: Broker | None = None,
+           client_log: Path | None = None, sidecar: Sidecar | None = None,
+           decisions: int = 8) -> str:
+    """A failure message that says which client, which step, and what everyone logged."""
+    parts = [f"[{client}] step '{step}' failed: {problem}"]
+    if client_log is not None:
+        parts.append(f"--- {client} log ({client_log}), last lines:\n{tail(client_log, 40)}")
+    if sidecar is not None:
+        parts.append(f"--- sidecar log ({sidecar.proc.log}), last lines:\n{sidecar.proc.tail(15)}")
+    if broker is not None:
+        recent = broker.decision_log()[-decisions:]
+        parts.append("--- broker validator decisions (last {}):\n{}".format(
+            len(recent), "\n".join(json.dumps({k: r.get(k) for k in
+                                               ("decision", "reason", "detail", "principal",
+                                                "token_fp", "exp_skew")}) for r in recent)))
+        parts.append(f"--- broker log ({broker.proc.log}), last lines:\n{broker.log_tail(25)}")
+    return "\n".join(parts)
+
+
+def java_client(module: str, main: str, args: list[str], log: Path, timeout: float,
+                extra_jvm: list[str] | None = None, env: dict | None = None) -> tuple[int, str]:
+    argv = [JAVA_BIN] + JVM_CLIENT_OPTS + (extra_jvm or []) + [
+        "-Dorg.slf4j.simpleLogger.defaultLogLevel=info",
+        "-Dorg.slf4j.simpleLogger.showDateTime=true",
+        "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
+        "-cp", classpath(module), main] + args
+    return run_bounded(module, argv, log, timeout=timeout, env=env)
