@@ -302,7 +302,8 @@ def start_sidecar(workdir: Path, fake_google: FakeGoogle, request):
         env = {k: v for k, v in os.environ.items()
                if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
                             "CLOUDSDK_CONFIG", "http_proxy", "https_proxy", "HTTP_PROXY",
-                            "HTTPS_PROXY", "ALL_PROXY", "all_proxy")}
+                            "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "RUST_LOG")
+               and not k.startswith("GCP_KAFKA_AUTH_")}
         env.update({
             "HOME": str(home),
             "CLOUDSDK_CONFIG": str(home / "gcloud"),
@@ -360,3 +361,60 @@ def java_client(module: str, main: str, args: list[str], log: Path, timeout: flo
         "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
         "-cp", classpath(module), main] + args
     return run_bounded(module, argv, log, timeout=timeout, env=env)
+
+
+# ---- shared between scenarios ------------------------------------------------------------
+
+
+@pytest.fixture(scope="session")
+def produced_topics() -> dict:
+    """Topics a scenario wrote and checked, for later scenarios that read them (Beam)."""
+    return {}
+
+
+NOTES: list[str] = []
+
+
+def note(text: str) -> None:
+    """A measured fact printed in the end-of-run summary (and kept in work/latest/notes.txt)."""
+    NOTES.append(text)
+
+
+def pytest_terminal_summary(terminalreporter):
+    if NOTES:
+        terminalreporter.section("interop measurements")
+        for n in NOTES:
+            terminalreporter.write_line(n)
+        base = Path(os.environ.get("INTEROP_WORK", INTEROP / "work")) / "latest"
+        try:
+            (base / "notes.txt").write_text("\n".join(NOTES) + "\n")
+        except OSError:
+            pass
+
+
+def java_round_trip(module: str, broker: Broker, sidecar: Sidecar, workdir: Path, topic: str,
+                    count: int, *, allowed_urls: bool, extra_args: list[str] | None = None,
+                    timeout: float = 240, label: str | None = None) -> dict:
+    """Runs the Java round-trip program; fails with a readable report unless every record
+    came back intact and the broker accepted only the expected principal's tokens."""
+    label = label or f"kafka-clients ({module})"
+    log = workdir / f"{topic}.client.log"
+    jvm = []
+    if allowed_urls:
+        jvm.append(f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={sidecar.url}")
+    before = len(broker.decision_log())
+    status, out = java_client(
+        module, "interop.clients.RoundTrip",
+        [f"bootstrap={broker.bootstrap}", f"tokenUrl={sidecar.url}", f"topic={topic}",
+         f"count={count}", f"prefix={topic}", "timeoutSecs=120"] + (extra_args or []),
+        log, timeout=timeout, extra_jvm=jvm)
+    res = result_line(out)
+    if res is None:
+        pytest.fail(report(label, "start", f"no RESULT line (exit status {status})",
+                           broker=broker, client_log=log, sidecar=sidecar))
+    if status != 0 or not res.get("ok"):
+        pytest.fail(report(label, res.get("step", "?"),
+                           f"exit status {status}; errors: {res.get('errors')}",
+                           broker=broker, client_log=log, sidecar=sidecar))
+    res["decisions"] = broker.decision_log()[before:]
+    return res

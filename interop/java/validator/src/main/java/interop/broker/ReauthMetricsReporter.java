@@ -29,6 +29,8 @@ public class ReauthMetricsReporter implements MetricsReporter {
       "failed-reauthentication-total",
       "successful-authentication-no-reauth-total");
   private final Map<MetricName, KafkaMetric> metrics = new ConcurrentHashMap<>();
+  /** Final values of metrics already removed (a network processor stopping), kept in the sums. */
+  private final Map<MetricName, Long> retired = new ConcurrentHashMap<>();
   private ScheduledExecutorService timer;
   private Path file;
 
@@ -61,18 +63,30 @@ public class ReauthMetricsReporter implements MetricsReporter {
 
   @Override
   public void metricRemoval(KafkaMetric m) {
-    metrics.remove(m.metricName());
+    if (metrics.remove(m.metricName()) != null) {
+      retired.put(m.metricName(), value(m));
+    }
   }
 
-  private void dump() {
+  private static long value(KafkaMetric m) {
+    Object v = m.metricValue();
+    return v instanceof Number ? ((Number) v).longValue() : 0L;
+  }
+
+  private synchronized void dump() {
     try {
-      Map<String, Map<String, Long>> byListener = new TreeMap<>();
+      Map<MetricName, Long> all = new java.util.HashMap<>(retired);
       for (KafkaMetric m : metrics.values()) {
-        String listener = m.metricName().tags().getOrDefault("listener", "?");
-        Object v = m.metricValue();
-        long val = v instanceof Number ? ((Number) v).longValue() : 0L;
+        all.put(m.metricName(), value(m));
+      }
+      if (all.isEmpty()) {
+        return; // nothing registered (yet, or any more): keep the last file
+      }
+      Map<String, Map<String, Long>> byListener = new TreeMap<>();
+      for (Map.Entry<MetricName, Long> e : all.entrySet()) {
+        String listener = e.getKey().tags().getOrDefault("listener", "?");
         byListener.computeIfAbsent(listener, k -> new TreeMap<>())
-            .merge(m.metricName().name(), val, Long::sum);
+            .merge(e.getKey().name(), e.getValue(), Long::sum);
       }
       StringBuilder sb = new StringBuilder("{");
       boolean first = true;
