@@ -1,0 +1,273 @@
+//! Test support: the real binary started against the fake Google, and token decoding.
+#![allow(dead_code)] // each test file uses a different part
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use fake_google::FakeGoogle;
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_gcp-kafka-auth-handler");
+
+/// A running `gcp-kafka-auth-handler serve`, killed on drop.
+pub struct Sidecar {
+    child: Option<Child>,
+    pub addr: SocketAddr,
+    logs: Arc<Mutex<Vec<String>>>,
+    _home: tempfile::TempDir,
+}
+
+/// The environment a sidecar gets: nothing from the test process but PATH, a fresh HOME, and
+/// the fake's metadata server and tokeninfo.
+pub struct SidecarEnv {
+    pub vars: Vec<(String, String)>,
+    pub home: tempfile::TempDir,
+}
+
+impl SidecarEnv {
+    pub fn new(fake: &FakeGoogle) -> Self {
+        let home = tempfile::tempdir().unwrap();
+        Self {
+            vars: vec![
+                ("HOME".into(), home.path().display().to_string()),
+                ("GCE_METADATA_HOST".into(), fake.metadata_host()),
+                ("GCP_KAFKA_AUTH_TOKENINFO_URL".into(), fake.tokeninfo_url()),
+            ],
+            home,
+        }
+    }
+
+    pub fn set(mut self, name: &str, value: impl Into<String>) -> Self {
+        self.vars.retain(|(k, _)| k != name);
+        self.vars.push((name.into(), value.into()));
+        self
+    }
+
+    pub fn home(&self) -> &Path {
+        self.home.path()
+    }
+
+    /// Writes `json` to a file in HOME and returns its path.
+    pub fn write_file(&self, name: &str, json: &serde_json::Value) -> PathBuf {
+        let path = self.home.path().join(name);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).unwrap();
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(json).unwrap()).unwrap();
+        path
+    }
+
+    /// gcloud's well-known ADC file under HOME.
+    pub fn write_gcloud_adc(&self, json: &serde_json::Value) -> PathBuf {
+        self.write_file(".config/gcloud/application_default_credentials.json", json)
+    }
+}
+
+impl Sidecar {
+    /// Starts the sidecar on a free port and waits until it listens.
+    pub fn start(env: SidecarEnv, args: &[&str]) -> Sidecar {
+        let mut command = Command::new(BIN);
+        command
+            .arg("serve")
+            .args(["--port", "0", "--log-format", "json"])
+            .args(args)
+            .env_clear()
+            .env("PATH", std::env::var("PATH").unwrap_or_default())
+            .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped());
+        if !env.vars.iter().any(|(k, _)| k == "RUST_LOG") {
+            command.env("RUST_LOG", "info");
+        }
+        let mut child = command.spawn().expect("start the sidecar binary");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (addr_tx, addr_rx) = std::sync::mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines().map_while(Result::ok) {
+                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
+                        && v["message"]
+                            .as_str()
+                            .is_some_and(|m| m.starts_with("listening"))
+                    {
+                        let _ = addr_tx.send(
+                            v["address"]
+                                .as_str()
+                                .unwrap()
+                                .parse::<SocketAddr>()
+                                .unwrap(),
+                        );
+                    }
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        let addr = match addr_rx.recv_timeout(Duration::from_secs(20)) {
+            Ok(addr) => addr,
+            Err(_) => {
+                let _ = child.kill();
+                panic!(
+                    "sidecar did not start; logs:\n{}",
+                    logs.lock().unwrap().join("\n")
+                );
+            }
+        };
+        Sidecar {
+            child: Some(child),
+            addr,
+            logs,
+            _home: env.home,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+
+    /// Everything the sidecar logged so far.
+    pub fn logs(&self) -> String {
+        self.logs.lock().unwrap().join("\n")
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.as_ref().unwrap().id()
+    }
+
+    /// Sends SIGTERM and waits (at most `limit`) for the exit.
+    pub fn terminate(&mut self, limit: Duration) -> Option<ExitStatus> {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill")
+            .args(["-TERM", &child.id().to_string()])
+            .status()
+            .unwrap();
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if let Some(status) = child.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = child.kill();
+        None
+    }
+
+    /// Waits until `/readyz` is 200 (at most 10 s).
+    pub async fn wait_ready(&self) {
+        let client = reqwest::Client::new();
+        let started = Instant::now();
+        while started.elapsed() < Duration::from_secs(10) {
+            if let Ok(r) = client.get(self.url("/readyz")).send().await
+                && r.status() == 200
+            {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        panic!("sidecar never became ready; logs:\n{}", self.logs());
+    }
+}
+
+impl Drop for Sidecar {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// A token response taken apart.
+#[derive(Debug)]
+pub struct Decoded {
+    pub header: serde_json::Value,
+    pub claims: serde_json::Value,
+    pub claims_b64: String,
+    pub raw_token: String,
+    pub expires_in: i64,
+}
+
+/// Checks a 200 token response the way the Java client and librdkafka would, and decodes it.
+pub async fn decode_response(response: reqwest::Response) -> Decoded {
+    assert_eq!(response.status(), 200);
+    let headers = response.headers().clone();
+    assert_eq!(headers["content-type"], "application/json");
+    assert_eq!(headers["cache-control"], "no-store");
+    assert_eq!(headers["pragma"], "no-cache");
+    let body: serde_json::Value = response.json().await.unwrap();
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let expires_in = body["expires_in"].as_i64().expect("integer expires_in");
+    let token = body["access_token"].as_str().unwrap();
+    let parts: Vec<&str> = token.split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    assert!(parts.iter().all(|p| !p.is_empty()), "{token}");
+    assert!(!token.contains('='));
+    let header: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    // kafka-clients < 4.2 decode the claims with the standard alphabet.
+    let claims: serde_json::Value =
+        serde_json::from_slice(&STANDARD_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let raw_token = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    Decoded {
+        header,
+        claims,
+        claims_b64: parts[1].to_owned(),
+        raw_token,
+        expires_in,
+    }
+}
+
+/// POSTs a token request as the Java client sends it.
+pub async fn java_style_request(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    client
+        .post(url)
+        .header("Accept", "application/json")
+        .header("Cache-Control", "no-cache")
+        .header("Authorization", "Basic dW51c2VkOnVudXNlZA==")
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials&scope=kafka")
+        .send()
+        .await
+        .unwrap()
+}
+
+/// Asserts the claims are what Managed Kafka needs for `principal` and the fake's token.
+pub fn assert_claims(decoded: &Decoded, fake: &FakeGoogle, principal: &str) {
+    assert_eq!(
+        decoded.header,
+        serde_json::json!({"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"})
+    );
+    let issued = fake
+        .lookup(&decoded.raw_token)
+        .expect("the raw token was issued by the fake");
+    assert_eq!(issued.principal, principal);
+    let claims = decoded.claims.as_object().unwrap();
+    assert_eq!(claims.len(), 5, "{claims:?}");
+    assert_eq!(claims["sub"], principal);
+    assert_eq!(claims["iss"], "Google");
+    assert_eq!(claims["scope"], "kafka");
+    let exp = claims["exp"].as_u64().expect("integer exp");
+    let iat = claims["iat"].as_u64().expect("integer iat");
+    // The sidecar counts the lifetime from just before its request and Google from when it
+    // answered, so the claim is the real expiry or (when a second boundary fell in between)
+    // one second earlier: never later.
+    assert!(
+        exp == issued.expires_at_unix || exp + 1 == issued.expires_at_unix,
+        "exp {exp} vs issued {}",
+        issued.expires_at_unix
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    assert!(iat <= now && iat + 60 > now, "iat {iat} now {now}");
+    assert!(decoded.expires_in > 0 && decoded.expires_in as u64 <= exp - iat + 1);
+}
