@@ -156,6 +156,7 @@ impl Sidecar {
             std::thread::sleep(Duration::from_millis(20));
         }
         let _ = child.kill();
+        let _ = child.wait();
         None
     }
 
