@@ -212,3 +212,64 @@ def read_jsonl(path: Path) -> list[dict]:
             except ValueError:
                 pass
     return out
+
+
+class MetadataShim:
+    """A loopback forwarder in front of the fake metadata server that adds one path the fake
+    does not serve yet: `GET /computeMetadata/v1/instance/service-accounts/?recursive=true`,
+    which google-auth-library-java's ComputeEngineCredentials.getAccount() (and so Google's
+    GcpLoginCallbackHandler) reads. Its answer is built from the fake's own `/email`; every
+    other request is forwarded to the fake unchanged, so tokens still come from the fake.
+    Used only while the fake lacks the path (the cross-check probes it first).
+    """
+
+    PATH = "/computeMetadata/v1/instance/service-accounts/"
+
+    def __init__(self, upstream_host: str):
+        import http.server as http_server
+        import threading
+
+        upstream = f"http://{upstream_host}"
+        shim = self
+        self.used_paths: list[str] = []
+
+        class Handler(http_server.BaseHTTPRequestHandler):
+            def log_message(self, *args):
+                pass
+
+            def _send(self, status, headers, body):
+                self.send_response(status)
+                for k, v in headers.items():
+                    if k.lower() not in ("transfer-encoding", "connection", "content-length"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def do_GET(self):
+                path, _, query = self.path.partition("?")
+                shim.used_paths.append(self.path)
+                flavor = {"Metadata-Flavor": self.headers.get("Metadata-Flavor", "")}
+                if path == MetadataShim.PATH and "recursive=true" in query:
+                    status, _, email = http(
+                        "GET", f"{upstream}{MetadataShim.PATH}default/email", headers=flavor)
+                    if status != 200:
+                        return self._send(status, {"Metadata-Flavor": "Google"}, email)
+                    e = email.decode()
+                    account = {"aliases": ["default"], "email": e,
+                               "scopes": ["https://www.googleapis.com/auth/cloud-platform"]}
+                    body = json.dumps({"default": account, e: account}).encode()
+                    return self._send(200, {"Metadata-Flavor": "Google",
+                                            "Content-Type": "application/json"}, body)
+                hdrs = {k: v for k, v in self.headers.items() if k.lower() != "host"}
+                status, rh, body = http("GET", f"{upstream}{self.path}", headers=hdrs)
+                self._send(status, rh, body)
+
+        self.server = http_server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.host = f"127.0.0.1:{self.server.server_address[1]}"
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()

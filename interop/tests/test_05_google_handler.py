@@ -1,0 +1,102 @@
+"""(6) Cross-check against Google's own Java handler (managed-kafka-auth-login-handler).
+
+Google's GcpLoginCallbackHandler and our sidecar both take Application Default Credentials from
+the same fake metadata server. Their tokens must agree: the same header, the same `sub`, an
+`exp` that is the access token's real expiry, the same claim values Google sends, and the broker
+must accept both as the same principal.
+"""
+
+from __future__ import annotations
+
+import os
+
+from conftest import JVM_CLIENT_OPTS, PRINCIPAL, classpath, JAVA_BIN, note, report
+from harness import MetadataShim, http, result_line, run_bounded, split_kafka_token
+from rdkafka import try_static_token
+
+GOOGLE_HANDLER_ARTIFACT = "com.google.cloud.hosted.kafka:managed-kafka-auth-login-handler:1.0.6"
+
+
+def test_google_handler_cross_check(fake_google, broker, start_sidecar, workdir):
+    sidecar = start_sidecar()
+    home = workdir / "google-handler-home"
+    home.mkdir(exist_ok=True)
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")}
+    # google-auth-library-java learns the account's email from
+    # GET /computeMetadata/v1/instance/service-accounts/?recursive=true. If the fake does not
+    # serve that yet, put a forwarder in front of it that adds just that path.
+    probe, _, _ = http("GET", f"http://{fake_google.metadata_host}{MetadataShim.PATH}?recursive=true",
+                       headers={"Metadata-Flavor": "Google"})
+    shim = MetadataShim(fake_google.metadata_host) if probe != 200 else None
+    env.update({"HOME": str(home), "CLOUDSDK_CONFIG": str(home / "gcloud"),
+                "GCE_METADATA_HOST": shim.host if shim else fake_google.metadata_host})
+    log = workdir / "google-handler.log"
+    try:
+        status, out = run_bounded(
+            "google handler",
+            [JAVA_BIN] + JVM_CLIENT_OPTS + ["-cp", classpath("google-handler"),
+                                            "interop.google.GoogleHandlerToken"],
+            log, timeout=120, env=env)
+    finally:
+        if shim:
+            shim.close()
+    g = result_line(out, "TOKEN ")
+    label = f"Google GcpLoginCallbackHandler ({GOOGLE_HANDLER_ARTIFACT})"
+    assert status == 0 and g is not None, report(
+        label, "get a token from the fake metadata server", f"exit status {status}",
+        client_log=log)
+
+    s_status, _, s_payload = sidecar.token_response()
+    assert s_status == 200 and "access_token" in s_payload, report(
+        "sidecar", "POST /", f"status {s_status}: {s_payload}", sidecar=sidecar)
+
+    g_header, g_claims, g_raw, g_header_text, _ = split_kafka_token(g["value"])
+    o_header, o_claims, o_raw, o_header_text, _ = split_kafka_token(s_payload["access_token"])
+    facts = {"google": {"header": g_header_text, "claims": g_claims},
+             "ours": {"header": o_header_text, "claims": o_claims}}
+
+    # Same header, byte for byte.
+    assert o_header_text == g_header_text, facts
+    assert o_header == {"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"}
+    # Same subject, and it is what the handler reports as the principal.
+    assert o_claims["sub"] == g_claims["sub"] == g["principal"] == PRINCIPAL, facts
+    # Every claim Google sends, we send, with the same type; scope has the same value.
+    assert set(g_claims) <= set(o_claims), facts
+    for k in g_claims:
+        assert type(o_claims[k]) is type(g_claims[k]), (k, facts)
+    assert o_claims["scope"] == g_claims["scope"] == "kafka", facts
+    # exp is each access token's real expiry (the fake's record of it).
+    g_rec, o_rec = fake_google.lookup(g_raw), fake_google.lookup(o_raw)
+    assert g_rec and o_rec, f"the fake does not know one of the raw tokens: {g_rec} {o_rec}"
+    assert g_rec["principal"] == o_rec["principal"] == PRINCIPAL
+    assert g_rec["source"] == o_rec["source"] == "metadata"
+    assert abs(g_claims["exp"] - g_rec["expires_at_unix"]) <= 1, (g_claims, g_rec)
+    assert abs(o_claims["exp"] - o_rec["expires_at_unix"]) <= 1, (o_claims, o_rec)
+    assert g["lifetime_ms"] // 1000 == g_claims["exp"], g
+    same_raw = g_raw == o_raw
+    if same_raw:
+        assert o_claims["exp"] == g_claims["exp"], facts
+
+    # The broker accepts both, as the same principal.
+    verdicts = {}
+    for who, token in (("google", g["value"]), ("ours", s_payload["access_token"])):
+        before = len(broker.decision_log())
+        outcome, message = try_static_token(broker.bootstrap, token, PRINCIPAL)
+        new = broker.decision_log()[before:]
+        assert outcome == "accepted" and new and all(d["decision"] == "accept" for d in new), report(
+            f"librdkafka(oauth_cb) with the {who} token", "authenticate",
+            f"{outcome} {message}; decisions {new}", broker=broker)
+        verdicts[who] = {d["principal"] for d in new}
+    assert verdicts["google"] == verdicts["ours"] == {f"User:{PRINCIPAL}"}
+
+    note(f"{label} vs sidecar: header identical ({o_header_text}); sub identical; "
+         f"claims Google sends {sorted(g_claims)} all present in ours {sorted(o_claims)}; "
+         f"exp = the access token's expiry for both (skew google "
+         f"{g_claims['exp'] - g_rec['expires_at_unix']:+d} s, ours "
+         f"{o_claims['exp'] - o_rec['expires_at_unix']:+d} s); raw access token "
+         + ("identical" if same_raw else "differs: the fake metadata server mints a new token per "
+            "request (the real one hands out its cached token)")
+         + "; broker accepted both as the same principal"
+         + (f" [fake-google answered {probe} to GET {MetadataShim.PATH}?recursive=true, which "
+            "google-auth-library-java needs: a forwarder added that path]" if shim else ""))
