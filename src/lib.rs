@@ -30,6 +30,8 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+#[doc(hidden)]
+pub mod bench_hooks;
 mod cache;
 pub mod credentials;
 pub mod endpoint;
