@@ -65,6 +65,13 @@ fn init_logging(args: &LogArgs) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
+    // Listen first: building the provider loads the system's root certificates for the HTTPS
+    // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
+    // instead of being refused.
+    let addr = SocketAddr::new(args.bind, args.port);
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on {addr}"))?;
     let mut builder = KafkaTokenProvider::builder()
         .with_env(Env::from_process())
         .with_refresh_margin(args.refresh_margin);
@@ -72,10 +79,6 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         builder = builder.with_principal(principal);
     }
     let provider = builder.build().context("invalid configuration")?;
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
     let local = listener.local_addr()?;
     if !args.bind.is_loopback() {
         tracing::warn!(
