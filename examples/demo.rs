@@ -98,7 +98,11 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         "   and give the client this configuration (more: `gcp-kafka-auth-handler client-config --help`):\n"
     );
     for line in ClientConfig::new(Client::Java).render()?.lines() {
-        println!("   {line}");
+        if line.is_empty() {
+            println!();
+        } else {
+            println!("   {line}");
+        }
     }
 
     let _ = stop.send(());
