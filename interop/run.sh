@@ -26,7 +26,9 @@ if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
   log "Maven: building the broker classpath, validator and client programs (first run downloads ~250 MB into ~/.m2)"
   # Stale jars from an earlier dependency set must not linger on a classpath.
   rm -rf "$HERE"/java/*/target/lib
-  timeout 1200 mvn -q -B -Dstyle.color=never -f "$HERE/java/pom.xml" package
+  # (sed: Maven 3.8 prints stray colour resets even in quiet batch mode)
+  timeout 1200 mvn -q -B -Dstyle.color=never -f "$HERE/java/pom.xml" package 2>&1 \
+    | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^$/d'
 fi
 
 VENV="$HERE/.venv"
