@@ -6,7 +6,7 @@ mod support;
 
 use std::time::Duration;
 
-use fake_google::FakeGoogle;
+use fake_google::{FakeGoogle, Fault};
 use support::{Sidecar, SidecarEnv, decode_response, free_port, java_style_request, run};
 
 fn client() -> reqwest::Client {
@@ -115,25 +115,44 @@ async fn principal_by_flag_and_by_env() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_timeout_by_flag_and_by_env() {
     let fake = FakeGoogle::start().await;
+    // Google hangs, so a token request stays in flight (up to 15 s) when SIGTERM comes, and
+    // the drain time, not the request, decides when the process exits.
+    fake.set_fault(Some(Fault::Hang));
     for via in [Via::Flag, Via::Env] {
         let mut sidecar = start_with(
             &fake,
             via,
             "--shutdown-timeout",
             "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT",
-            "7s",
+            "1s",
         );
-        assert_eq!(listening_line(&sidecar)["shutdown_timeout_s"], 7);
-        // The signal handlers are installed once serving starts, just after the "listening"
-        // line; a request proves serving has started.
-        sidecar.wait_ready().await;
-        let status = sidecar.terminate(Duration::from_secs(10)).unwrap();
+        assert_eq!(listening_line(&sidecar)["shutdown_timeout_s"], 1);
+        let in_flight = tokio::spawn(client().get(sidecar.url("/")).send());
+        // The request is accepted while serving has started; only then are the signal
+        // handlers sure to be installed.
+        let healthz = client().get(sidecar.url("/healthz")).send().await.unwrap();
+        assert_eq!(healthz.status(), 200);
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let started = std::time::Instant::now();
+        let status = sidecar.terminate(Duration::from_secs(8)).unwrap();
         assert!(status.success(), "{via:?}: {status:?}");
+        // Well before the request would have ended on its own (15 s).
+        assert!(started.elapsed() < Duration::from_secs(8));
         assert!(
-            sidecar.wait_for_log(r#""drain_s":7"#, Duration::from_secs(5)),
+            sidecar.wait_for_log(
+                "requests still in flight after the drain time",
+                Duration::from_secs(5)
+            ),
+            "{via:?}: {}",
+            sidecar.logs()
+        );
+        assert!(
+            sidecar.logs().contains(r#""drain_s":1"#),
             "{}",
             sidecar.logs()
         );
+        // The client saw the connection close, not an answer.
+        assert!(in_flight.await.unwrap().is_err());
     }
 }
 
@@ -149,14 +168,19 @@ async fn log_format_by_flag_and_by_env() {
             "text",
         );
         let logs = sidecar.logs();
-        let first = logs.lines().next().unwrap();
+        for line in logs.lines() {
+            assert!(
+                serde_json::from_str::<serde_json::Value>(line).is_err(),
+                "{via:?}: {line}"
+            );
+        }
+        let listening = logs
+            .lines()
+            .find(|l| l.contains("listening; token endpoint is http://"))
+            .unwrap();
         assert!(
-            serde_json::from_str::<serde_json::Value>(first).is_err(),
-            "{first}"
-        );
-        assert!(
-            first.contains(" INFO ") && first.contains("listening; token endpoint is http://"),
-            "{first}"
+            listening.contains(" INFO gcp_kafka_auth_handler: "),
+            "{listening}"
         );
     }
 }

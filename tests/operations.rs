@@ -243,6 +243,8 @@ async fn json_logs_parse_hold_one_line_per_refresh_and_no_secrets() {
         .as_str()
         .unwrap()
         .to_owned();
+    // The reader thread may still be behind the process: wait until it has the refresh line.
+    assert!(sidecar.wait_for_log("fetched a Google access token", Duration::from_secs(5)));
     let lines_after_first_requests = sidecar.json_logs().len();
     // Many requests, good and bad: none of them is worth a line at info.
     for _ in 0..20 {

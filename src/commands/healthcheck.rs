@@ -63,8 +63,20 @@ pub fn run(args: &HealthcheckArgs) -> ExitCode {
             }
         }
         Err(err) => {
-            println!("{url}: no answer ({err})");
+            println!("{url}: no answer ({})", with_causes(&err));
             ExitCode::FAILURE
         }
     }
+}
+
+/// An error and its causes, `a: b: c`: reqwest's own message names only the URL.
+fn with_causes(err: &dyn std::error::Error) -> String {
+    let mut text = err.to_string();
+    let mut source = err.source();
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
 }
