@@ -161,13 +161,12 @@ impl Collector for CacheCollector {
         let now = Instant::now();
         let ready = self.cache.is_ready();
 
-        let refreshes = encoder.encode_descriptor(
+        let mut refreshes = encoder.encode_descriptor(
             "token_refreshes",
-            "Attempts to get a token from Google, by result",
+            "Attempts to get a token from Google, by result.",
             None,
             prometheus_client::metrics::MetricType::Counter,
         )?;
-        let mut refreshes = refreshes;
         ConstCounter::new(snapshot.refreshes_ok)
             .encode(refreshes.encode_family(&ResultLabels { result: "ok" })?)?;
         ConstCounter::new(snapshot.refreshes_failed)
@@ -176,7 +175,7 @@ impl Collector for CacheCollector {
         let gauge = |value: i64| ConstGauge::new(value);
         gauge(i64::from(ready)).encode(encoder.encode_descriptor(
             "token_ready",
-            "1 while a token can be served at once, else 0",
+            "1 while a token can be served at once, else 0.",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?)?;
@@ -186,14 +185,14 @@ impl Collector for CacheCollector {
             .map_or(0, |t| t.seconds_left(now) as i64);
         gauge(left).encode(encoder.encode_descriptor(
             "token_expires_in_seconds",
-            "Seconds until the cached token expires (0 without a token)",
+            "Seconds until the cached token expires (0 without a token).",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?)?;
         let last_failure = snapshot.last_failure_unix.unwrap_or(0) as i64;
         gauge(last_failure).encode(encoder.encode_descriptor(
             "last_refresh_failure_timestamp_seconds",
-            "Unix time of the last failed attempt to get a token (0 if none failed)",
+            "Unix time of the last failed attempt to get a token (0 if none failed).",
             None,
             prometheus_client::metrics::MetricType::Gauge,
         )?)?;
