@@ -20,6 +20,15 @@ pub struct Cli {
 pub enum Command {
     /// Serve the token endpoint (default: http://127.0.0.1:14293).
     Serve(ServeArgs),
+    /// Print the Kafka token once (for scripts), or keep a file fresh with it (--output).
+    Token(crate::commands::token::TokenArgs),
+    /// Print ready-to-paste Kafka client configuration for the endpoint.
+    ClientConfig(crate::commands::client_config::ClientConfigArgs),
+    /// Ask a running sidecar whether it is ready (exit 0) or not (exit 1), for container
+    /// health checks in images without curl.
+    Healthcheck(crate::commands::healthcheck::HealthcheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::commands::completions::CompletionsArgs),
     /// Print the version, target and git commit as JSON.
     Version,
 }
@@ -57,8 +66,16 @@ pub struct LogArgs {
     pub log_format: LogFormat,
 
     /// Log filter in RUST_LOG syntax (e.g. `info`, `gcp_kafka_auth_handler=debug`).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
+}
+
+/// A filter `tracing_subscriber` accepts, refused at start otherwise.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("`{text}` is not a log filter ({e}); write e.g. info, warn or gcp_kafka_auth_handler=debug"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -14,8 +14,10 @@
 //! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
 //! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
 //! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
-//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`.
+//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, `/metrics`.
+//! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
 //! - [`server`]: serving a router on a listener with graceful shutdown.
+//! - [`client_config`]: ready-to-paste Kafka client configuration for the endpoint.
 //! - [`env`]: the one seam through which environment variables are read.
 //!
 //! # Example: mount the endpoint in an axum application
@@ -33,10 +35,12 @@
 #[doc(hidden)]
 pub mod bench_hooks;
 mod cache;
+pub mod client_config;
 pub mod credentials;
 pub mod endpoint;
 pub mod env;
 pub mod kafka_token;
+pub mod metrics;
 pub mod principal;
 pub mod provider;
 pub mod server;

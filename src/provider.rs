@@ -8,6 +8,7 @@ use crate::credentials::adc::ApplicationDefault;
 use crate::credentials::{CredentialSource, ErrorKind, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
+use crate::metrics::{Metrics, RefreshMetrics};
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 
 /// Kafka tokens for one set of Google credentials, cached and refreshed in the background.
@@ -27,6 +28,7 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 pub struct KafkaTokenProvider {
     pub(crate) cache: TokenCache,
     source: Arc<dyn CredentialSource>,
+    metrics: Arc<Metrics>,
 }
 
 /// Configures a [`KafkaTokenProvider`].
@@ -115,8 +117,16 @@ impl ProviderBuilder {
         let source = self.source.unwrap_or_else(|| {
             Arc::new(ApplicationDefault::new(env, self.http.unwrap_or_default()))
         });
+        let refresh_metrics = RefreshMetrics::new();
+        let cache = TokenCache::start(
+            source.clone(),
+            principal,
+            self.timing,
+            refresh_metrics.clone(),
+        );
         Ok(KafkaTokenProvider {
-            cache: TokenCache::start(source.clone(), principal, self.timing),
+            metrics: Arc::new(Metrics::new(cache.clone(), &refresh_metrics)),
+            cache,
             source,
         })
     }
@@ -186,6 +196,11 @@ impl KafkaTokenProvider {
     /// The credential source, described for people.
     pub fn describe_source(&self) -> String {
         self.source.describe()
+    }
+
+    /// This provider's metrics (also served on `/metrics` by [`KafkaTokenProvider::router`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The OAuth2 token endpoint for this provider as an axum [`Router`](axum::Router): a
