@@ -1,6 +1,7 @@
 //! Command-line syntax (clap). `main` turns these into validated library configuration.
 
 use std::net::IpAddr;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
@@ -47,7 +48,70 @@ pub struct ServeArgs {
     pub shutdown_timeout: Duration,
 
     #[command(flatten)]
+    pub security: SecurityArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct SecurityArgs {
+    /// Also answer requests whose Host is this name or address (repeatable; the environment
+    /// variable takes a comma-separated list). Loopback names and addresses are always answered.
+    #[arg(
+        long = "allowed-host",
+        env = "GCP_KAFKA_AUTH_ALLOWED_HOSTS",
+        value_delimiter = ','
+    )]
+    pub allowed_hosts: Vec<String>,
+
+    /// Require this client id (with --client-secret or --client-secret-file) on token requests.
+    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_ID")]
+    pub client_id: Option<String>,
+
+    /// The client secret token requests must carry. Prefer the environment variable or
+    /// --client-secret-file: a flag shows in the process list.
+    #[arg(
+        long,
+        env = "GCP_KAFKA_AUTH_CLIENT_SECRET",
+        hide_env_values = true,
+        conflicts_with = "client_secret_file"
+    )]
+    pub client_secret: Option<Secret>,
+
+    /// File holding the client secret (a trailing newline is ignored).
+    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_SECRET_FILE")]
+    pub client_secret_file: Option<PathBuf>,
+
+    /// Connections served at once; more wait in the listen backlog.
+    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 2048)]
+    pub max_connections: usize,
+
+    /// Time a client has to send a request's headers; also the idle timeout of a connection.
+    #[arg(long, env = "GCP_KAFKA_AUTH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub header_read_timeout: Duration,
+
+    /// Time from a request's headers to its response (503 temporarily_unavailable after it).
+    #[arg(long, env = "GCP_KAFKA_AUTH_REQUEST_DEADLINE", default_value = "18s", value_parser = parse_duration)]
+    pub request_deadline: Duration,
+}
+
+/// A secret from the command line or environment, censored in `Debug`.
+#[derive(Clone)]
+pub struct Secret(pub String);
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("[censored]")
+    }
+}
+
+impl std::str::FromStr for Secret {
+    type Err = std::convert::Infallible;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        Ok(Secret(s.to_owned()))
+    }
 }
 
 #[derive(Debug, Args)]

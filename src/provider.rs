@@ -193,4 +193,10 @@ impl KafkaTokenProvider {
     pub fn router(&self) -> axum::Router {
         crate::endpoint::router(self.clone())
     }
+
+    /// The token endpoint with explicit checks (allowed hosts, client credentials); see
+    /// [`crate::endpoint::EndpointConfig`].
+    pub fn router_with(&self, config: crate::endpoint::EndpointConfig) -> axum::Router {
+        crate::endpoint::router_with(self.clone(), config)
+    }
 }
