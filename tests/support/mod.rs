@@ -272,3 +272,76 @@ pub fn assert_claims(decoded: &Decoded, fake: &FakeGoogle, principal: &str) {
     assert!(iat <= now && iat + 60 > now, "iat {iat} now {now}");
     assert!(decoded.expires_in > 0 && decoded.expires_in as u64 <= exp - iat + 1);
 }
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+
+    /// Asserts an RFC 6749 §5.2 error with this status and `error`, and returns its description.
+    pub fn assert_oauth_error(&self, status: u16, error: &str) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        let body = self.json();
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        assert_eq!(body["error"], error, "{body}");
+        let description = body["error_description"].as_str().unwrap().to_owned();
+        assert!(!description.is_empty());
+        description
+    }
+}
+
+/// Sends `request` (a complete HTTP/1.1 request, which should say `Connection: close`) and
+/// reads the response until the server closes the connection (at most 30 s).
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server answered within 30 s")
+        .unwrap();
+    parse_raw_response(&bytes)
+}
+
+/// Parses one HTTP/1.1 response with a Content-Length body.
+pub fn parse_raw_response(bytes: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A GET request with this Host and extra header lines, closing the connection after.
+pub fn get_with_host(host: &str, extra: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
