@@ -48,13 +48,15 @@ async fn loopback_hosts_are_answered_and_foreign_hosts_refused_before_any_creden
     ] {
         for path in ["/", "/readyz", "/healthz"] {
             let started = Instant::now();
-            let request = format!(
-                "GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n"
-            );
+            let request =
+                format!("GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n");
             let response = raw_request(sidecar.addr, request.as_bytes()).await;
             let description = response.assert_oauth_error(403, "access_denied");
             assert!(started.elapsed() < Duration::from_secs(2));
-            assert!(description.contains(&format!("Host `{host}`")), "{description}");
+            assert!(
+                description.contains(&format!("Host `{host}`")),
+                "{description}"
+            );
             assert!(description.contains("--allowed-host"), "{description}");
         }
     }
@@ -146,14 +148,22 @@ async fn client_authentication_accepts_both_alphabets_and_form_fields_and_nothin
     .await;
     let wrong = [
         Some(format!("Basic {}", STANDARD.encode("beam-job:wrong"))),
-        Some(format!("Basic {}", STANDARD.encode(format!("other:{secret}")))),
-        Some(format!("Basic {}", STANDARD.encode(format!("beam-job:{secret}x")))),
+        Some(format!(
+            "Basic {}",
+            STANDARD.encode(format!("other:{secret}"))
+        )),
+        Some(format!(
+            "Basic {}",
+            STANDARD.encode(format!("beam-job:{secret}x"))
+        )),
         Some("Basic dW51c2VkOnVudXNlZA==".to_owned()), // unused:unused, the docs' default
         Some("Bearer abc".to_owned()),
         None,
     ];
     for authorization in wrong {
-        let mut request = client.post(sidecar.url("/")).body("grant_type=client_credentials");
+        let mut request = client
+            .post(sidecar.url("/"))
+            .body("grant_type=client_credentials");
         if let Some(value) = &authorization {
             request = request.header("authorization", value);
         }
@@ -179,12 +189,12 @@ async fn client_authentication_accepts_both_alphabets_and_form_fields_and_nothin
 #[test]
 fn client_authentication_flags_must_come_in_pairs() {
     for (args, message) in [
-        (
-            &["--client-id", "a"][..],
-            "--client-id needs a secret",
-        ),
+        (&["--client-id", "a"][..], "--client-id needs a secret"),
         (&["--client-secret", "b"][..], "no --client-id"),
-        (&["--allowed-host", "bad host/"][..], "is not a host name or address"),
+        (
+            &["--allowed-host", "bad host/"][..],
+            "is not a host name or address",
+        ),
     ] {
         let output = std::process::Command::new(support::BIN)
             .args(["serve", "--port", "0"])
@@ -217,7 +227,9 @@ async fn oversized_heads_are_refused_with_431() {
     let response = raw_request(sidecar.addr, &get_with_host("localhost", &big)).await;
     assert_eq!(response.status, 431, "{response:?}");
     // Many small headers add up the same way.
-    let many: String = (0..400).map(|i| format!("X-H{i}: {}\r\n", "b".repeat(50))).collect();
+    let many: String = (0..400)
+        .map(|i| format!("X-H{i}: {}\r\n", "b".repeat(50)))
+        .collect();
     let response = raw_request(sidecar.addr, &get_with_host("localhost", &many)).await;
     assert_eq!(response.status, 431, "{response:?}");
 }

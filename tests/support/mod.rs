@@ -193,6 +193,8 @@ pub struct Decoded {
     pub claims_b64: String,
     pub raw_token: String,
     pub expires_in: i64,
+    /// The `access_token` as served.
+    pub served: String,
 }
 
 /// Checks a 200 token response the way the Java client and librdkafka would, and decodes it.
@@ -223,6 +225,7 @@ pub async fn decode_response(response: reqwest::Response) -> Decoded {
         claims_b64: parts[1].to_owned(),
         raw_token,
         expires_in,
+        served: token.to_owned(),
     }
 }
 
@@ -329,7 +332,14 @@ pub fn parse_raw_response(bytes: &[u8]) -> RawResponse {
         .split_once("\r\n\r\n")
         .unwrap_or_else(|| panic!("no response head in {text:?}"));
     let mut lines = head.split("\r\n");
-    let status = lines.next().unwrap().split(' ').nth(1).unwrap().parse().unwrap();
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
     let headers = lines
         .filter_map(|l| l.split_once(':'))
         .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
