@@ -354,4 +354,46 @@ mod tests {
         let token = parse_token_response("x", URL, body.as_bytes(), SystemTime::now()).unwrap();
         assert_eq!(token.principal_hint.as_deref(), Some("user@example.com"));
     }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body: a token with a lifetime in the accepted range, or a transient error that
+        /// never quotes the body (it may hold a token).
+        #[test]
+        fn any_token_response_body_is_a_valid_token_or_a_transient_error(
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                (".{0,40}", any::<i64>(), any::<bool>()).prop_map(
+                    |(token, expires_in, as_string)| {
+                        let expires_in = if as_string {
+                            serde_json::json!(expires_in.to_string())
+                        } else {
+                            serde_json::json!(expires_in)
+                        };
+                        serde_json::to_vec(&serde_json::json!({"access_token": token, "expires_in": expires_in})).unwrap()
+                    }
+                ),
+            ]
+        ) {
+            let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+            match parse_token_response("x", URL, &body, t0) {
+                Ok(token) => {
+                    prop_assert!(!token.access_token.expose_secret().trim().is_empty());
+                    let life = token.expires_at.duration_since(t0).unwrap();
+                    prop_assert!(life >= MIN_LIFETIME && life <= MAX_LIFETIME, "{:?}", life);
+                }
+                Err(err) => {
+                    prop_assert!(err.is_transient());
+                    let message = err.to_string();
+                    prop_assert!(message.starts_with("x at http://127.0.0.1:1/token "), "{}", message);
+                    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body)
+                        && let Some(token) = value["access_token"].as_str().filter(|t| t.len() >= 4)
+                    {
+                        prop_assert!(!message.contains(token), "{}", message);
+                    }
+                }
+            }
+        }
+    }
 }

@@ -195,4 +195,24 @@ mod tests {
             Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
         );
     }
+
+    proptest::proptest! {
+        #[test]
+        fn grant_type_round_trips_through_form_encoding(
+            grant in ".{0,60}",
+            before in proptest::collection::vec(("[a-z_]{1,8}", ".{0,10}"), 0..3),
+        ) {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in before.iter().filter(|(k, _)| k != "grant_type") {
+                form.append_pair(k, v);
+            }
+            let body = form.append_pair("grant_type", &grant).finish();
+            proptest::prop_assert_eq!(grant_type(body.as_bytes()), Some(grant));
+        }
+
+        #[test]
+        fn grant_type_parser_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = grant_type(&bytes);
+        }
+    }
 }
