@@ -355,3 +355,44 @@ pub fn parse_raw_response(bytes: &[u8]) -> RawResponse {
 pub fn get_with_host(host: &str, extra: &str) -> Vec<u8> {
     format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
 }
+
+/// `VmRSS` and `VmHWM` (peak RSS) of a process, in KiB, from `/proc/<pid>/status`.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body off a kept-alive connection.
+pub async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> RawResponse {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = reader.read_until(b'\n', &mut head).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        if &head[before..] == b"\r\n" {
+            break;
+        }
+    }
+    let mut response = parse_raw_response(&head);
+    let length: usize = response
+        .header("content-length")
+        .expect("a Content-Length")
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.unwrap();
+    response.body = String::from_utf8(body).unwrap();
+    response
+}
