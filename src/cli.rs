@@ -20,7 +20,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the token endpoint (default: http://127.0.0.1:14293).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Print the version, target and git commit as JSON.
     Version,
 }

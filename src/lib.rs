@@ -14,8 +14,10 @@
 //! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
 //! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
 //! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
-//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`.
-//! - [`server`]: serving a router on a listener with graceful shutdown.
+//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, and the checks
+//!   in front of them (`Host`, browsers, client authentication).
+//! - [`server`]: serving a router on a listener within connection limits, with graceful
+//!   shutdown.
 //! - [`env`]: the one seam through which environment variables are read.
 //!
 //! # Example: mount the endpoint in an axum application

@@ -35,7 +35,7 @@ fn main() -> ExitCode {
                 .enable_all()
                 .build()
                 .expect("the tokio runtime starts");
-            match runtime.block_on(serve(args)) {
+            match runtime.block_on(serve(*args)) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(err) => {
                     tracing::error!("{err:#}");

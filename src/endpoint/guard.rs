@@ -83,7 +83,7 @@ impl EndpointConfig {
         let Some(name) = host_without_port(host) else {
             return false;
         };
-        is_loopback_name(&name) || self.allowed_hosts.iter().any(|h| *h == name)
+        is_loopback_name(&name) || self.allowed_hosts.contains(&name)
     }
 
     /// Whether token requests must carry client credentials.
