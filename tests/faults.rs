@@ -240,3 +240,34 @@ async fn a_revoked_login_is_a_400_with_the_fix_and_recovers_when_google_accepts_
 fn first_token(decoded: &support::Decoded) -> serde_json::Value {
     serde_json::Value::String(decoded.served.clone())
 }
+
+/// SIGTERM while a request waits for a slow Google: the request still gets its token, new
+/// connections are refused, and the process exits within the drain time.
+#[tokio::test]
+async fn sigterm_lets_a_request_in_flight_finish_and_refuses_new_connections() {
+    let fake = FakeGoogle::start().await;
+    fake.set_fault(Some(Fault::Slow(Duration::from_millis(1500))));
+    let mut sidecar = Sidecar::start(SidecarEnv::new(&fake), &["--shutdown-timeout", "5s"]);
+    let addr = sidecar.addr;
+    let in_flight =
+        tokio::spawn(async move { raw_request(addr, &get_with_host("localhost", "")).await });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let started = Instant::now();
+    let status = tokio::task::spawn_blocking(move || {
+        let status = sidecar.terminate(Duration::from_secs(8));
+        (status, sidecar.logs())
+    });
+    let response = in_flight.await.unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+    assert!(!response.json()["access_token"].as_str().unwrap().is_empty());
+    let (status, logs) = status.await.unwrap();
+    let status = status.expect("exited within the drain time");
+    assert!(status.success(), "{status:?}");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(logs.contains("finishing requests in flight"), "{logs}");
+    assert!(tokio::net::TcpStream::connect(addr).await.is_err());
+}
