@@ -49,7 +49,8 @@ pub struct EndpointConfig {
 
 impl EndpointConfig {
     /// Also answers requests whose `Host` is `host` (a name or IP address, with or without a
-    /// port; compared without the port and case-insensitively).
+    /// port; compared without the port and case-insensitively). A value that is not a host
+    /// (see [`host_without_port`]) is ignored.
     pub fn with_allowed_host(mut self, host: impl AsRef<str>) -> Self {
         if let Some(host) = host_without_port(host.as_ref().trim()) {
             self.allowed_hosts.push(host);
