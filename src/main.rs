@@ -9,7 +9,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use gcp_kafka_auth_handler::{Env, KafkaTokenProvider, server};
+use gcp_kafka_auth_handler::{Env, KafkaTokenProvider, doctor, server};
 
 use cli::{Cli, Command, LogArgs, LogFormat, ServeArgs};
 
@@ -27,6 +27,27 @@ fn main() -> ExitCode {
                 })
             );
             ExitCode::SUCCESS
+        }
+        Command::Doctor(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the tokio runtime starts");
+            let options = doctor::Options {
+                principal: args.principal,
+                impersonate: args.impersonation.impersonate_service_account,
+            };
+            let report = runtime.block_on(doctor::examine(Env::from_process(), options));
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.can_serve() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Serve(args) => {
             init_logging(&args.log);
@@ -70,6 +91,9 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         .with_refresh_margin(args.refresh_margin);
     if let Some(principal) = &args.principal {
         builder = builder.with_principal(principal);
+    }
+    if let Some(chain) = args.impersonation.impersonate_service_account {
+        builder = builder.with_impersonation(chain);
     }
     let provider = builder.build().context("invalid configuration")?;
     let addr = SocketAddr::new(args.bind, args.port);
