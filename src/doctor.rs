@@ -143,7 +143,10 @@ impl Report {
                 let _ = writeln!(out, "OK: the sidecar can serve Kafka tokens.");
             }
             None => {
-                let _ = writeln!(out, "PROBLEM: the Kafka token does not decode under both alphabets.");
+                let _ = writeln!(
+                    out,
+                    "PROBLEM: the Kafka token does not decode under both alphabets."
+                );
             }
             Some(problem) => {
                 let _ = writeln!(out, "PROBLEM ({}): {}", problem.step, problem.message);
@@ -184,14 +187,20 @@ pub async fn examine(env: Env, options: Options) -> Report {
     let search = match adc::search(&env) {
         Ok(search) => search,
         Err(err) => {
-            report.checked.push(format!("{}: set", adc::CREDENTIALS_VAR));
+            report
+                .checked
+                .push(format!("{}: set", adc::CREDENTIALS_VAR));
             return report.fail("search", &err);
         }
     };
     report.checked = search.checked.clone();
     report.chosen = Some(match &search.location {
         Location::EnvironmentFile(p) => {
-            format!("{} (because {} names it)", p.display(), adc::CREDENTIALS_VAR)
+            format!(
+                "{} (because {} names it)",
+                p.display(),
+                adc::CREDENTIALS_VAR
+            )
         }
         Location::WellKnownFile(p) => format!(
             "{} (gcloud's file; {} is not set)",
@@ -237,7 +246,8 @@ pub async fn examine(env: Env, options: Options) -> Report {
         }
         None => match source.principal(&token).await {
             Ok(p) => {
-                report.principal_from = Some(format!("named by the credentials: {}", source.describe()));
+                report.principal_from =
+                    Some(format!("named by the credentials: {}", source.describe()));
                 p
             }
             Err(err) => return report.fail("principal", &err),
@@ -299,9 +309,17 @@ async fn describe_file_or_server(
             for (value, name, from) in [
                 (&json, "project_id", "the file's project_id"),
                 (&json, "quota_project_id", "the file's quota_project_id"),
-                (&json, "workforce_pool_user_project", "the file's workforce_pool_user_project"),
+                (
+                    &json,
+                    "workforce_pool_user_project",
+                    "the file's workforce_pool_user_project",
+                ),
                 (&inner, "project_id", "source_credentials.project_id"),
-                (&inner, "quota_project_id", "source_credentials.quota_project_id"),
+                (
+                    &inner,
+                    "quota_project_id",
+                    "source_credentials.quota_project_id",
+                ),
             ] {
                 if let Some(project) = field(value, name) {
                     report.project = Some(project);

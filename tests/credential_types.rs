@@ -74,8 +74,17 @@ async fn impersonated_file_with_user_source_serves_the_target() {
         json!({"scope": ["https://www.googleapis.com/auth/cloud-platform"], "delegates": [], "lifetime": "3600s"})
     );
     // The user's token was the bearer, and no tokeninfo call was needed for the principal.
-    let iam = fake.requests().into_iter().find(|r| r.path.ends_with(":generateAccessToken")).unwrap();
-    let bearer = iam.header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned();
+    let iam = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with(":generateAccessToken"))
+        .unwrap();
+    let bearer = iam
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
     assert_eq!(fake.lookup(&bearer).unwrap().principal, "dev@example.com");
 }
 
@@ -109,7 +118,10 @@ async fn impersonated_file_with_workforce_user_source() {
     let sidecar = Sidecar::start(env, &[]);
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
-    assert_eq!(upstream_calls(&fake), ["POST /v1/oauthtoken", &iam_call(TARGET)]);
+    assert_eq!(
+        upstream_calls(&fake),
+        ["POST /v1/oauthtoken", &iam_call(TARGET)]
+    );
 }
 
 #[tokio::test]
@@ -162,14 +174,27 @@ async fn external_account_file_source_with_impersonation_and_lifetime() {
     let sidecar = Sidecar::start(env, &[]);
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
-    assert!((1790..=1800).contains(&decoded.expires_in), "{}", decoded.expires_in);
+    assert!(
+        (1790..=1800).contains(&decoded.expires_in),
+        "{}",
+        decoded.expires_in
+    );
     assert_eq!(upstream_calls(&fake), ["POST /v1/token", &iam_call(TARGET)]);
     assert_eq!(iam_request_body(&fake)["lifetime"], "1800s");
     let form = sts_form(&fake);
-    assert_eq!(form["grant_type"], "urn:ietf:params:oauth:grant-type:token-exchange");
-    assert_eq!(form["requested_token_type"], "urn:ietf:params:oauth:token-type:access_token");
+    assert_eq!(
+        form["grant_type"],
+        "urn:ietf:params:oauth:grant-type:token-exchange"
+    );
+    assert_eq!(
+        form["requested_token_type"],
+        "urn:ietf:params:oauth:token-type:access_token"
+    );
     assert_eq!(form["subject_token_type"], SUBJECT_TOKEN_TYPE);
-    assert_eq!(form["scope"], "https://www.googleapis.com/auth/cloud-platform");
+    assert_eq!(
+        form["scope"],
+        "https://www.googleapis.com/auth/cloud-platform"
+    );
     assert!(!form.contains_key("options"));
 }
 
@@ -181,22 +206,35 @@ async fn external_account_json_file_without_impersonation_needs_the_override() {
     let token = fake.register_subject_token("repo:org/app:ref:refs/heads/main");
     std::fs::write(&subject_file, json!({"id_token": token}).to_string()).unwrap();
     let mut file = fake.external_account_json(&subject_file.display().to_string(), None);
-    file["credential_source"]["format"] = json!({"type": "json", "subject_token_field_name": "id_token"});
+    file["credential_source"]["format"] =
+        json!({"type": "json", "subject_token_field_name": "id_token"});
     env.write_gcloud_adc(&file);
 
     // Without the override: a 400 that asks for it.
-    let sidecar = Sidecar::start(SidecarEnv { vars: env.vars.clone(), home: tempfile::tempdir().unwrap() }, &[]);
+    let sidecar = Sidecar::start(
+        SidecarEnv {
+            vars: env.vars.clone(),
+            home: tempfile::tempdir().unwrap(),
+        },
+        &[],
+    );
     let (status, body) = token_error(&sidecar).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error_description"].as_str().unwrap().contains("set GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("set GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL"),
         "{body}"
     );
     drop(sidecar);
 
     let principal = federated_principal("repo:org/app:ref:refs/heads/main");
     let before = fake.requests().len();
-    let sidecar = Sidecar::start(env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()), &[]);
+    let sidecar = Sidecar::start(
+        env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()),
+        &[],
+    );
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, &principal);
     assert_eq!(upstream_calls(&fake)[before..], ["POST /v1/token"]);
@@ -219,7 +257,11 @@ async fn external_account_url_source_sends_its_headers_and_reads_json() {
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(
         upstream_calls(&fake),
-        ["GET /subject-token-service/json", "POST /v1/token", &iam_call(TARGET)]
+        [
+            "GET /subject-token-service/json",
+            "POST /v1/token",
+            &iam_call(TARGET)
+        ]
     );
     assert_eq!(fake.stats().rejected, 0);
 }
@@ -235,10 +277,17 @@ async fn external_account_url_source_without_its_header_is_refused_by_the_servic
     let (status, body) = token_error(&sidecar).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error_description"].as_str().unwrap().contains("subject token URL at http://127.0.0.1:"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("subject token URL at http://127.0.0.1:"),
         "{body}"
     );
-    assert!(upstream_calls(&fake).iter().all(|c| c == "GET /subject-token-service/text"));
+    assert!(
+        upstream_calls(&fake)
+            .iter()
+            .all(|c| c == "GET /subject-token-service/text")
+    );
 }
 
 fn executable_script(dir: &std::path::Path, token: &str, expiration: u64) -> std::path::PathBuf {
@@ -264,7 +313,10 @@ fn executable_script(dir: &std::path::Path, token: &str, expiration: u64) -> std
 }
 
 fn unix_now() -> u64 {
-    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().as_secs()
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
 }
 
 #[tokio::test]
@@ -272,7 +324,11 @@ async fn external_account_executable_source_runs_the_program_with_googles_variab
     let fake = FakeGoogle::start().await;
     let env = SidecarEnv::new(&fake).set("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
     let dir = env.home().to_owned();
-    let script = executable_script(&dir, &fake.register_subject_token("exec"), unix_now() + 3600);
+    let script = executable_script(
+        &dir,
+        &fake.register_subject_token("exec"),
+        unix_now() + 3600,
+    );
     let mut file = fake.external_account_json("unused", Some(TARGET));
     file["credential_source"] = json!({"executable": {"command": format!("{} --flag", script.display()), "timeout_millis": 5000}});
     env.write_gcloud_adc(&file);
@@ -294,7 +350,11 @@ async fn external_account_executable_output_file_is_used_while_valid() {
     let fake = FakeGoogle::start().await;
     let env = SidecarEnv::new(&fake).set("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
     let dir = env.home().to_owned();
-    let script = executable_script(&dir, "not-registered-so-sts-would-refuse", unix_now() + 3600);
+    let script = executable_script(
+        &dir,
+        "not-registered-so-sts-would-refuse",
+        unix_now() + 3600,
+    );
     let output_file = dir.join("cached-token.json");
     std::fs::write(
         &output_file,
@@ -309,7 +369,10 @@ async fn external_account_executable_output_file_is_used_while_valid() {
     let sidecar = Sidecar::start(env, &[]);
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
-    assert!(!dir.join("runs").exists(), "the executable ran although its output file was valid");
+    assert!(
+        !dir.join("runs").exists(),
+        "the executable ran although its output file was valid"
+    );
     assert_eq!(fake.stats().rejected, 0);
 }
 
@@ -317,7 +380,7 @@ async fn external_account_executable_output_file_is_used_while_valid() {
 async fn external_account_executable_is_refused_unless_allowed_and_names_the_variable() {
     let fake = FakeGoogle::start().await;
     let env = SidecarEnv::new(&fake);
-    let script = executable_script(&env.home().to_owned(), "x", unix_now() + 3600);
+    let script = executable_script(env.home(), "x", unix_now() + 3600);
     let mut file = fake.external_account_json("unused", Some(TARGET));
     file["credential_source"] = json!({"executable": {"command": script.display().to_string()}});
     env.write_gcloud_adc(&file);
@@ -326,7 +389,10 @@ async fn external_account_executable_is_refused_unless_allowed_and_names_the_var
     let (status, body) = token_error(&sidecar).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error_description"].as_str().unwrap().contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"),
         "{body}"
     );
     assert!(!dir.join("runs").exists());
@@ -349,17 +415,35 @@ async fn external_account_aws_with_imdsv2_signs_get_caller_identity() {
             "PUT /latest/api/token",
             "GET /latest/meta-data/placement/availability-zone",
             "GET /latest/meta-data/iam/security-credentials",
-            &format!("GET /latest/meta-data/iam/security-credentials/{}", aws::ROLE_NAME),
+            &format!(
+                "GET /latest/meta-data/iam/security-credentials/{}",
+                aws::ROLE_NAME
+            ),
             "POST /v1/token",
             &iam_call(TARGET),
         ]
     );
-    assert_eq!(sts_form(&fake)["subject_token_type"], aws::AWS_SUBJECT_TOKEN_TYPE);
+    assert_eq!(
+        sts_form(&fake)["subject_token_type"],
+        aws::AWS_SUBJECT_TOKEN_TYPE
+    );
     assert_eq!(fake.stats().rejected, 0);
     // The federated token STS issued stands for the AWS role.
-    let iam = fake.requests().into_iter().find(|r| r.path.ends_with(":generateAccessToken")).unwrap();
-    let bearer = iam.header("authorization").unwrap().strip_prefix("Bearer ").unwrap().to_owned();
-    assert_eq!(fake.lookup(&bearer).unwrap().principal, federated_principal(&aws::aws_subject()));
+    let iam = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path.ends_with(":generateAccessToken"))
+        .unwrap();
+    let bearer = iam
+        .header("authorization")
+        .unwrap()
+        .strip_prefix("Bearer ")
+        .unwrap()
+        .to_owned();
+    assert_eq!(
+        fake.lookup(&bearer).unwrap().principal,
+        federated_principal(&aws::aws_subject())
+    );
 }
 
 #[tokio::test]
@@ -393,7 +477,10 @@ async fn external_account_aws_with_a_wrong_secret_is_refused_by_sts() {
     let (status, body) = token_error(&sidecar).await;
     assert_eq!(status, 400, "{body}");
     assert!(
-        body["error_description"].as_str().unwrap().contains("the SigV4 signature does not match"),
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("the SigV4 signature does not match"),
         "{body}"
     );
     assert!(!sidecar.logs().contains("not-the-secret"));
@@ -402,7 +489,10 @@ async fn external_account_aws_with_a_wrong_secret_is_refused_by_sts() {
 #[tokio::test]
 async fn external_account_workforce_options_and_client_auth() {
     let fake = FakeGoogle::start().await;
-    let env = SidecarEnv::new(&fake).set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", federated_principal("w"));
+    let env = SidecarEnv::new(&fake).set(
+        "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
+        federated_principal("w"),
+    );
     let subject_file = env.home().join("t");
     std::fs::write(&subject_file, fake.register_subject_token("w")).unwrap();
     let mut file = fake.external_account_json(&subject_file.display().to_string(), None);
@@ -410,8 +500,15 @@ async fn external_account_workforce_options_and_client_auth() {
     env.write_gcloud_adc(&file);
     let sidecar = Sidecar::start(env, &[]);
     decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
-    assert_eq!(sts_form(&fake)["options"], r#"{"userProject":"billing-project"}"#);
-    let sts = fake.requests().into_iter().find(|r| r.path == "/v1/token").unwrap();
+    assert_eq!(
+        sts_form(&fake)["options"],
+        r#"{"userProject":"billing-project"}"#
+    );
+    let sts = fake
+        .requests()
+        .into_iter()
+        .find(|r| r.path == "/v1/token")
+        .unwrap();
     assert_eq!(sts.header("authorization"), None);
 }
 
@@ -424,17 +521,32 @@ async fn workforce_user_refreshes_with_basic_auth_and_uses_the_override() {
     let env = SidecarEnv::new(&fake);
     env.write_gcloud_adc(&fake.workforce_user_json("alice@corp.example"));
     let sidecar = Sidecar::start(
-        SidecarEnv { vars: env.vars.clone(), home: tempfile::tempdir().unwrap() },
+        SidecarEnv {
+            vars: env.vars.clone(),
+            home: tempfile::tempdir().unwrap(),
+        },
         &[],
     );
     let (status, body) = token_error(&sidecar).await;
     assert_eq!(status, 400, "{body}");
-    assert!(body["error_description"].as_str().unwrap().contains("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL"));
+    assert!(
+        body["error_description"]
+            .as_str()
+            .unwrap()
+            .contains("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")
+    );
     drop(sidecar);
-    let sidecar = Sidecar::start(env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()), &[]);
+    let sidecar = Sidecar::start(
+        env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()),
+        &[],
+    );
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, &principal);
-    assert!(upstream_calls(&fake).iter().all(|c| c == "POST /v1/oauthtoken"));
+    assert!(
+        upstream_calls(&fake)
+            .iter()
+            .all(|c| c == "POST /v1/oauthtoken")
+    );
     assert_eq!(fake.stats().rejected, 0);
 }
 
@@ -456,7 +568,11 @@ async fn a_rewritten_credentials_file_is_used_from_the_next_refresh() {
     assert_claims(&before, &fake, first);
     // A rotated Kubernetes secret: the file is replaced atomically with another account's key.
     let staged = path.with_extension("new");
-    std::fs::write(&staged, serde_json::to_vec(&fake.service_account_key_json(second)).unwrap()).unwrap();
+    std::fs::write(
+        &staged,
+        serde_json::to_vec(&fake.service_account_key_json(second)).unwrap(),
+    )
+    .unwrap();
     std::fs::rename(&staged, &path).unwrap();
     let started = std::time::Instant::now();
     loop {
@@ -465,9 +581,17 @@ async fn a_rewritten_credentials_file_is_used_from_the_next_refresh() {
             assert_claims(&now, &fake, second);
             break;
         }
-        assert!(started.elapsed() < Duration::from_secs(20), "still {}", now.claims["sub"]);
+        assert!(
+            started.elapsed() < Duration::from_secs(20),
+            "still {}",
+            now.claims["sub"]
+        );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(fake.stats().oauth_token, 2);
-    assert!(sidecar.logs().contains("credentials changed; using the new ones"));
+    assert!(
+        sidecar
+            .logs()
+            .contains("credentials changed; using the new ones")
+    );
 }

@@ -61,7 +61,10 @@ pub(crate) fn router() -> Router<Arc<Shared>> {
 }
 
 async fn session_token(headers: HeaderMap) -> Response {
-    if headers.get("x-aws-ec2-metadata-token-ttl-seconds").is_none() {
+    if headers
+        .get("x-aws-ec2-metadata-token-ttl-seconds")
+        .is_none()
+    {
         return respond::text(StatusCode::BAD_REQUEST, "text/plain", String::new());
     }
     respond::text(StatusCode::OK, "text/plain", IMDSV2_TOKEN.into())
@@ -105,9 +108,8 @@ pub(crate) fn verify_subject_token(token: &str, audience: &str) -> Result<String
     let request: Value =
         serde_json::from_str(&decoded).map_err(|_| "not URL-encoded JSON".to_owned())?;
     let url = request["url"].as_str().unwrap_or("");
-    let expected_url = format!(
-        "https://sts.{REGION}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15"
-    );
+    let expected_url =
+        format!("https://sts.{REGION}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15");
     if url != expected_url {
         return Err(format!("url {url:?} is not {expected_url:?}"));
     }

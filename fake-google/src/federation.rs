@@ -43,9 +43,15 @@ async fn subject_service(
     headers: HeaderMap,
 ) -> Response {
     let (name, value) = SUBJECT_SERVICE_HEADER;
-    if headers.get(name).is_none_or(|v| v.as_bytes() != value.as_bytes()) {
+    if headers
+        .get(name)
+        .is_none_or(|v| v.as_bytes() != value.as_bytes())
+    {
         shared.count_rejected();
-        return respond::api_error(StatusCode::BAD_REQUEST, "Required metadata header not present");
+        return respond::api_error(
+            StatusCode::BAD_REQUEST,
+            "Required metadata header not present",
+        );
     }
     let token = subject_token(&shared, &query.subject);
     match format.as_str() {

@@ -93,7 +93,9 @@ pub fn other_private_key_pem() -> &'static str {
 
 /// The principal of a workforce pool user `subject`.
 pub fn workforce_principal(subject: &str) -> String {
-    format!("principal://iam.googleapis.com/locations/global/workforcePools/fake-workforce/subject/{subject}")
+    format!(
+        "principal://iam.googleapis.com/locations/global/workforcePools/fake-workforce/subject/{subject}"
+    )
 }
 
 /// The numeric `client_id` / unique id the fake gives the account `email` (stable).
@@ -264,7 +266,10 @@ impl FakeGoogle {
     /// to requests with the header [`federation::SUBJECT_SERVICE_HEADER`].
     pub fn subject_service_url(&self, format: &str, subject: &str) -> String {
         let subject: String = form_urlencoded::byte_serialize(subject.as_bytes()).collect();
-        format!("{}/subject-token-service/{format}?subject={subject}", self.base_url())
+        format!(
+            "{}/subject-token-service/{format}?subject={subject}",
+            self.base_url()
+        )
     }
 
     /// An `external_account` file with an AWS `credential_source` whose metadata URLs point

@@ -170,8 +170,12 @@ fn impersonated_from_json(
              impersonated_service_account themselves; list the intermediate accounts in delegates",
         ));
     }
-    let source = source_from_json(&serde_json::to_vec(&source_json).unwrap_or_default(), env, http)
-        .map_err(|e| e.context("source_credentials"))?;
+    let source = source_from_json(
+        &serde_json::to_vec(&source_json).unwrap_or_default(),
+        env,
+        http,
+    )
+    .map_err(|e| e.context("source_credentials"))?;
     let universe = file
         .universe_domain
         .filter(|u| !u.is_empty())
@@ -207,9 +211,7 @@ pub fn source_from_json(
         )),
         "impersonated_service_account" => impersonated_from_json(json, env, http),
         "external_account" => external_account::from_json(json, env, http),
-        "external_account_authorized_user" => {
-            Ok(Arc::new(WorkforceUser::from_json(json, http)?))
-        }
+        "external_account_authorized_user" => Ok(Arc::new(WorkforceUser::from_json(json, http)?)),
         "" => Err(CredentialError::invalid(
             "the credentials file has no \"type\" field; expected a file written by gcloud or a service-account key",
         )),

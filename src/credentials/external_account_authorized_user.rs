@@ -178,3 +178,32 @@ impl CredentialSource for WorkforceUser {
         Box::pin(async move { Ok(self.universe_domain.clone()) })
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_censors_the_refresh_token_and_client_secret() {
+        let json = br#"{"type":"external_account_authorized_user","audience":"//iam.googleapis.com/locations/global/workforcePools/p/providers/x",
+            "client_id":"cid","client_secret":"hunter2-secret","refresh_token":"refresh-secret-123"}"#;
+        let user = WorkforceUser::from_json(json, &HttpClients::new()).unwrap();
+        let shown = format!("{user:?}");
+        assert!(
+            !shown.contains("hunter2-secret") && !shown.contains("refresh-secret-123"),
+            "{shown}"
+        );
+        assert!(shown.contains("[censored]"));
+        assert_eq!(user.token_url, DEFAULT_TOKEN_URL);
+    }
+
+    #[test]
+    fn universe_domain_moves_the_default_sts_host() {
+        let json = br#"{"client_id":"cid","client_secret":"s","refresh_token":"r","universe_domain":"example-universe.test"}"#;
+        let user = WorkforceUser::from_json(json, &HttpClients::new()).unwrap();
+        assert_eq!(
+            user.token_url,
+            "https://sts.example-universe.test/v1/oauthtoken"
+        );
+    }
+}

@@ -90,7 +90,8 @@ impl Impersonated {
         })?;
         let mut url = upstream::in_universe(url, "iamcredentials", universe_domain);
         if let Some(base) = env.get(IAM_CREDENTIALS_URL_VAR)
-            && let Some(rest) = url.strip_prefix(&format!("https://iamcredentials.{universe_domain}"))
+            && let Some(rest) =
+                url.strip_prefix(&format!("https://iamcredentials.{universe_domain}"))
         {
             url = format!("{}{rest}", base.trim_end_matches('/'));
         }
@@ -244,15 +245,13 @@ impl CredentialSource for Impersonated {
                     upstream::display_url(&url)
                 ))
             };
-            let parsed: GenerateAccessTokenResponse = serde_json::from_slice(&body)
-                .map_err(|_| garbage("something that is not JSON"))?;
+            let parsed: GenerateAccessTokenResponse =
+                serde_json::from_slice(&body).map_err(|_| garbage("something that is not JSON"))?;
             let access_token = parsed
                 .access_token
                 .filter(|t| !t.expose_secret().trim().is_empty())
                 .ok_or_else(|| garbage("no accessToken"))?;
-            let expire_time = parsed
-                .expire_time
-                .ok_or_else(|| garbage("no expireTime"))?;
+            let expire_time = parsed.expire_time.ok_or_else(|| garbage("no expireTime"))?;
             let expires_at = upstream::parse_rfc3339(&expire_time)
                 .ok_or_else(|| garbage("an expireTime that is not an RFC 3339 time"))?;
             let expires_in = match expires_at.duration_since(sent_at) {
@@ -276,11 +275,7 @@ impl CredentialSource for Impersonated {
     }
 
     fn describe(&self) -> String {
-        format!(
-            "{} impersonated by {}",
-            self.target,
-            self.source.describe()
-        )
+        format!("{} impersonated by {}", self.target, self.source.describe())
     }
 
     fn universe_domain(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
@@ -309,7 +304,9 @@ mod tests {
             Some("sa@p.iam.gserviceaccount.com")
         );
         assert_eq!(
-            target_from_url("https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p:signJwt"),
+            target_from_url(
+                "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/sa@p:signJwt"
+            ),
             None
         );
         assert_eq!(target_from_url("https://example.com/"), None);

@@ -384,7 +384,11 @@ mod tests {
     #[test]
     fn universe_domain_replaces_only_default_hosts() {
         assert_eq!(
-            in_universe("https://sts.googleapis.com/v1/token", "sts", "example-universe.test"),
+            in_universe(
+                "https://sts.googleapis.com/v1/token",
+                "sts",
+                "example-universe.test"
+            ),
             "https://sts.example-universe.test/v1/token"
         );
         assert_eq!(
@@ -392,7 +396,11 @@ mod tests {
             "https://sts.u.test"
         );
         assert_eq!(
-            in_universe("https://sts.googleapis.com.evil.test/v1/token", "sts", "u.test"),
+            in_universe(
+                "https://sts.googleapis.com.evil.test/v1/token",
+                "sts",
+                "u.test"
+            ),
             "https://sts.googleapis.com.evil.test/v1/token"
         );
         assert_eq!(

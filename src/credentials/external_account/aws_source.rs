@@ -204,7 +204,11 @@ impl AwsSource {
         }
         let role_url = format!("{}/{role}", url.trim_end_matches('/'));
         let body = self
-            .metadata_get(&role_url, "AWS instance metadata (role credentials)", session)
+            .metadata_get(
+                &role_url,
+                "AWS instance metadata (role credentials)",
+                session,
+            )
             .await?;
         let parsed: RoleCredentials = serde_json::from_str(&body).map_err(|_| {
             CredentialError::transient(format!(
@@ -337,10 +341,9 @@ impl SubjectTokenSource for AwsSource {
 
     fn describe(&self) -> String {
         match &self.credentials_url {
-            Some(url) if self.env.get("AWS_ACCESS_KEY_ID").is_none() => format!(
-                "AWS (role credentials from {})",
-                upstream::display_url(url)
-            ),
+            Some(url) if self.env.get("AWS_ACCESS_KEY_ID").is_none() => {
+                format!("AWS (role credentials from {})", upstream::display_url(url))
+            }
             _ => "AWS (credentials from AWS_ACCESS_KEY_ID)".to_owned(),
         }
     }
@@ -357,18 +360,26 @@ mod tests {
             "regional_cred_verification_url": DEFAULT_VERIFICATION_URL,
         }))
         .unwrap();
-        let source =
-            AwsSource::from_config(&config, "//iam.googleapis.com/aud", &Env::default(), &HttpClients::new())
-                .unwrap();
+        let source = AwsSource::from_config(
+            &config,
+            "//iam.googleapis.com/aud",
+            &Env::default(),
+            &HttpClients::new(),
+        )
+        .unwrap();
         let credentials = AwsCredentials {
             access_key_id: "AKIDEXAMPLE".into(),
             secret_access_key: SecretString::from("wJalrXUtnFEMI/K7MDENG+bPxRfiCYEXAMPLEKEY"),
             session_token: Some(SecretString::from("session")),
         };
         let at = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_767_323_045);
-        let token = source.signed_request("us-east-2", &credentials, at).unwrap();
+        let token = source
+            .signed_request("us-east-2", &credentials, at)
+            .unwrap();
         assert!(!token.contains(['{', '"', ' ', ':', '+']), "{token}");
-        let decoded = percent_encoding::percent_decode_str(&token).decode_utf8().unwrap();
+        let decoded = percent_encoding::percent_decode_str(&token)
+            .decode_utf8()
+            .unwrap();
         let value: serde_json::Value = serde_json::from_str(&decoded).unwrap();
         assert_eq!(value["method"], "POST");
         assert_eq!(
@@ -383,7 +394,13 @@ mod tests {
             .collect();
         assert_eq!(
             keys,
-            ["Authorization", "host", "x-amz-date", "x-amz-security-token", "x-goog-cloud-target-resource"]
+            [
+                "Authorization",
+                "host",
+                "x-amz-date",
+                "x-amz-security-token",
+                "x-goog-cloud-target-resource"
+            ]
         );
         let header = |k: &str| {
             value["headers"]
@@ -398,7 +415,10 @@ mod tests {
         };
         assert_eq!(header("host"), "sts.us-east-2.amazonaws.com");
         assert_eq!(header("x-amz-date"), "20260102T030405Z");
-        assert_eq!(header("x-goog-cloud-target-resource"), "//iam.googleapis.com/aud");
+        assert_eq!(
+            header("x-goog-cloud-target-resource"),
+            "//iam.googleapis.com/aud"
+        );
         let auth = header("Authorization");
         assert!(
             auth.starts_with(
@@ -413,7 +433,8 @@ mod tests {
     fn only_aws1_is_accepted() {
         let config: CredentialSourceConfig =
             serde_json::from_value(serde_json::json!({"environment_id": "aws2"})).unwrap();
-        let err = AwsSource::from_config(&config, "a", &Env::default(), &HttpClients::new()).unwrap_err();
+        let err =
+            AwsSource::from_config(&config, "a", &Env::default(), &HttpClients::new()).unwrap_err();
         assert_eq!(
             err.message(),
             "credential_source.environment_id `aws2` is not supported; only aws1 is"

@@ -204,9 +204,8 @@ impl ExecutableSource {
             .token_type
             .ok_or_else(|| invalid("no token_type".into()))?;
         let token = match token_type.as_str() {
-            "urn:ietf:params:oauth:token-type:jwt" | "urn:ietf:params:oauth:token-type:id_token" => {
-                response.id_token
-            }
+            "urn:ietf:params:oauth:token-type:jwt"
+            | "urn:ietf:params:oauth:token-type:id_token" => response.id_token,
             "urn:ietf:params:oauth:token-type:saml2" => response.saml_response,
             other => return Err(invalid(format!("token_type `{other}` is not supported"))),
         }
@@ -267,16 +266,26 @@ mod tests {
             timeout_millis: None,
             output_file: None,
         };
-        for env in [Env::default(), Env::from_pairs([(ALLOW_EXECUTABLES_VAR, "true")])] {
+        for env in [
+            Env::default(),
+            Env::from_pairs([(ALLOW_EXECUTABLES_VAR, "true")]),
+        ] {
             let err = ExecutableSource::from_config(&config, "a", "t", None, &env).unwrap_err();
-            assert!(err.message().contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"), "{err}");
+            assert!(
+                err.message()
+                    .contains("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES=1"),
+                "{err}"
+            );
         }
     }
 
     #[test]
     fn command_is_split_and_timeout_bounded() {
         let s = source(None);
-        assert_eq!((s.program.as_str(), s.args.as_slice()), ("/bin/true", ["--flag".to_owned()].as_slice()));
+        assert_eq!(
+            (s.program.as_str(), s.args.as_slice()),
+            ("/bin/true", ["--flag".to_owned()].as_slice())
+        );
         assert_eq!(s.timeout, DEFAULT_TIMEOUT);
         let env = Env::from_pairs([(ALLOW_EXECUTABLES_VAR, "1")]);
         let err = ExecutableSource::from_config(
@@ -300,24 +309,48 @@ mod tests {
     #[test]
     fn responses_are_validated() {
         let s = source(None);
-        let future = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() + 600;
+        let future = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            + 600;
         let ok = format!(
             r#"{{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:jwt","id_token":"eyJ.a.b","expiration_time":{future}}}"#
         );
-        assert_eq!(s.parse(ok.as_bytes(), "o", false).unwrap().expose_secret(), "eyJ.a.b");
+        assert_eq!(
+            s.parse(ok.as_bytes(), "o", false).unwrap().expose_secret(),
+            "eyJ.a.b"
+        );
         let no_exp = r#"{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:id_token","id_token":"eyJ.a.b"}"#;
-        assert_eq!(s.parse(no_exp.as_bytes(), "o", false).unwrap().expose_secret(), "eyJ.a.b");
+        assert_eq!(
+            s.parse(no_exp.as_bytes(), "o", false)
+                .unwrap()
+                .expose_secret(),
+            "eyJ.a.b"
+        );
         assert_eq!(
             s.parse(no_exp.as_bytes(), "o", true).unwrap_err().message(),
             "o: no expiration_time, which is required when output_file is set"
         );
         let expired = r#"{"version":1,"success":true,"token_type":"urn:ietf:params:oauth:token-type:jwt","id_token":"eyJ.a.b","expiration_time":1000}"#;
-        assert_eq!(s.parse(expired.as_bytes(), "o", false).unwrap_err().message(), "o: the token has expired");
-        let failed = r#"{"version":1,"success":false,"code":"401","message":"Caller not authorized."}"#;
+        assert_eq!(
+            s.parse(expired.as_bytes(), "o", false)
+                .unwrap_err()
+                .message(),
+            "o: the token has expired"
+        );
+        let failed =
+            r#"{"version":1,"success":false,"code":"401","message":"Caller not authorized."}"#;
         let err = s.parse(failed.as_bytes(), "o", false).unwrap_err();
         assert_eq!(err.kind(), ErrorKind::Rejected);
-        assert_eq!(err.message(), "o: the executable reported failure 401: Caller not authorized.");
+        assert_eq!(
+            err.message(),
+            "o: the executable reported failure 401: Caller not authorized."
+        );
         let v2 = r#"{"version":2,"success":true}"#;
-        assert_eq!(s.parse(v2.as_bytes(), "o", false).unwrap_err().message(), "o: version 2 is not supported (only 1)");
+        assert_eq!(
+            s.parse(v2.as_bytes(), "o", false).unwrap_err().message(),
+            "o: version 2 is not supported (only 1)"
+        );
     }
 }

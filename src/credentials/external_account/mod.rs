@@ -213,7 +213,14 @@ pub fn from_json(
         .service_account_impersonation_url
         .as_deref()
         .and_then(super::impersonated::target_from_url);
-    let subject = subject_source(source, &audience, &subject_token_type, impersonated_email, env, http)?;
+    let subject = subject_source(
+        source,
+        &audience,
+        &subject_token_type,
+        impersonated_email,
+        env,
+        http,
+    )?;
     let exchange = StsExchange {
         audience,
         subject_token_type,
@@ -225,7 +232,10 @@ pub fn from_json(
         subject,
         http: http.google.clone(),
     };
-    match file.service_account_impersonation_url.filter(|s| !s.is_empty()) {
+    match file
+        .service_account_impersonation_url
+        .filter(|s| !s.is_empty())
+    {
         None => Ok(Arc::new(exchange)),
         Some(url) => {
             let mut impersonated =
@@ -303,7 +313,10 @@ impl std::fmt::Debug for StsExchange {
             .field("subject_token_type", &self.subject_token_type)
             .field("token_url", &self.token_url)
             .field("client_id", &self.client_id)
-            .field("client_secret", &self.client_secret.as_ref().map(|_| "[censored]"))
+            .field(
+                "client_secret",
+                &self.client_secret.as_ref().map(|_| "[censored]"),
+            )
             .field("subject", &self.subject)
             .finish()
     }
@@ -430,7 +443,10 @@ mod tests {
             "the file /t has no string field `id_token` (subject_token_field_name)"
         );
         assert_eq!(
-            SubjectTokenFormat::Text.extract(b"  \n", "the file /t").unwrap_err().message(),
+            SubjectTokenFormat::Text
+                .extract(b"  \n", "the file /t")
+                .unwrap_err()
+                .message(),
             "the file /t holds an empty subject token"
         );
     }
@@ -439,11 +455,17 @@ mod tests {
     fn basic_auth_is_written_as_google_writes_it() {
         assert_eq!(
             basic_auth("id", Some(&SecretString::from("s:e cret"))),
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("id:s:e cret"))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("id:s:e cret")
+            )
         );
         assert_eq!(
             basic_auth("id", None),
-            format!("Basic {}", base64::engine::general_purpose::STANDARD.encode("id:"))
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode("id:")
+            )
         );
     }
 
@@ -451,13 +473,21 @@ mod tests {
     fn missing_fields_and_unknown_sources_are_named() {
         let http = HttpClients::new();
         let err = from_json(br#"{"type":"external_account"}"#, &Env::default(), &http).unwrap_err();
-        assert!(err.message().starts_with("the external_account file has no audience"), "{err}");
+        assert!(
+            err.message()
+                .starts_with("the external_account file has no audience"),
+            "{err}"
+        );
         let err = from_json(
             br#"{"type":"external_account","audience":"a","subject_token_type":"t","credential_source":{}}"#,
             &Env::default(),
             &http,
         )
         .unwrap_err();
-        assert!(err.message().starts_with("credential_source has none of file, url"), "{err}");
+        assert!(
+            err.message()
+                .starts_with("credential_source has none of file, url"),
+            "{err}"
+        );
     }
 }
