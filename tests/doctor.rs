@@ -324,3 +324,58 @@ async fn federated_token_without_a_principal() {
         "{report}"
     );
 }
+
+#[tokio::test]
+async fn impersonated_file_workforce_user_and_aws_reports() {
+    let fake = FakeGoogle::start().await;
+    // impersonated_service_account
+    let env = SidecarEnv::new(&fake);
+    let key = fake.service_account_key_json("builder@test-project.iam.gserviceaccount.com");
+    env.write_gcloud_adc(&fake.impersonated_service_account_json(TARGET, key.clone()));
+    let run = run_doctor(&env, &["--json"]).await;
+    assert!(run.status.success(), "{}", run.stdout);
+    let report = run.json();
+    assert_eq!(report["credential_type"], "impersonated_service_account");
+    assert_eq!(report["project_from"], "source_credentials.project_id");
+    assert_eq!(report["principal"], TARGET);
+    assert_no_secrets(&fake, &run.stdout, Some(&key));
+
+    // external_account_authorized_user
+    let principal = fake_google::workforce_principal("bob");
+    let env = SidecarEnv::new(&fake).set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone());
+    let user = fake.workforce_user_json("bob");
+    env.write_gcloud_adc(&user);
+    let run = run_doctor(&env, &["--json"]).await;
+    assert!(run.status.success(), "{}", run.stdout);
+    let report = run.json();
+    assert_eq!(
+        report["credential_type"],
+        "external_account_authorized_user"
+    );
+    assert_eq!(report["principal"], principal);
+    assert_no_secrets(&fake, &run.stdout, Some(&user));
+
+    // external_account, aws
+    let env = SidecarEnv::new(&fake);
+    let mut file = fake.aws_external_account_json(true);
+    file["service_account_impersonation_url"] = json!(fake.impersonation_url(TARGET));
+    env.write_gcloud_adc(&file);
+    let run = run_doctor(&env, &["--json"]).await;
+    assert!(run.status.success(), "{}", run.stdout);
+    let report = run.json();
+    assert_eq!(report["principal"], TARGET);
+    assert!(
+        report["source"]
+            .as_str()
+            .unwrap()
+            .contains("AWS (role credentials from "),
+        "{report}"
+    );
+    for secret in [
+        fake_google::aws::SECRET_ACCESS_KEY,
+        fake_google::aws::SESSION_TOKEN,
+        fake_google::aws::IMDSV2_TOKEN,
+    ] {
+        assert!(!run.stdout.contains(secret));
+    }
+}

@@ -328,6 +328,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn without_an_override_the_iam_host_follows_the_metadata_servers_universe() {
+        let fake = fake_google::FakeGoogle::start().await;
+        let mds: Arc<dyn CredentialSource> = Arc::new(
+            super::super::metadata_server::MetadataServer::builder()
+                .with_host(fake.metadata_host())
+                .build(),
+        );
+        let target =
+            Impersonated::new(mds, "t@p.iam.gserviceaccount.com").with_env(&Env::default());
+        assert_eq!(
+            target.url().await.unwrap(),
+            "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:generateAccessToken"
+        );
+        let paths: Vec<String> = fake.requests().into_iter().map(|r| r.path).collect();
+        assert_eq!(paths, ["/computeMetadata/v1/universe/universe-domain"]);
+    }
+
     #[test]
     fn delegates_become_resource_names() {
         let mds: Arc<dyn CredentialSource> =

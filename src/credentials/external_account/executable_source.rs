@@ -306,6 +306,30 @@ mod tests {
         );
     }
 
+    #[tokio::test(start_paused = true)]
+    async fn a_program_that_outlives_its_timeout_is_killed_and_reported() {
+        let env = Env::from_pairs([(ALLOW_EXECUTABLES_VAR, "1")]);
+        let source = ExecutableSource::from_config(
+            &ExecutableConfig {
+                command: Some("sleep 600".into()),
+                timeout_millis: Some(5000),
+                output_file: None,
+            },
+            "a",
+            "urn:ietf:params:oauth:token-type:jwt",
+            None,
+            &env,
+        )
+        .unwrap();
+        let err = source.subject_token().await.unwrap_err();
+        assert_eq!(err.kind(), ErrorKind::Transient);
+        assert_eq!(
+            err.message(),
+            "the credential executable sleep did not finish within 5000 ms \
+             (credential_source.executable.timeout_millis)"
+        );
+    }
+
     #[test]
     fn responses_are_validated() {
         let s = source(None);
