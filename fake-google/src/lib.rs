@@ -9,7 +9,10 @@
 //! | `POST /token` | `oauth2.googleapis.com/token`: JWT-bearer and refresh-token grants |
 //! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken` | IAM Credentials |
-//! | `POST /v1/token` | STS token exchange (workload identity federation) |
+//! | `POST /v1/token` | STS token exchange (workload identity federation), incl. AWS `aws4_request` subject tokens re-signed and checked |
+//! | `POST /v1/oauthtoken` | STS refresh for workforce pool users (Basic client auth) |
+//! | `GET /subject-token-service/{text\|json}?subject=S` | a local subject token service for `credential_source.url` (demands `Metadata: True`) |
+//! | `PUT /latest/api/token`, `GET /latest/meta-data/...` | the AWS EC2 instance metadata service (IMDSv2) |
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
