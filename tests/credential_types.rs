@@ -589,9 +589,17 @@ async fn a_rewritten_credentials_file_is_used_from_the_next_refresh() {
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     assert_eq!(fake.stats().oauth_token, 2);
-    assert!(
-        sidecar
-            .logs()
-            .contains("credentials changed; using the new ones")
-    );
+    // The log line was written before the token was served; its reader thread may lag.
+    let started = std::time::Instant::now();
+    while !sidecar
+        .logs()
+        .contains("credentials changed; using the new ones")
+    {
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "{}",
+            sidecar.logs()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
 }
