@@ -3,7 +3,7 @@
 //! A subject token from outside Google (a Kubernetes or CI OIDC token, a SAML assertion, a
 //! signed AWS request) is exchanged at STS (`token_url`, RFC 8693) for a federated Google
 //! token; with `service_account_impersonation_url` that token then impersonates a service
-//! account ([`Impersonated`](super::impersonated::Impersonated)).
+//! account ([`Impersonated`]).
 //!
 //! Layout: one module per `credential_source` kind ([`file_source`], [`url_source`],
 //! [`executable_source`], [`aws_source`]), each a [`SubjectTokenSource`]; this module parses
