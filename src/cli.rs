@@ -4,6 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gcp_kafka_auth_handler::provider::ImpersonationChain;
 
 /// OAuth2 token endpoint for Kafka clients of Google Cloud Managed Service for Apache Kafka.
 ///
@@ -29,6 +30,8 @@ pub enum Command {
     Healthcheck(crate::commands::healthcheck::HealthcheckArgs),
     /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
     Completions(crate::commands::completions::CompletionsArgs),
+    /// Explain which credentials would be used and whether a token can be served.
+    Doctor(DoctorArgs),
     /// Print the version, target and git commit as JSON.
     Version,
 }
@@ -51,12 +54,41 @@ pub struct ServeArgs {
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
 
+    #[command(flatten)]
+    pub impersonation: ImpersonationArgs,
+
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
     #[command(flatten)]
     pub log: LogArgs,
+}
+
+#[derive(Debug, Args)]
+pub struct ImpersonationArgs {
+    /// Impersonate this service account with the credentials found (like gcloud's flag):
+    /// EMAIL, or DELEGATE,...,EMAIL for a delegation chain whose last entry is the target.
+    #[arg(long, env = "GCP_KAFKA_AUTH_IMPERSONATE_SERVICE_ACCOUNT", value_name = "[DELEGATE,...,]EMAIL", value_parser = parse_chain)]
+    pub impersonate_service_account: Option<ImpersonationChain>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Principal (`sub`) to check instead of the one the credentials name.
+    #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
+    pub principal: Option<String>,
+
+    #[command(flatten)]
+    pub impersonation: ImpersonationArgs,
+}
+
+fn parse_chain(text: &str) -> Result<ImpersonationChain, String> {
+    ImpersonationChain::parse(text)
 }
 
 #[derive(Debug, Args)]

@@ -14,6 +14,8 @@
 //! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
 //! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
 //! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
+//! - [`doctor`]: the `doctor` command's checks: which credentials, whose, and whether a token
+//!   can be served, explained without secrets.
 //! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, `/metrics`.
 //! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
 //! - [`server`]: serving a router on a listener with graceful shutdown.
@@ -35,6 +37,7 @@
 mod cache;
 pub mod client_config;
 pub mod credentials;
+pub mod doctor;
 pub mod endpoint;
 pub mod env;
 pub mod kafka_token;

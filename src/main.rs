@@ -10,7 +10,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use gcp_kafka_auth_handler::server;
+use gcp_kafka_auth_handler::{Env, doctor, server};
 
 use cli::{Cli, Command, LogArgs, LogFormat, ServeArgs};
 
@@ -28,6 +28,27 @@ fn main() -> ExitCode {
                 })
             );
             ExitCode::SUCCESS
+        }
+        Command::Doctor(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .expect("the tokio runtime starts");
+            let options = doctor::Options {
+                principal: args.principal,
+                impersonate: args.impersonation.impersonate_service_account,
+            };
+            let report = runtime.block_on(doctor::examine(Env::from_process(), options));
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
+            }
+            if report.can_serve() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
         }
         Command::Serve(args) => {
             init_logging(&args.log);
@@ -78,7 +99,11 @@ fn init_logging(args: &LogArgs) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let provider = commands::build_provider(args.principal.as_deref(), args.refresh_margin)?;
+    let provider = commands::build_provider(
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account,
+    )?;
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await

@@ -334,3 +334,44 @@ pub fn assert_claims(decoded: &Decoded, fake: &FakeGoogle, principal: &str) {
     assert!(iat <= now && iat + 60 > now, "iat {iat} now {now}");
     assert!(decoded.expires_in > 0 && decoded.expires_in as u64 <= exp - iat + 1);
 }
+
+/// Every request the fake received, as `METHOD /path`, in order: the upstream calls.
+pub fn upstream_calls(fake: &FakeGoogle) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The result of `gcp-kafka-auth-handler doctor`.
+pub struct DoctorRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl DoctorRun {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Runs `doctor` with the same environment a sidecar would get (asynchronously, so the fake
+/// in this runtime keeps answering).
+pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
+    let output = tokio::process::Command::new(BIN)
+        .arg("doctor")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run doctor");
+    DoctorRun {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
