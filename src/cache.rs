@@ -18,6 +18,7 @@ use tokio::time::Instant;
 
 use crate::credentials::{CredentialError, CredentialSource, ErrorKind};
 use crate::kafka_token::KafkaToken;
+use crate::metrics::RefreshMetrics;
 use crate::principal::Principal;
 use crate::token_response::ResponsePrefix;
 
@@ -116,6 +117,7 @@ impl TokenCache {
         source: Arc<dyn CredentialSource>,
         principal_override: Option<Principal>,
         timing: CacheTiming,
+        metrics: RefreshMetrics,
     ) -> Self {
         let (tx, rx) = watch::channel(Snapshot {
             token: None,
@@ -127,7 +129,13 @@ impl TokenCache {
             last_fetch_duration: None,
         });
         let timing = Arc::new(timing);
-        tokio::spawn(refresh_loop(source, principal_override, tx, timing.clone()));
+        tokio::spawn(refresh_loop(
+            source,
+            principal_override,
+            tx,
+            timing.clone(),
+            metrics,
+        ));
         Self {
             snapshots: rx,
             timing,
@@ -268,6 +276,7 @@ async fn refresh_loop(
     principal_override: Option<Principal>,
     tx: watch::Sender<Snapshot>,
     timing: Arc<CacheTiming>,
+    metrics: RefreshMetrics,
 ) {
     let mut failures: u32 = 0;
     loop {
@@ -286,6 +295,7 @@ async fn refresh_loop(
         };
         let now = Instant::now();
         let elapsed = now - started;
+        metrics.observe_attempt(elapsed, outcome.is_ok());
         let next_wake = match outcome {
             Ok(cached) => {
                 failures = 0;

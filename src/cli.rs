@@ -5,6 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
+use gcp_kafka_auth_handler::provider::ImpersonationChain;
 
 /// OAuth2 token endpoint for Kafka clients of Google Cloud Managed Service for Apache Kafka.
 ///
@@ -21,6 +22,17 @@ pub struct Cli {
 pub enum Command {
     /// Serve the token endpoint (default: http://127.0.0.1:14293).
     Serve(Box<ServeArgs>),
+    /// Print the Kafka token once (for scripts), or keep a file fresh with it (--output).
+    Token(crate::commands::token::TokenArgs),
+    /// Print ready-to-paste Kafka client configuration for the endpoint.
+    ClientConfig(crate::commands::client_config::ClientConfigArgs),
+    /// Ask a running sidecar whether it is ready (exit 0) or not (exit 1), for container
+    /// health checks in images without curl.
+    Healthcheck(crate::commands::healthcheck::HealthcheckArgs),
+    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
+    Completions(crate::commands::completions::CompletionsArgs),
+    /// Explain which credentials would be used and whether a token can be served.
+    Doctor(DoctorArgs),
     /// Print the version, target and git commit as JSON.
     Version,
 }
@@ -42,6 +54,9 @@ pub struct ServeArgs {
     /// Principal (`sub`) to put in tokens instead of the one the credentials name.
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
+
+    #[command(flatten)]
+    pub impersonation: ImpersonationArgs,
 
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -115,14 +130,48 @@ impl std::str::FromStr for Secret {
 }
 
 #[derive(Debug, Args)]
+pub struct ImpersonationArgs {
+    /// Impersonate this service account with the credentials found (like gcloud's flag):
+    /// EMAIL, or DELEGATE,...,EMAIL for a delegation chain whose last entry is the target.
+    #[arg(long, env = "GCP_KAFKA_AUTH_IMPERSONATE_SERVICE_ACCOUNT", value_name = "[DELEGATE,...,]EMAIL", value_parser = parse_chain)]
+    pub impersonate_service_account: Option<ImpersonationChain>,
+}
+
+#[derive(Debug, Args)]
+pub struct DoctorArgs {
+    /// Print one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+
+    /// Principal (`sub`) to check instead of the one the credentials name.
+    #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
+    pub principal: Option<String>,
+
+    #[command(flatten)]
+    pub impersonation: ImpersonationArgs,
+}
+
+fn parse_chain(text: &str) -> Result<ImpersonationChain, String> {
+    ImpersonationChain::parse(text)
+}
+
+#[derive(Debug, Args)]
 pub struct LogArgs {
     /// Log format.
     #[arg(long, env = "GCP_KAFKA_AUTH_LOG_FORMAT", default_value = "text")]
     pub log_format: LogFormat,
 
     /// Log filter in RUST_LOG syntax (e.g. `info`, `gcp_kafka_auth_handler=debug`).
-    #[arg(long, env = "RUST_LOG", default_value = "info")]
+    #[arg(long, env = "RUST_LOG", default_value = "info", value_parser = parse_log_filter)]
     pub log: String,
+}
+
+/// A filter `tracing_subscriber` accepts, refused at start otherwise.
+pub fn parse_log_filter(text: &str) -> Result<String, String> {
+    tracing_subscriber::EnvFilter::builder()
+        .parse(text)
+        .map(|_| text.to_owned())
+        .map_err(|e| format!("`{text}` is not a log filter ({e}); write e.g. info, warn or gcp_kafka_auth_handler=debug"))
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]

@@ -14,10 +14,14 @@
 //! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
 //! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
 //! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
-//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, and the checks
-//!   in front of them (`Host`, browsers, client authentication).
+//! - [`doctor`]: the `doctor` command's checks: which credentials, whose, and whether a token
+//!   can be served, explained without secrets.
+//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, `/metrics`, and
+//!   the checks in front of them (`Host`, browsers, client authentication).
+//! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
 //! - [`server`]: serving a router on a listener within connection limits, with graceful
 //!   shutdown.
+//! - [`client_config`]: ready-to-paste Kafka client configuration for the endpoint.
 //! - [`env`]: the one seam through which environment variables are read.
 //!
 //! # Example: mount the endpoint in an axum application
@@ -33,10 +37,13 @@
 #![deny(missing_docs)]
 
 mod cache;
+pub mod client_config;
 pub mod credentials;
+pub mod doctor;
 pub mod endpoint;
 pub mod env;
 pub mod kafka_token;
+pub mod metrics;
 pub mod principal;
 pub mod provider;
 pub mod server;

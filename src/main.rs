@@ -3,13 +3,14 @@
 #![forbid(unsafe_code)]
 
 mod cli;
+mod commands;
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
 
 use anyhow::Context as _;
 use clap::Parser as _;
-use gcp_kafka_auth_handler::{Env, KafkaTokenProvider, server};
+use gcp_kafka_auth_handler::{Env, doctor, server};
 
 use cli::{Cli, Command, LogArgs, LogFormat, ServeArgs};
 use gcp_kafka_auth_handler::endpoint::{ClientCredentials, EndpointConfig};
@@ -29,32 +30,65 @@ fn main() -> ExitCode {
             );
             ExitCode::SUCCESS
         }
-        Command::Serve(args) => {
-            init_logging(&args.log);
-            let runtime = tokio::runtime::Builder::new_multi_thread()
+        Command::Doctor(args) => {
+            let runtime = tokio::runtime::Builder::new_current_thread()
                 .enable_all()
                 .build()
                 .expect("the tokio runtime starts");
-            match runtime.block_on(serve(*args)) {
-                Ok(()) => ExitCode::SUCCESS,
-                Err(err) => {
-                    tracing::error!("{err:#}");
-                    eprintln!("error: {err:#}");
-                    ExitCode::from(2)
-                }
+            let options = doctor::Options {
+                principal: args.principal,
+                impersonate: args.impersonation.impersonate_service_account,
+            };
+            let report = runtime.block_on(doctor::examine(Env::from_process(), options));
+            if args.json {
+                println!("{}", report.to_json());
+            } else {
+                print!("{}", report.to_text());
             }
+            if report.can_serve() {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            }
+        }
+        Command::Serve(args) => {
+            init_logging(&args.log);
+            run_async(async move { serve(*args).await.map(|()| ExitCode::SUCCESS) })
+        }
+        Command::Token(args) => {
+            init_logging(&args.log);
+            run_async(commands::token::run(args))
+        }
+        Command::ClientConfig(args) => commands::client_config::run(&args),
+        Command::Healthcheck(args) => commands::healthcheck::run(&args),
+        Command::Completions(args) => {
+            commands::completions::run(&args);
+            ExitCode::SUCCESS
+        }
+    }
+}
+
+/// Runs `task` on a multi-threaded runtime; an error is logged, printed and exits with 2.
+fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(task) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
         }
     }
 }
 
 fn init_logging(args: &LogArgs) {
-    let filter = tracing_subscriber::EnvFilter::try_new(&args.log).unwrap_or_else(|e| {
-        eprintln!(
-            "warning: invalid log filter `{}` ({e}); using `info`",
-            args.log
-        );
-        tracing_subscriber::EnvFilter::new("info")
-    });
+    // `--log` was checked by `cli::parse_log_filter`.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
@@ -66,14 +100,12 @@ fn init_logging(args: &LogArgs) {
 }
 
 async fn serve(args: ServeArgs) -> anyhow::Result<()> {
-    let mut builder = KafkaTokenProvider::builder()
-        .with_env(Env::from_process())
-        .with_refresh_margin(args.refresh_margin);
-    if let Some(principal) = &args.principal {
-        builder = builder.with_principal(principal);
-    }
-    let provider = builder.build().context("invalid configuration")?;
     let endpoint = endpoint_config(&args)?;
+    let provider = commands::build_provider(
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account,
+    )?;
     let limits = server::Limits {
         max_connections: args.security.max_connections,
         header_read_timeout: args.security.header_read_timeout,
@@ -97,7 +129,14 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
             "listening on a non-loopback address: {who} can fetch Kafka tokens for these Google credentials; bind 127.0.0.1 or ::1 unless that is intended, and consider --client-id/--client-secret"
         );
     }
-    tracing::info!(address = %local, version = env!("CARGO_PKG_VERSION"), "listening; token endpoint is http://{local}");
+    tracing::info!(
+        address = %local,
+        version = env!("CARGO_PKG_VERSION"),
+        refresh_margin_s = args.refresh_margin.as_secs(),
+        shutdown_timeout_s = args.shutdown_timeout.as_secs(),
+        principal_override = args.principal.as_deref(),
+        "listening; token endpoint is http://{local}"
+    );
     server::serve(
         listener,
         provider.router_with(endpoint),

@@ -5,9 +5,11 @@ use std::time::Duration;
 
 use crate::cache::{CacheTiming, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
+use crate::credentials::impersonated::Impersonated;
 use crate::credentials::{CredentialSource, ErrorKind, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
+use crate::metrics::{Metrics, RefreshMetrics};
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 
 /// Kafka tokens for one set of Google credentials, cached and refreshed in the background.
@@ -27,6 +29,7 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 pub struct KafkaTokenProvider {
     pub(crate) cache: TokenCache,
     source: Arc<dyn CredentialSource>,
+    metrics: Arc<Metrics>,
 }
 
 /// Configures a [`KafkaTokenProvider`].
@@ -37,6 +40,47 @@ pub struct ProviderBuilder {
     principal: Option<String>,
     timing: CacheTiming,
     http: Option<HttpClients>,
+    impersonate: Option<ImpersonationChain>,
+}
+
+/// `--impersonate-service-account`: the target and the delegates in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpersonationChain {
+    /// The account whose tokens are served.
+    pub target: String,
+    /// Accounts between the credentials and the target, in call order.
+    pub delegates: Vec<String>,
+}
+
+impl ImpersonationChain {
+    /// Parses gcloud's syntax: a comma-separated chain of service-account emails whose last
+    /// entry is the target and whose others are delegates, in order.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::provider::ImpersonationChain;
+    /// let chain = ImpersonationChain::parse("hop@p.iam.gserviceaccount.com,kafka@p.iam.gserviceaccount.com").unwrap();
+    /// assert_eq!(chain.target, "kafka@p.iam.gserviceaccount.com");
+    /// assert_eq!(chain.delegates, ["hop@p.iam.gserviceaccount.com"]);
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut accounts: Vec<String> = text
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if let Some(bad) = accounts.iter().find(|a| !a.contains('@')) {
+            return Err(format!(
+                "`{bad}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL"
+            ));
+        }
+        let target = accounts
+            .pop()
+            .ok_or_else(|| "no service account to impersonate was given".to_owned())?;
+        Ok(Self {
+            target,
+            delegates: accounts,
+        })
+    }
 }
 
 /// Why a provider could not be built.
@@ -89,6 +133,13 @@ impl ProviderBuilder {
         self
     }
 
+    /// Impersonates a service account with whatever credentials are configured, as
+    /// `gcloud --impersonate-service-account` does; the principal becomes the target.
+    pub fn with_impersonation(mut self, chain: ImpersonationChain) -> Self {
+        self.impersonate = Some(chain);
+        self
+    }
+
     /// Shares HTTP clients with other code.
     pub fn with_http(mut self, http: HttpClients) -> Self {
         self.http = Some(http);
@@ -112,11 +163,28 @@ impl ProviderBuilder {
                 self.timing.refresh_margin.as_secs()
             )));
         }
-        let source = self.source.unwrap_or_else(|| {
-            Arc::new(ApplicationDefault::new(env, self.http.unwrap_or_default()))
-        });
+        let http = self.http.unwrap_or_default();
+        let mut source = self
+            .source
+            .unwrap_or_else(|| Arc::new(ApplicationDefault::new(env.clone(), http.clone())));
+        if let Some(chain) = self.impersonate {
+            source = Arc::new(
+                Impersonated::new(source, chain.target)
+                    .with_delegates(chain.delegates)
+                    .with_env(&env)
+                    .with_http(&http),
+            );
+        }
+        let refresh_metrics = RefreshMetrics::new();
+        let cache = TokenCache::start(
+            source.clone(),
+            principal,
+            self.timing,
+            refresh_metrics.clone(),
+        );
         Ok(KafkaTokenProvider {
-            cache: TokenCache::start(source.clone(), principal, self.timing),
+            metrics: Arc::new(Metrics::new(cache.clone(), &refresh_metrics)),
+            cache,
             source,
         })
     }
@@ -186,6 +254,11 @@ impl KafkaTokenProvider {
     /// The credential source, described for people.
     pub fn describe_source(&self) -> String {
         self.source.describe()
+    }
+
+    /// This provider's metrics (also served on `/metrics` by [`KafkaTokenProvider::router`]).
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
     }
 
     /// The OAuth2 token endpoint for this provider as an axum [`Router`](axum::Router): a

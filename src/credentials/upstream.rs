@@ -246,6 +246,27 @@ pub(crate) fn checked_expiry(
     Ok(sent_at + Duration::from_secs(expires_in as u64))
 }
 
+/// Parses an RFC 3339 timestamp (`2026-01-02T03:04:05Z`, with or without fractional
+/// seconds, any offset), as IAM Credentials writes `expireTime` and executables write
+/// `expiration_time` strings. The `time` crate does the calendar work.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// `url` with the domain of a *default* Google host (`https://{service}.googleapis.com`)
+/// replaced by `universe_domain`; any other URL (a private endpoint, a test server) is kept.
+pub(crate) fn in_universe(url: &str, service: &str, universe_domain: &str) -> String {
+    let default = format!("https://{service}.{}", super::DEFAULT_UNIVERSE_DOMAIN);
+    match url.strip_prefix(&default) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            format!("https://{service}.{universe_domain}{rest}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The `email` claim of an OpenID Connect ID token. The signature is not checked: the token
 /// came straight from Google over the connection we opened, and only the email is used.
 fn id_token_email(id_token: &str) -> Option<String> {
@@ -340,6 +361,51 @@ mod tests {
         assert_eq!(
             err.message(),
             "IAM at http://127.0.0.1:1/token answered HTTP 403 (PERMISSION_DENIED: Permission denied)"
+        );
+    }
+
+    #[test]
+    fn rfc3339_with_and_without_fractional_seconds_and_offsets() {
+        let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+        assert_eq!(parse_rfc3339("2026-01-02T03:04:05Z"), Some(whole));
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.250Z"),
+            Some(whole + Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.123456789Z"),
+            Some(whole + Duration::from_nanos(123_456_789))
+        );
+        assert_eq!(parse_rfc3339("2026-01-02T04:04:05+01:00"), Some(whole));
+        assert_eq!(parse_rfc3339("2026-01-02 03:04:05"), None);
+        assert_eq!(parse_rfc3339("1767323045"), None);
+    }
+
+    #[test]
+    fn universe_domain_replaces_only_default_hosts() {
+        assert_eq!(
+            in_universe(
+                "https://sts.googleapis.com/v1/token",
+                "sts",
+                "example-universe.test"
+            ),
+            "https://sts.example-universe.test/v1/token"
+        );
+        assert_eq!(
+            in_universe("https://sts.googleapis.com", "sts", "u.test"),
+            "https://sts.u.test"
+        );
+        assert_eq!(
+            in_universe(
+                "https://sts.googleapis.com.evil.test/v1/token",
+                "sts",
+                "u.test"
+            ),
+            "https://sts.googleapis.com.evil.test/v1/token"
+        );
+        assert_eq!(
+            in_universe("http://127.0.0.1:9/v1/token", "sts", "u.test"),
+            "http://127.0.0.1:9/v1/token"
         );
     }
 

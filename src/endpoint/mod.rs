@@ -1,6 +1,6 @@
 //! The HTTP surface: the OAuth2 token endpoint and the operations endpoints.
 //!
-//! `/healthz` and `/readyz` are reserved; every other path answers token requests, because
+//! `/healthz`, `/readyz` and `/metrics` are reserved; every other path answers token requests, because
 //! users point clients at `http://localhost:14293`, `.../` or a path of their own, as the
 //! tools this replaces allowed. [`router`] returns an axum `Router`, which is a tower
 //! `Service`: mount it with `Router::nest` or serve it with hyper directly.
@@ -37,7 +37,7 @@ pub use guard::{
 pub const MAX_BODY_BYTES: usize = 8 * 1024;
 
 /// Paths that are not the token endpoint.
-pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz"];
+pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
 /// The endpoint for `provider` with the default [`EndpointConfig`] (loopback `Host`s only,
 /// browsers refused, no client authentication).
@@ -53,14 +53,21 @@ pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Rout
         provider,
         config: config.clone(),
     };
+    let metrics = state.provider.metrics().clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
+        .route("/metrics", get(metrics_exposition))
         .fallback(token)
         .with_state(state)
         .layer(axum::middleware::from_fn_with_state(
             config,
             guard::check_request,
+        ))
+        // Outermost, so refusals are counted too.
+        .layer(axum::middleware::from_fn_with_state(
+            metrics,
+            crate::metrics::count_requests,
         ))
 }
 
@@ -74,6 +81,16 @@ impl FromRef<EndpointState> for KafkaTokenProvider {
     fn from_ref(state: &EndpointState) -> Self {
         state.provider.clone()
     }
+}
+
+/// `/metrics`: the Prometheus (OpenMetrics text) exposition.
+async fn metrics_exposition(State(provider): State<KafkaTokenProvider>) -> Response {
+    let mut response = (StatusCode::OK, provider.metrics().render()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
 }
 
 async fn healthz() -> Response {

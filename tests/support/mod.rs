@@ -68,20 +68,65 @@ impl SidecarEnv {
     }
 }
 
+/// `BIN args...` with nothing from the test process's environment but PATH, plus `env`.
+pub fn command(env: &SidecarEnv, args: &[&str]) -> Command {
+    let mut command = Command::new(BIN);
+    command
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null());
+    command
+}
+
+/// Runs `BIN args...` to the end and returns (exit code, stdout, stderr).
+pub fn run(env: &SidecarEnv, args: &[&str]) -> (i32, String, String) {
+    let output = command(env, args).output().expect("run the binary");
+    (
+        output.status.code().unwrap_or(-1),
+        String::from_utf8(output.stdout).unwrap(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// A port that was free a moment ago, for processes that must be told a port up front.
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// The address in a "listening" log line, JSON or text.
+fn listening_address(line: &str) -> Option<SocketAddr> {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(line) {
+        if v["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("listening"))
+        {
+            return v["address"].as_str()?.parse().ok();
+        }
+        return None;
+    }
+    let rest = &line[line.find("token endpoint is http://")? + "token endpoint is http://".len()..];
+    rest.split_whitespace().next()?.parse().ok()
+}
+
 impl Sidecar {
     /// Starts the sidecar on a free port and waits until it listens.
     pub fn start(env: SidecarEnv, args: &[&str]) -> Sidecar {
-        let mut command = Command::new(BIN);
-        command
-            .arg("serve")
-            .args(["--port", "0", "--log-format", "json"])
-            .args(args)
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
+        let mut all = vec!["serve", "--port", "0", "--log-format", "json"];
+        all.extend_from_slice(args);
+        Sidecar::spawn(env, &all)
+    }
+
+    /// Runs `BIN args...` (which must serve and log its "listening" line, JSON or text) and
+    /// waits until it listens.
+    pub fn spawn(env: SidecarEnv, args: &[&str]) -> Sidecar {
+        let mut command = command(&env, args);
+        command.stdout(Stdio::null()).stderr(Stdio::piped());
         if !env.vars.iter().any(|(k, _)| k == "RUST_LOG") {
             command.env("RUST_LOG", "info");
         }
@@ -93,20 +138,13 @@ impl Sidecar {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines().map_while(Result::ok) {
-                    if let Ok(v) = serde_json::from_str::<serde_json::Value>(&line)
-                        && v["message"]
-                            .as_str()
-                            .is_some_and(|m| m.starts_with("listening"))
-                    {
-                        let _ = addr_tx.send(
-                            v["address"]
-                                .as_str()
-                                .unwrap()
-                                .parse::<SocketAddr>()
-                                .unwrap(),
-                        );
-                    }
+                    let addr = listening_address(&line);
+                    // Recorded before announced, so the "listening" line is in `logs()`
+                    // by the time `spawn` returns.
                     logs.lock().unwrap().push(line);
+                    if let Some(addr) = addr {
+                        let _ = addr_tx.send(addr);
+                    }
                 }
             });
         }
@@ -126,6 +164,30 @@ impl Sidecar {
             logs,
             _home: env.home,
         }
+    }
+
+    /// Every log line so far that is a JSON object, parsed (panics on a line that is not).
+    pub fn json_logs(&self) -> Vec<serde_json::Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|line| {
+                serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
+            })
+            .collect()
+    }
+
+    /// Waits (at most `limit`) until a log line contains `needle`.
+    pub fn wait_for_log(&self, needle: &str, limit: Duration) -> bool {
+        let started = Instant::now();
+        while started.elapsed() < limit {
+            if self.logs().contains(needle) {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        false
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -395,4 +457,45 @@ pub async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -
     reader.read_exact(&mut body).await.unwrap();
     response.body = String::from_utf8(body).unwrap();
     response
+}
+
+/// Every request the fake received, as `METHOD /path`, in order: the upstream calls.
+pub fn upstream_calls(fake: &FakeGoogle) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The result of `gcp-kafka-auth-handler doctor`.
+pub struct DoctorRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl DoctorRun {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Runs `doctor` with the same environment a sidecar would get (asynchronously, so the fake
+/// in this runtime keeps answering).
+pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
+    let output = tokio::process::Command::new(BIN)
+        .arg("doctor")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run doctor");
+    DoctorRun {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
 }

@@ -178,7 +178,14 @@ async fn shutdown_releases_hung_requests_with_503() {
             .await
             .map(|r| r.status().as_u16())
     });
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Shut down only once the request is inside the fake (hanging), not still in the accept
+    // queue: on a loaded machine a fixed sleep is not enough.
+    let waiting = Instant::now();
+    while google.stats().metadata_token == 0 && waiting.elapsed() < Duration::from_secs(10) {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(google.stats().metadata_token, 1);
+    tokio::time::sleep(Duration::from_millis(50)).await;
     assert!(!hung.is_finished());
     let started = Instant::now();
     google.shutdown().await;

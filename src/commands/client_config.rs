@@ -1,0 +1,72 @@
+//! `client-config`: prints ready-to-paste Kafka client configuration for the endpoint.
+
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use gcp_kafka_auth_handler::client_config::{Client, ClientConfig, DEFAULT_URL, KafkaVersion};
+
+#[derive(Debug, Args)]
+pub struct ClientConfigArgs {
+    /// The client to configure.
+    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT")]
+    pub client: ClientName,
+
+    /// kafka-clients (Java) version, e.g. 3.3, 3.9.1, 4.0. It decides the handler class and
+    /// whether the allowed.urls system property is needed. Without it: configuration for 3.4
+    /// and later, 4.x included.
+    #[arg(long, env = "GCP_KAFKA_AUTH_KAFKA_VERSION", value_parser = parse_version)]
+    pub kafka_version: Option<KafkaVersion>,
+
+    /// The token endpoint URL clients use.
+    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_URL", default_value = DEFAULT_URL)]
+    pub url: String,
+}
+
+/// `--client` values.
+#[derive(Debug, Clone, Copy, ValueEnum)]
+pub enum ClientName {
+    /// Java client properties (kafka-clients, Kafka Connect, Kafka Streams).
+    Java,
+    /// librdkafka properties (confluent-kafka for Python, Go, .NET, JavaScript; kcat).
+    Librdkafka,
+    /// Apache Beam Python ReadFromKafka consumer_config.
+    BeamPython,
+    /// Apache Beam Java KafkaIO consumer config.
+    BeamJava,
+    /// Kafka command-line tools: client.properties and KAFKA_OPTS.
+    KafkaCli,
+}
+
+impl From<ClientName> for Client {
+    fn from(name: ClientName) -> Self {
+        match name {
+            ClientName::Java => Client::Java,
+            ClientName::Librdkafka => Client::Librdkafka,
+            ClientName::BeamPython => Client::BeamPython,
+            ClientName::BeamJava => Client::BeamJava,
+            ClientName::KafkaCli => Client::KafkaCli,
+        }
+    }
+}
+
+fn parse_version(text: &str) -> Result<KafkaVersion, String> {
+    text.parse().map_err(|e| format!("{e}"))
+}
+
+/// Prints the configuration, or explains on stderr why there is none (exit 2).
+pub fn run(args: &ClientConfigArgs) -> ExitCode {
+    let mut config = ClientConfig::new(args.client.into()).with_url(&args.url);
+    if let Some(version) = args.kafka_version {
+        config = config.with_kafka_version(version);
+    }
+    match config.render() {
+        Ok(text) => {
+            print!("{text}");
+            ExitCode::SUCCESS
+        }
+        Err(err) => {
+            eprintln!("error: {err}");
+            ExitCode::from(2)
+        }
+    }
+}

@@ -1,0 +1,23 @@
+//! `completions <shell>`: shell completion scripts generated from the clap definition.
+
+use clap::{Args, CommandFactory as _};
+use clap_complete::Shell;
+
+use crate::cli::Cli;
+
+#[derive(Debug, Args)]
+pub struct CompletionsArgs {
+    /// The shell to complete for.
+    ///
+    /// bash: `gcp-kafka-auth-handler completions bash > /etc/bash_completion.d/gcp-kafka-auth-handler`;
+    /// zsh: `... completions zsh > "${fpath[1]}/_gcp-kafka-auth-handler"`;
+    /// fish: `... completions fish > ~/.config/fish/completions/gcp-kafka-auth-handler.fish`.
+    pub shell: Shell,
+}
+
+/// Writes the completion script to stdout.
+pub fn run(args: &CompletionsArgs) {
+    let mut command = Cli::command();
+    let name = command.get_name().to_owned();
+    clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
+}

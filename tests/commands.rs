@@ -1,0 +1,507 @@
+//! The subcommands beyond `serve`, through the real binary: `token` (once and `--output`),
+//! `client-config` (golden files checked against the client rules), `healthcheck`,
+//! `completions`.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use fake_google::{FakeGoogle, Fault};
+use support::{Sidecar, SidecarEnv, command, free_port, run};
+
+const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
+
+fn empty_env() -> SidecarEnv {
+    SidecarEnv {
+        vars: vec![],
+        home: tempfile::tempdir().unwrap(),
+    }
+}
+
+/// The raw Google token inside a Kafka token, and its `sub` and `exp`.
+fn open_token(token: &str) -> (String, String, u64) {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let claims: serde_json::Value =
+        serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    (
+        raw,
+        claims["sub"].as_str().unwrap().to_owned(),
+        claims["exp"].as_u64().unwrap(),
+    )
+}
+
+fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+// ---- token ----------------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_prints_the_kafka_token_once() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&env, &["token"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1);
+    let (raw, sub, exp) = open_token(&stdout);
+    assert_eq!(sub, MDS_EMAIL);
+    assert_eq!(fake.lookup(&raw).unwrap().principal, MDS_EMAIL);
+    assert!(exp > unix_now() + 3500);
+    // Logs go to stderr, never the token.
+    assert!(!stderr.contains(stdout.trim()));
+    assert!(!stderr.contains(&raw));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_json_prints_the_endpoint_response() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake).set("GCP_KAFKA_AUTH_TOKEN_JSON", "true");
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&env, &["token"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    let body: serde_json::Value = serde_json::from_str(&stdout).unwrap();
+    assert_eq!(body.as_object().unwrap().len(), 3, "{body}");
+    assert_eq!(body["token_type"], "Bearer");
+    let expires_in = body["expires_in"].as_u64().unwrap();
+    assert!((3590..=3600).contains(&expires_in), "{expires_in}");
+    let (_, sub, _) = open_token(body["access_token"].as_str().unwrap());
+    assert_eq!(sub, MDS_EMAIL);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_fails_with_the_reason_when_google_refuses() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let key = env.write_file(
+        "key.json",
+        &fake.service_account_key_json("gone@test-project.iam.gserviceaccount.com"),
+    );
+    fake.revoke_service_account_key("gone@test-project.iam.gserviceaccount.com");
+    let env = env.set("GOOGLE_APPLICATION_CREDENTIALS", key.display().to_string());
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || run(&env, &["token"]))
+        .await
+        .unwrap();
+    assert_eq!(code, 2);
+    assert_eq!(stdout, "");
+    assert!(
+        stderr.contains("error: no Kafka token could be had: ")
+            && stderr.contains("Invalid JWT Signature"),
+        "{stderr}"
+    );
+}
+
+/// Reads `path` until `stop`, recording every distinct content; panics on a read that is not
+/// one whole token.
+fn watch_file(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, Vec<String>)> {
+    std::thread::spawn(move || {
+        let mut reads = 0u64;
+        let mut seen: Vec<String> = Vec::new();
+        while !stop.load(Ordering::Relaxed) {
+            match std::fs::read_to_string(&path) {
+                Ok(text) => {
+                    reads += 1;
+                    let parts: Vec<&str> = text.split('.').collect();
+                    assert!(
+                        parts.len() == 3 && parts.iter().all(|p| p.len() > 10),
+                        "partial read: {text:?}"
+                    );
+                    if seen.last() != Some(&text) {
+                        seen.push(text);
+                    }
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => panic!("read failed: {e}"),
+            }
+        }
+        (reads, seen)
+    })
+}
+
+fn mode(path: &Path) -> u32 {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::metadata(path).unwrap().permissions().mode() & 0o777
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_output_replaces_the_file_atomically_and_refreshes_it_before_expiry() {
+    let fake = FakeGoogle::start().await;
+    // 24 s tokens (the sidecar accepts 20 s and more): the cache refreshes at half their
+    // life, 11.4–12 s, since the 5 min margin is longer than the life.
+    fake.set_token_lifetime(Duration::from_secs(24));
+    let env = SidecarEnv::new(&fake).set("GCP_KAFKA_AUTH_LOG_FORMAT", "json");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("kafka.token");
+    // A file from an earlier run, readable by all: the first write must replace it with 0600.
+    std::fs::write(&path, "aaaaaaaaaaaa.bbbbbbbbbbbb.cccccccccccc").unwrap();
+    std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o644)).unwrap();
+
+    let stop = Arc::new(AtomicBool::new(false));
+    let reader = watch_file(path.clone(), stop.clone());
+    let mut child = command(&env, &["token", "--output", path.to_str().unwrap()])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let started = Instant::now();
+    // Wait for two tokens from the fake (the first and its refresh), at most 30 s.
+    let mut tokens: Vec<String> = Vec::new();
+    while tokens.len() < 2 && started.elapsed() < Duration::from_secs(30) {
+        if let Ok(text) = std::fs::read_to_string(&path)
+            && text.starts_with("eyJ")
+            && tokens.last() != Some(&text)
+        {
+            if tokens.is_empty() {
+                assert_eq!(mode(&path), 0o600);
+            }
+            // The new token arrives while the previous one is still valid.
+            if let Some(previous) = tokens.last() {
+                let (_, _, previous_exp) = open_token(previous);
+                assert!(unix_now() < previous_exp, "refreshed after expiry");
+            }
+            tokens.push(text);
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status()
+        .unwrap();
+    let status = child.wait().unwrap();
+    stop.store(true, Ordering::Relaxed);
+    let (reads, seen) = reader.join().unwrap();
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut stderr).unwrap();
+
+    assert_eq!(tokens.len(), 2, "no refresh within 30 s; logs:\n{stderr}");
+    assert!(status.success(), "{status:?}\n{stderr}");
+    assert_eq!(mode(&path), 0o600);
+    for token in &tokens {
+        let (raw, sub, _) = open_token(token);
+        assert_eq!(sub, MDS_EMAIL);
+        assert_eq!(fake.lookup(&raw).unwrap().principal, MDS_EMAIL);
+    }
+    // The reader saw the planted file, then exactly the tokens written, each whole.
+    assert!(reads > 100, "only {reads} reads");
+    let seen_tokens: Vec<&String> = seen.iter().filter(|t| t.starts_with("eyJ")).collect();
+    assert_eq!(seen_tokens, tokens.iter().collect::<Vec<_>>());
+    // No temporary file is left in the directory.
+    let names: Vec<_> = std::fs::read_dir(dir.path())
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert_eq!(names, ["kafka.token"]);
+    // One line per written token.
+    assert_eq!(stderr.matches("wrote a fresh token").count(), 2, "{stderr}");
+}
+
+// ---- client-config ------------------------------------------------------------------------
+
+/// (golden file, arguments after `client-config`)
+const GOLDEN: &[(&str, &[&str])] = &[
+    ("java.txt", &["--client", "java"]),
+    (
+        "java-3.3.txt",
+        &["--client", "java", "--kafka-version", "3.3"],
+    ),
+    (
+        "java-3.4.txt",
+        &["--client", "java", "--kafka-version", "3.4"],
+    ),
+    (
+        "java-3.9.1.txt",
+        &["--client", "java", "--kafka-version", "3.9.1"],
+    ),
+    (
+        "java-4.0.txt",
+        &["--client", "java", "--kafka-version", "4.0"],
+    ),
+    (
+        "java-4.1-custom-url.txt",
+        &[
+            "--client",
+            "java",
+            "--kafka-version",
+            "4.1",
+            "--url",
+            "http://127.0.0.1:8085/token",
+        ],
+    ),
+    ("librdkafka.txt", &["--client", "librdkafka"]),
+    (
+        "librdkafka-scheme-less.txt",
+        &["--client", "librdkafka", "--url", "localhost:14293"],
+    ),
+    ("beam-python.txt", &["--client", "beam-python"]),
+    (
+        "beam-java-3.9.txt",
+        &["--client", "beam-java", "--kafka-version", "3.9"],
+    ),
+    (
+        "kafka-cli-4.0.txt",
+        &["--client", "kafka-cli", "--kafka-version", "4.0"],
+    ),
+    (
+        "kafka-cli-3.3.txt",
+        &["--client", "kafka-cli", "--kafka-version", "3.3"],
+    ),
+];
+
+fn golden_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/golden/client-config")
+}
+
+/// Compares every output with its golden file; `UPDATE_GOLDEN=1` rewrites them instead.
+#[test]
+fn client_config_matches_the_golden_files() {
+    let update = std::env::var_os("UPDATE_GOLDEN").is_some();
+    let mut mismatches = Vec::new();
+    for (file, args) in GOLDEN {
+        let mut all = vec!["client-config"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = run(&empty_env(), &all);
+        assert_eq!(code, 0, "{all:?}: {stderr}");
+        let path = golden_dir().join(file);
+        if update {
+            std::fs::create_dir_all(golden_dir()).unwrap();
+            std::fs::write(&path, &stdout).unwrap();
+        } else if std::fs::read_to_string(&path).ok().as_deref() != Some(stdout.as_str()) {
+            mismatches.push(format!("{file} ({all:?}) differs; got:\n{stdout}"));
+        }
+    }
+    assert!(
+        mismatches.is_empty(),
+        "run with UPDATE_GOLDEN=1 after checking:\n{}",
+        mismatches.join("\n")
+    );
+}
+
+fn property(text: &str, key: &str) -> Option<String> {
+    text.lines()
+        .find_map(|l| l.strip_prefix(&format!("{key}=")))
+        .map(str::to_owned)
+}
+
+/// The rules of FACTS §4, checked on the golden files themselves (so a regenerated golden file
+/// cannot drift from them).
+#[test]
+fn golden_files_follow_the_kafka_client_rules() {
+    let read = |f: &str| std::fs::read_to_string(golden_dir().join(f)).unwrap();
+    let new = "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler";
+    let secured =
+        "org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerLoginCallbackHandler";
+    let jaas = r#"org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required clientId="unused" clientSecret="unused";"#;
+    let allowed = "-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=";
+    for (file, handler, url, allowed_required) in [
+        ("java.txt", new, "http://localhost:14293", true),
+        ("java-3.3.txt", secured, "http://localhost:14293", false),
+        ("java-3.4.txt", new, "http://localhost:14293", false),
+        ("java-3.9.1.txt", new, "http://localhost:14293", false),
+        ("java-4.0.txt", new, "http://localhost:14293", true),
+        (
+            "java-4.1-custom-url.txt",
+            new,
+            "http://127.0.0.1:8085/token",
+            true,
+        ),
+        ("kafka-cli-4.0.txt", new, "http://localhost:14293", true),
+        (
+            "kafka-cli-3.3.txt",
+            secured,
+            "http://localhost:14293",
+            false,
+        ),
+    ] {
+        let text = read(file);
+        assert_eq!(
+            property(&text, "security.protocol").as_deref(),
+            Some("SASL_SSL"),
+            "{file}"
+        );
+        assert_eq!(
+            property(&text, "sasl.mechanism").as_deref(),
+            Some("OAUTHBEARER"),
+            "{file}"
+        );
+        assert_eq!(
+            property(&text, "sasl.oauthbearer.token.endpoint.url").as_deref(),
+            Some(url),
+            "{file}"
+        );
+        assert_eq!(
+            property(&text, "sasl.login.callback.handler.class").as_deref(),
+            Some(handler),
+            "{file}"
+        );
+        assert_eq!(
+            property(&text, "sasl.jaas.config").as_deref(),
+            Some(jaas),
+            "{file}"
+        );
+        assert_eq!(
+            text.contains(&format!("{allowed}{url}\""))
+                || text.contains(&format!("{allowed}{url}\n")),
+            allowed_required,
+            "{file}: allowed.urls for {url}"
+        );
+    }
+    assert!(read("java-3.9.1.txt").contains("3.9.1 and later check"));
+    assert!(!read("java-3.4.txt").contains("allowed.urls"));
+    assert!(read("kafka-cli-4.0.txt").contains(
+        "export KAFKA_OPTS=\"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls=http://localhost:14293\""
+    ));
+    for (file, url) in [
+        ("librdkafka.txt", "http://localhost:14293"),
+        ("librdkafka-scheme-less.txt", "localhost:14293"),
+    ] {
+        let text = read(file);
+        assert_eq!(
+            property(&text, "sasl.oauthbearer.method").as_deref(),
+            Some("oidc")
+        );
+        assert_eq!(
+            property(&text, "sasl.oauthbearer.token.endpoint.url").as_deref(),
+            Some(url)
+        );
+        assert_eq!(
+            property(&text, "sasl.oauthbearer.client.id").as_deref(),
+            Some("unused")
+        );
+        assert_eq!(
+            property(&text, "sasl.oauthbearer.client.secret").as_deref(),
+            Some("unused")
+        );
+    }
+    let python = read("beam-python.txt");
+    assert!(python.contains(&format!(
+        "    \"sasl.login.callback.handler.class\": \"{new}\","
+    )));
+    assert!(python.contains(&format!("    \"sasl.jaas.config\": '{jaas}',")));
+    assert!(python.contains("ReadFromKafka(consumer_config=consumer_config"));
+    let java = read("beam-java-3.9.txt");
+    assert!(java.contains(&format!(
+        "    \"sasl.login.callback.handler.class\", \"{new}\","
+    )));
+    assert!(java.contains(".withConsumerConfigUpdates(kafkaAuth)"));
+}
+
+#[test]
+fn client_config_refuses_what_cannot_work() {
+    for (args, says) in [
+        (
+            &["--client", "java", "--kafka-version", "3.0"][..],
+            "kafka-clients 3.0.0 cannot fetch tokens from an OAuth endpoint",
+        ),
+        (
+            &["--client", "librdkafka", "--kafka-version", "4.0"][..],
+            "does not apply to librdkafka",
+        ),
+        (
+            &["--client", "java", "--kafka-version", "4"][..],
+            "invalid value '4' for '--kafka-version <KAFKA_VERSION>'",
+        ),
+        (
+            &["--client", "python"][..],
+            "invalid value 'python' for '--client <CLIENT>'",
+        ),
+        (
+            &["--client", "java", "--url", "http://local host"][..],
+            "is not a usable token endpoint URL",
+        ),
+    ] {
+        let mut all = vec!["client-config"];
+        all.extend_from_slice(args);
+        let (code, stdout, stderr) = run(&empty_env(), &all);
+        assert_eq!(code, 2, "{args:?}");
+        assert_eq!(stdout, "", "{args:?}");
+        assert!(stderr.contains(says), "{args:?}: {stderr}");
+    }
+}
+
+// ---- healthcheck ----------------------------------------------------------------------------
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
+    let fake = FakeGoogle::start().await;
+    let port = free_port();
+    let env = SidecarEnv::new(&fake)
+        .set("GCP_KAFKA_AUTH_PORT", port.to_string())
+        .set("GCP_KAFKA_AUTH_LOG_FORMAT", "json");
+    let check_env = || empty_env().set("GCP_KAFKA_AUTH_PORT", port.to_string());
+
+    // Nothing listens yet.
+    let (code, stdout, _) = run(&check_env(), &["healthcheck"]);
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with(&format!("http://127.0.0.1:{port}/readyz: no answer")),
+        "{stdout}"
+    );
+
+    fake.set_fault(Some(Fault::Status(503)));
+    let sidecar = Sidecar::spawn(env, &["serve"]);
+    assert!(sidecar.wait_for_log("could not refresh", Duration::from_secs(10)));
+    let (code, stdout, _) = run(&check_env(), &["healthcheck"]);
+    assert_eq!(code, 1, "{stdout}");
+    assert!(stdout.contains("/readyz: 503 "), "{stdout}");
+    let (code, stdout, _) = run(&check_env(), &["healthcheck", "--liveness"]);
+    assert_eq!(code, 0, "{stdout}");
+    assert_eq!(
+        stdout,
+        format!("http://127.0.0.1:{port}/healthz: 200 {{\"status\":\"ok\"}}\n")
+    );
+
+    fake.set_fault(None);
+    sidecar.wait_ready().await;
+    let (code, stdout, _) = run(
+        &check_env().set("GCP_KAFKA_AUTH_BIND", "0.0.0.0"),
+        &["healthcheck"],
+    );
+    assert_eq!(code, 0, "{stdout}");
+    assert!(
+        stdout.starts_with(&format!("http://127.0.0.1:{port}/readyz: 200 {{"))
+            && stdout.contains(r#""status":"ready""#)
+            && stdout.contains(MDS_EMAIL),
+        "{stdout}"
+    );
+}
+
+// ---- completions ----------------------------------------------------------------------------
+
+#[test]
+fn completions_cover_every_subcommand_and_option() {
+    let (code, bash, _) = run(&empty_env(), &["completions", "bash"]);
+    assert_eq!(code, 0);
+    for word in [
+        "serve",
+        "token",
+        "client-config",
+        "healthcheck",
+        "completions",
+        "--refresh-margin",
+        "--kafka-version",
+        "beam-python",
+    ] {
+        assert!(bash.contains(word), "bash completion lacks {word}");
+    }
+    for shell in ["zsh", "fish", "elvish", "powershell"] {
+        let (code, script, _) = run(&empty_env(), &["completions", shell]);
+        assert_eq!(code, 0, "{shell}");
+        assert!(script.contains("client-config"), "{shell}");
+    }
+    let (code, _, stderr) = run(&empty_env(), &["completions", "tcsh"]);
+    assert_eq!(code, 2);
+    assert!(stderr.contains("invalid value 'tcsh'"), "{stderr}");
+}
