@@ -324,3 +324,85 @@ async fn a_request_waiting_on_a_hung_google_is_answered_at_the_deadline() {
         "{took:?}"
     );
 }
+
+/// Every credential type at `RUST_LOG=trace`: no access token, subject token, refresh token,
+/// client secret or private key in any log line (the key-file and user cases are in
+/// `sidecar::no_secret_reaches_the_logs_at_trace_level`).
+#[tokio::test]
+async fn no_secret_of_any_credential_type_reaches_the_logs_at_trace_level() {
+    const TARGET: &str = "kafka-client@test-project.iam.gserviceaccount.com";
+    let fake = FakeGoogle::start().await;
+    let key = fake.service_account_key_json("source@test-project.iam.gserviceaccount.com");
+    let workforce = fake.workforce_user_json("alice");
+    let mut cases: Vec<(&str, Option<serde_json::Value>, Vec<String>)> = vec![
+        ("metadata server", None, vec![]),
+        (
+            "impersonated_service_account",
+            Some(fake.impersonated_service_account_json(TARGET, key.clone())),
+            vec![pem_fragment(&key)],
+        ),
+        (
+            "external_account_authorized_user",
+            Some(workforce.clone()),
+            vec![
+                workforce["refresh_token"].as_str().unwrap().to_owned(),
+                workforce["client_secret"].as_str().unwrap().to_owned(),
+            ],
+        ),
+    ];
+    let subject_token = fake.register_subject_token("ci-job-7");
+    cases.push(("external_account", None, vec![subject_token.clone()]));
+    for (name, file, mut secrets) in cases {
+        let env = SidecarEnv::new(&fake).set("RUST_LOG", "trace");
+        let env = match (name, file) {
+            ("external_account", _) => {
+                let subject_file = env.home().join("oidc-token");
+                std::fs::write(&subject_file, &subject_token).unwrap();
+                let file =
+                    fake.external_account_json(&subject_file.display().to_string(), Some(TARGET));
+                env.write_gcloud_adc(&file);
+                env
+            }
+            (_, Some(file)) => {
+                env.write_gcloud_adc(&file);
+                env
+            }
+            (_, None) => env,
+        };
+        let env = if name == "external_account_authorized_user" {
+            env.set(
+                "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
+                fake_google::workforce_principal("alice"),
+            )
+        } else {
+            env
+        };
+        let sidecar = Sidecar::start(env, &[]);
+        let decoded = decode_response(client().get(sidecar.url("/")).send().await.unwrap()).await;
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let logs = sidecar.logs();
+        assert!(
+            logs.contains("fetched a Google access token"),
+            "{name}: {logs}"
+        );
+        assert!(logs.contains("TRACE"), "{name}: not at trace level");
+        secrets.push(decoded.raw_token.clone());
+        secrets.push(decoded.served.clone());
+        for secret in secrets {
+            assert!(
+                secret.len() >= 8 && !logs.contains(&secret),
+                "{name}: secret {secret:.12}... in logs"
+            );
+        }
+    }
+}
+
+/// A 40-character run of a key's PEM body: any such run in the logs is a leak.
+fn pem_fragment(key: &serde_json::Value) -> String {
+    let pem = key["private_key"]
+        .as_str()
+        .unwrap()
+        .replace("-----BEGIN PRIVATE KEY-----", "")
+        .replace('\n', "");
+    pem[..40].to_owned()
+}
