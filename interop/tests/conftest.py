@@ -170,7 +170,11 @@ class Broker:
         return data.get("SASL_PLAINTEXT", {})
 
     def log_tail(self, lines: int = 40) -> str:
-        return self.proc.tail(lines)
+        """The broker log's last lines, without the per-connection DEBUG chatter of the
+        SASL authenticator (kept in the file for diagnosis)."""
+        data = self.proc.log.read_bytes()[-2_000_000:].decode("utf-8", "replace").splitlines()
+        kept = [l for l in data if " DEBUG " not in l]
+        return "\n".join(kept[-lines:])
 
 
 BROKER_PROPERTIES = """\
@@ -340,7 +344,10 @@ def report(client: str, step: str, problem: str, *, broker: Broker | None = None
     """A failure message that says which client, which step, and what everyone logged."""
     parts = [f"[{client}] step '{step}' failed: {problem}"]
     if client_log is not None:
-        parts.append(f"--- {client} log ({client_log}), last lines:\n{tail(client_log, 40)}")
+        lines = [l for l in tail(client_log, 400).splitlines()
+                 if not l.startswith("\tat ") and not l.startswith("\t... ")]
+        parts.append(f"--- {client} log ({client_log}), last lines (stack frames left out):\n"
+                     + "\n".join(lines[-30:]))
     if sidecar is not None:
         parts.append(f"--- sidecar log ({sidecar.proc.log}), last lines:\n{sidecar.proc.tail(15)}")
     if broker is not None:

@@ -48,3 +48,22 @@ def test_java_round_trip(module, version_prefix, allowed_urls, broker, start_sid
     note(f"{label}: {COUNT} records produced and consumed back intact in "
          f"{res['elapsed_ms'] / 1000:.1f} s; {len(accepted)} SASL authentications accepted "
          f"as User:{PRINCIPAL}")
+
+
+def test_java4_refuses_token_url_not_in_allowed_urls(broker, start_sidecar, workdir):
+    """kafka-clients 4.x without org.apache.kafka.sasl.oauthbearer.allowed.urls refuses to call
+    the sidecar at all (what users hit when they copy a 3.x configuration); the README says so."""
+    from conftest import java_client
+    from harness import result_line
+
+    sidecar = start_sidecar()
+    log = workdir / "java4-no-allowed-urls.client.log"
+    status, out = java_client(
+        "clients-4", "interop.clients.RoundTrip",
+        [f"bootstrap={broker.bootstrap}", f"tokenUrl={sidecar.url}", "topic=interop-never",
+         "count=1", "timeoutSecs=20"], log, timeout=90)
+    res = result_line(out)
+    assert res is not None and status != 0 and not res["ok"], (status, res)
+    assert res["step"] == "create-topic", res
+    assert any("org.apache.kafka.sasl.oauthbearer.allowed.urls" in e for e in res["errors"]), \
+        res["errors"]
