@@ -2,7 +2,7 @@
 //!
 //! Layout: one module per credential type ([`metadata_server`], [`service_account`],
 //! [`authorized_user`]), [`adc`] to choose one the way Application Default Credentials do,
-//! [`upstream`] for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
+//! `upstream` (private) for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
 //! a user's email. Every upstream URL can be overridden, so tests need no DNS.
 
 pub mod adc;
