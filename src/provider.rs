@@ -27,12 +27,22 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 /// println!("{} until {}", token.principal(), token.expires_at_unix());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaTokenProvider {
     pub(crate) cache: TokenCache,
     source: Arc<dyn CredentialSource>,
     /// The runtime the refresh task runs on, for callers outside any runtime.
     runtime: Handle,
+}
+
+impl std::fmt::Debug for KafkaTokenProvider {
+    // What a person needs to see; never the cached token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTokenProvider")
+            .field("source", &self.source.describe())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
 }
 
 /// Configures a [`KafkaTokenProvider`]; every setting is optional.

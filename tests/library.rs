@@ -151,6 +151,15 @@ async fn blocking_token_waits_for_the_first_fetch_on_plain_threads_and_workers()
             || awaited.expires_at_unix() + 1 == issued.expires_at_unix
     );
     assert_eq!(fake.stats().metadata_token, 1);
+
+    // Debug output names the source and readiness, never the token.
+    assert_eq!(
+        format!("{provider:?}"),
+        format!(
+            "KafkaTokenProvider {{ source: \"application default credentials: metadata server at http://{}\", ready: true }}",
+            fake.metadata_host()
+        )
+    );
 }
 
 #[tokio::test(flavor = "current_thread")]
