@@ -95,6 +95,7 @@ async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
 struct ConfigRequest {
     token_lifetime_secs: Option<u64>,
     metadata_email: Option<String>,
+    metadata_cache: Option<bool>,
 }
 
 async fn config(State(shared): State<Arc<Shared>>) -> Response {
@@ -103,6 +104,7 @@ async fn config(State(shared): State<Arc<Shared>>) -> Response {
         &json!({
             "token_lifetime_secs": shared.lifetime().as_secs(),
             "metadata_email": shared.metadata_email(),
+            "metadata_cache": shared.metadata_cache(),
         }),
     )
 }
@@ -117,6 +119,9 @@ async fn set_config(State(shared): State<Arc<Shared>>, body: Bytes) -> Response 
     }
     if let Some(email) = request.metadata_email {
         shared.set_metadata_email(&email);
+    }
+    if let Some(on) = request.metadata_cache {
+        shared.set_metadata_cache(on);
     }
     config(State(shared)).await
 }

@@ -270,6 +270,13 @@ impl FakeGoogle {
         self.shared().set_metadata_email(email);
     }
 
+    /// Makes the metadata server hand out its cached token (with the seconds it has left)
+    /// while more than half its life is left, as the real one does; off by default, when
+    /// every request mints a new token.
+    pub fn set_metadata_cache(&self, on: bool) {
+        self.shared().set_metadata_cache(on);
+    }
+
     /// Lifetime of every token issued from now on (default 3600 s).
     pub fn set_token_lifetime(&self, lifetime: Duration) {
         self.shared().set_lifetime(lifetime);

@@ -25,6 +25,10 @@ struct Args {
     /// Identity the metadata server reports.
     #[arg(long)]
     metadata_email: Option<String>,
+    /// Hand out the metadata server's cached token while more than half its life is left,
+    /// as the real metadata server does.
+    #[arg(long)]
+    metadata_cache: bool,
     /// Write a service-account key file (registered with this fake) to PATH.
     #[arg(long, value_name = "PATH", requires = "service_account_email")]
     write_service_account_key: Option<PathBuf>,
@@ -62,6 +66,7 @@ async fn run(args: Args) -> Result<(), String> {
     if let Some(email) = &args.metadata_email {
         google.set_metadata_email(email);
     }
+    google.set_metadata_cache(args.metadata_cache);
     if let (Some(path), Some(email)) =
         (&args.write_service_account_key, &args.service_account_email)
     {

@@ -47,6 +47,7 @@ pub(crate) fn router(shared: Arc<Shared>) -> Router<Arc<Shared>> {
             "/instance/service-accounts/{account}/",
             get(service_account_info),
         )
+        .route("/instance/service-accounts/", get(service_accounts))
         .route("/project/project-id", get(|| plain(PROJECT_ID)))
         .route("/project/numeric-project-id", get(|| plain(PROJECT_NUMBER)))
         .route("/universe/universe-domain", get(|| plain(UNIVERSE_DOMAIN)))
@@ -158,8 +159,15 @@ async fn service_account_token(
         Some(scopes) if !scopes.is_empty() => scopes.split(',').collect::<Vec<_>>().join(" "),
         _ => CLOUD_PLATFORM.to_owned(),
     };
-    let (access_token, expires_in) =
-        shared.issue_token(&email, "metadata", &numeric_id(&email), &scope, expires_in);
+    let (access_token, expires_in) = match shared.cached_metadata_token() {
+        Some(cached) if expires_in.is_none() => cached,
+        _ => {
+            let issued =
+                shared.issue_token(&email, "metadata", &numeric_id(&email), &scope, expires_in);
+            shared.remember_metadata_token(&issued.0, issued.1);
+            issued
+        }
+    };
     respond::json(
         StatusCode::OK,
         &json!({
@@ -179,6 +187,17 @@ async fn service_account_email(
         Some(email) => respond::text(StatusCode::OK, TEXT, email),
         None => not_found().await,
     }
+}
+
+/// `GET .../service-accounts/?recursive=true`: every account, keyed by `default` and by
+/// email, which google-auth-library-java reads to learn the email.
+async fn service_accounts(State(shared): State<Arc<Shared>>) -> Response {
+    let email = shared.metadata_email();
+    let account = json!({ "aliases": ["default"], "email": email, "scopes": [CLOUD_PLATFORM] });
+    respond::json(
+        StatusCode::OK,
+        &json!({ "default": account, email: account }),
+    )
 }
 
 /// `GET .../service-accounts/{default|email}/?recursive=true`, which google-auth (Python)

@@ -150,6 +150,10 @@ struct Inner {
     authorized_users: HashMap<String, AuthorizedUser>,
     subject_tokens: HashMap<String, SubjectToken>,
     metadata_email: String,
+    /// Whether the metadata server hands out its cached token, as the real one does.
+    metadata_cache: bool,
+    /// The metadata server's current token and its expiry, when caching.
+    metadata_cached: Option<(String, u64)>,
     lifetime: Duration,
     fault: Option<Fault>,
     fail_next: Option<(u32, Fault)>,
@@ -189,6 +193,8 @@ impl Shared {
                 authorized_users: HashMap::new(),
                 subject_tokens: HashMap::new(),
                 metadata_email: DEFAULT_METADATA_EMAIL.to_owned(),
+                metadata_cache: false,
+                metadata_cached: None,
                 lifetime: DEFAULT_LIFETIME,
                 fault: None,
                 fail_next: None,
@@ -294,6 +300,36 @@ impl Shared {
 
     pub(crate) fn metadata_email(&self) -> String {
         self.lock().metadata_email.clone()
+    }
+
+    pub(crate) fn metadata_cache(&self) -> bool {
+        self.lock().metadata_cache
+    }
+
+    pub(crate) fn set_metadata_cache(&self, on: bool) {
+        let mut inner = self.lock();
+        inner.metadata_cache = on;
+        inner.metadata_cached = None;
+    }
+
+    /// The metadata server's cached token with its seconds left, while more than half the
+    /// configured lifetime is left (the real server refreshes its token well before expiry).
+    pub(crate) fn cached_metadata_token(&self) -> Option<(String, i64)> {
+        let inner = self.lock();
+        let (token, expires_at) = inner.metadata_cached.clone()?;
+        let left = expires_at as i64 - now_unix() as i64;
+        (inner.metadata_cache && left > (inner.lifetime.as_secs() / 2) as i64)
+            .then_some((token, left))
+    }
+
+    pub(crate) fn remember_metadata_token(&self, token: &str, expires_in: i64) {
+        let mut inner = self.lock();
+        if inner.metadata_cache {
+            inner.metadata_cached = Some((
+                token.to_owned(),
+                now_unix().saturating_add_signed(expires_in),
+            ));
+        }
     }
 
     pub(crate) fn set_metadata_email(&self, email: &str) {

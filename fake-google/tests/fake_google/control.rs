@@ -131,6 +131,7 @@ async fn config_sets_lifetime_and_metadata_email() {
         json!({
             "token_lifetime_secs": 120,
             "metadata_email": "other@test-project.iam.gserviceaccount.com",
+            "metadata_cache": false,
         })
     );
     let (_, _, token) =
@@ -150,6 +151,7 @@ async fn config_sets_lifetime_and_metadata_email() {
         json!({
             "token_lifetime_secs": 60,
             "metadata_email": "other@test-project.iam.gserviceaccount.com",
+            "metadata_cache": false,
         })
     );
 }

@@ -262,3 +262,43 @@ async fn metadata_host_and_urls_agree() {
     assert_eq!(google.token_uri(), format!("{base}/token"));
     assert_eq!(google.tokeninfo_url(), format!("{base}/tokeninfo"));
 }
+
+#[tokio::test]
+async fn cached_mode_hands_out_the_same_token_while_more_than_half_its_life_is_left() {
+    let google = FakeGoogle::start().await;
+    google.set_metadata_cache(true);
+    let mut tokens = Vec::new();
+    for _ in 0..3 {
+        let (_, _, body) =
+            unpack(metadata_get(&google, "/instance/service-accounts/default/token").await).await;
+        tokens.push(body["access_token"].as_str().unwrap().to_owned());
+        let expires_in = body["expires_in"].as_i64().unwrap();
+        assert!((3599..=3600).contains(&expires_in), "{expires_in}");
+    }
+    assert_eq!(tokens[0], tokens[1]);
+    assert_eq!(tokens[1], tokens[2]);
+    assert_eq!(google.stats().metadata_token, 3);
+    // A lifetime change resets nothing, but turning caching off mints new tokens again.
+    google.set_metadata_cache(false);
+    let (_, _, body) =
+        unpack(metadata_get(&google, "/instance/service-accounts/default/token").await).await;
+    assert_ne!(body["access_token"], tokens[0].as_str());
+}
+
+#[tokio::test]
+async fn account_listing_names_default_and_the_email() {
+    let google = FakeGoogle::start().await;
+    let (status, headers, body) =
+        unpack(metadata_get(&google, "/instance/service-accounts/?recursive=true").await).await;
+    assert_eq!(status, 200);
+    assert_eq!(header(&headers, "metadata-flavor"), "Google");
+    let account = json!({
+        "aliases": ["default"],
+        "email": DEFAULT_METADATA_EMAIL,
+        "scopes": ["https://www.googleapis.com/auth/cloud-platform"],
+    });
+    assert_eq!(
+        body,
+        json!({ "default": account, DEFAULT_METADATA_EMAIL: account })
+    );
+}
