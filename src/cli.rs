@@ -4,7 +4,7 @@ use std::net::IpAddr;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use gcp_kafka_auth_handler::provider::ImpersonationChain;
+use gcp_kafka_auth_handler::ImpersonationChain;
 
 /// OAuth2 token endpoint for Kafka clients of Google Cloud Managed Service for Apache Kafka.
 ///
