@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
-use gcp_kafka_auth_handler::provider::ImpersonationChain;
+use gcp_kafka_auth_handler::ImpersonationChain;
 
 /// OAuth2 token endpoint for Kafka clients of Google Cloud Managed Service for Apache Kafka.
 ///

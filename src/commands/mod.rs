@@ -9,8 +9,8 @@ pub mod token;
 use std::time::Duration;
 
 use anyhow::anyhow;
-use gcp_kafka_auth_handler::provider::BuildError;
-use gcp_kafka_auth_handler::provider::ImpersonationChain;
+use gcp_kafka_auth_handler::BuildError;
+use gcp_kafka_auth_handler::ImpersonationChain;
 use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 
 /// A provider for the process environment, with errors that name the option to fix.
@@ -35,5 +35,6 @@ pub fn build_provider(
         BuildError::Timing(_) => {
             anyhow!("invalid --refresh-margin (GCP_KAFKA_AUTH_REFRESH_MARGIN): {err}")
         }
+        _ => anyhow!("{err}"),
     })
 }

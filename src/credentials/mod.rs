@@ -4,7 +4,7 @@
 //! [`authorized_user`], [`impersonated`], [`external_account`],
 //! [`external_account_authorized_user`]), [`adc`] to choose one the way Application Default
 //! Credentials do,
-//! [`upstream`] for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
+//! `upstream` (private) for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
 //! a user's email. Every upstream URL can be overridden, so tests need no DNS.
 
 pub mod adc;

@@ -499,3 +499,14 @@ pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
         stderr: String::from_utf8(output.stderr).unwrap(),
     }
 }
+
+/// The raw Google access token inside a Kafka token (its third part).
+pub fn raw_google_token(kafka_token: &str) -> String {
+    let raw = kafka_token.rsplit('.').next().unwrap();
+    String::from_utf8(URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
+}
+
+/// The claims part of a Kafka token, decoded the way kafka-clients before 4.2 do.
+pub fn decode_claims(part: &str) -> serde_json::Value {
+    serde_json::from_slice(&STANDARD_NO_PAD.decode(part).unwrap()).unwrap()
+}
