@@ -38,6 +38,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     let server = tokio::spawn(server::serve(
         listener,
         provider.router(),
+        server::Limits::default(),
         async {
             let _ = stopped.await;
         },

@@ -22,6 +22,8 @@ done
 if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
   log "cargo build --workspace --bins (the sidecar and fake-google)"
   (cd "$ROOT" && timeout 1200 cargo build --workspace --bins --locked --quiet)
+  log "cargo build --features rdkafka --example rdkafka_producer (the Rust rdkafka scenario; builds librdkafka)"
+  (cd "$ROOT" && timeout 1800 cargo build --features rdkafka --example rdkafka_producer --locked --quiet)
 
   log "Maven: building the broker classpath, validator and client programs (first run downloads ~250 MB into ~/.m2)"
   # Stale jars from an earlier dependency set must not linger on a classpath.

@@ -1,26 +1,21 @@
 //! Google Application Default Credentials → the SASL/OAUTHBEARER token Google Cloud Managed
 //! Service for Apache Kafka accepts.
 //!
-//! Kafka clients that can only be given an OAuth2 token endpoint URL (the Apache Kafka Java
-//! client, Beam's KafkaIO, librdkafka) point at the endpoint this crate serves; Rust programs
-//! can also take tokens straight from a [`KafkaTokenProvider`].
+//! Managed Kafka wants a Google access token wrapped in a three-part, JWT-shaped value
+//! ([`KafkaToken`]). This crate fetches the Google token from Application Default
+//! Credentials, wraps it, caches it and refreshes it in the background, and hands it out in
+//! three ways:
 //!
-//! # Layout
+//! 1. **An OAuth2 token endpoint** for clients that can only be given a token URL (the Apache
+//!    Kafka Java client, Beam's KafkaIO, librdkafka's `oidc` method): the
+//!    `gcp-kafka-auth-handler` binary serves it on `localhost:14293`, and
+//!    [`KafkaTokenProvider::router`] returns it as an axum `Router` (a tower `Service`) to
+//!    mount in your own server.
+//! 2. **[`KafkaTokenProvider`]** for Rust code that needs the token itself.
+//! 3. **the `rdkafka` module** (feature `rdkafka`): a `ClientContext` with which an
+//!    rdkafka producer or consumer authenticates to Managed Kafka, no sidecar needed.
 //!
-//! - [`credentials`]: where Google access tokens come from: one module per credential type and
-//!   the Application Default Credentials search.
-//! - [`principal`]: the `sub` claim and its rules.
-//! - [`kafka_token`]: the JWT-shaped token Managed Kafka accepts.
-//! - `cache` (private): the background refresh task and the shared, lock-free-to-read cache.
-//! - [`provider`]: [`KafkaTokenProvider`], the cache's public face, and its builder.
-//! - `token_response` (private): the OAuth2 token response body, rendered once per refresh.
-//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, `/metrics`.
-//! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
-//! - [`server`]: serving a router on a listener with graceful shutdown.
-//! - [`client_config`]: ready-to-paste Kafka client configuration for the endpoint.
-//! - [`env`]: the one seam through which environment variables are read.
-//!
-//! # Example: mount the endpoint in an axum application
+//! # Mount the endpoint in an axum application
 //!
 //! ```no_run
 //! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -29,25 +24,76 @@
 //! let app = axum::Router::new().nest("/oauth/token", provider.router());
 //! # let _ = app; Ok(()) }
 //! ```
+//!
+//! Kafka clients then use `http://<host>:<port>/oauth/token` as their token endpoint URL.
+//!
+//! # Take tokens from the provider
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcp_kafka_auth_handler::KafkaTokenProvider;
+//! let provider = KafkaTokenProvider::builder().build()?;
+//! let token = provider.token().await?;
+//! println!("token for {} valid until {}", token.principal(), token.expires_at_unix());
+//! # Ok(()) }
+//! ```
+//!
+//! # Feature flags
+//!
+//! - `rdkafka` (off by default): the `rdkafka` module. It builds
+//!   librdkafka from source (static, with OpenSSL: a C compiler, `make`, `perl` and the
+//!   OpenSSL headers must be installed).
+//!
+//! # Layout
+//!
+//! Public:
+//! - [`KafkaTokenProvider`], [`ProviderBuilder`]: the cache's public face and its builder.
+//! - [`credentials`]: where Google access tokens come from: one module per credential type,
+//!   the Application Default Credentials search, and the [`CredentialSource`] trait for your
+//!   own.
+//! - [`endpoint`]: the axum router: token endpoint, `/healthz`, `/readyz`, `/metrics`, and
+//!   the checks in front of them ([`endpoint::EndpointConfig`]: `Host`, browsers, client
+//!   authentication).
+//! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
+//! - [`server`]: serving a router on a listener within connection limits
+//!   ([`server::Limits`]), with graceful shutdown (what the binary does).
+//! - [`doctor`]: the `doctor` command's checks: which credentials, whose, and whether a token
+//!   can be served, explained without secrets.
+//! - [`client_config`]: ready-to-paste Kafka client configuration for the endpoint.
+//! - `rdkafka` (feature `rdkafka`): the librdkafka client context.
+//! - [`KafkaToken`], [`Principal`], [`Env`]: the token, the `sub` claim, the environment seam.
+//!
+//! Private: `cache` (the background refresh task and the shared, lock-free-to-read cache),
+//! `token_response` (the OAuth2 response body, rendered once per refresh), `kafka_token`,
+//! `principal`, `env` and `provider` (their public types are re-exported here).
+//!
+//! [`CredentialSource`]: credentials::CredentialSource
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 
 #[doc(hidden)]
 pub mod bench_hooks;
 mod cache;
 pub mod client_config;
 pub mod credentials;
+pub mod doctor;
 pub mod endpoint;
-pub mod env;
-pub mod kafka_token;
+mod env;
+mod kafka_token;
 pub mod metrics;
-pub mod principal;
-pub mod provider;
+mod principal;
+mod provider;
+#[cfg(feature = "rdkafka")]
+#[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
+pub mod rdkafka;
 pub mod server;
 mod token_response;
 
 pub use cache::CacheTiming;
 pub use env::Env;
 pub use kafka_token::KafkaToken;
-pub use principal::Principal;
-pub use provider::{KafkaTokenProvider, ProviderBuilder, TokenError, TokenErrorKind};
+pub use principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
+pub use provider::{
+    BuildError, ImpersonationChain, KafkaTokenProvider, ProviderBuilder, TokenError, TokenErrorKind,
+};

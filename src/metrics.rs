@@ -3,8 +3,8 @@
 //! One [`Metrics`] per provider, with its own registry (no process-global state, so two
 //! providers in one program, or tests in one process, never mix counts). Three sources feed it:
 //!
-//! - the request middleware ([`count_requests`]): requests by path class and status;
-//! - the refresh task, through [`RefreshMetrics`]: how long each upstream attempt took;
+//! - the request middleware (`count_requests`): requests by path class and status;
+//! - the refresh task, through `RefreshMetrics`: how long each upstream attempt took;
 //! - the cache snapshot, read at scrape time by a collector: refreshes by result, whether a
 //!   token is ready, seconds until it expires, time of the last failure. Reading the snapshot
 //!   at scrape time keeps one source of truth (the cache) and makes "seconds left" exact.

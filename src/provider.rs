@@ -3,8 +3,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use crate::cache::{CacheTiming, TokenCache};
+use tokio::runtime::{Handle, RuntimeFlavor};
+
+use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
+use crate::credentials::impersonated::Impersonated;
 use crate::credentials::{CredentialSource, ErrorKind, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
@@ -13,8 +16,10 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 
 /// Kafka tokens for one set of Google credentials, cached and refreshed in the background.
 ///
-/// Cheap to clone; clones share the cache. The background refresh stops when the last clone
-/// is dropped.
+/// Build one per process with [`KafkaTokenProvider::builder`] and share it: clones are cheap
+/// and share the cache, so every Kafka client, the endpoint and your own code cause one
+/// upstream call per refresh between them. The background refresh starts at
+/// [`build`](ProviderBuilder::build) and stops when the last clone is dropped.
 ///
 /// ```no_run
 /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
@@ -24,14 +29,52 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 /// println!("{} until {}", token.principal(), token.expires_at_unix());
 /// # Ok(()) }
 /// ```
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct KafkaTokenProvider {
     pub(crate) cache: TokenCache,
     source: Arc<dyn CredentialSource>,
     metrics: Arc<Metrics>,
+    /// The runtime the refresh task runs on, for callers outside any runtime.
+    runtime: Handle,
 }
 
-/// Configures a [`KafkaTokenProvider`].
+impl std::fmt::Debug for KafkaTokenProvider {
+    // What a person needs to see; never the cached token.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("KafkaTokenProvider")
+            .field("source", &self.source.describe())
+            .field("ready", &self.is_ready())
+            .finish()
+    }
+}
+
+/// Configures a [`KafkaTokenProvider`]; every setting is optional.
+///
+/// Without settings the provider uses Application Default Credentials (as `gcloud` and
+/// Google's client libraries find them), learns the principal from them unless
+/// `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL` is set, and refreshes 5 minutes before expiry.
+/// Access tokens are always requested for the `cloud-platform` scope, the one Managed Kafka
+/// accepts.
+///
+/// ```
+/// use std::time::Duration;
+/// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+/// use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), gcp_kafka_auth_handler::BuildError> {
+/// let provider = KafkaTokenProvider::builder()
+///     // An explicit source instead of the ADC search (here: the metadata server).
+///     .with_credentials(MetadataServer::builder().with_host("127.0.0.1:1").build())
+///     // The `sub` claim, instead of the service account's email.
+///     .with_principal("app@my-project.iam.gserviceaccount.com")
+///     .with_refresh_margin(Duration::from_secs(600))
+///     // Variables are read from this map, not from the process environment.
+///     .with_env(Env::from_pairs([("GCE_METADATA_HOST", "127.0.0.1:1")]))
+///     .build()?;
+/// assert!(!provider.is_ready()); // nothing listens on port 1: no token yet
+/// # Ok(()) }
+/// ```
 #[derive(Default)]
 pub struct ProviderBuilder {
     source: Option<Arc<dyn CredentialSource>>,
@@ -39,10 +82,72 @@ pub struct ProviderBuilder {
     principal: Option<String>,
     timing: CacheTiming,
     http: Option<HttpClients>,
+    impersonate: Option<ImpersonationChain>,
+}
+
+/// `--impersonate-service-account`: the target and the delegates in between.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImpersonationChain {
+    /// The account whose tokens are served.
+    pub target: String,
+    /// Accounts between the credentials and the target, in call order.
+    pub delegates: Vec<String>,
+}
+
+impl ImpersonationChain {
+    /// Parses gcloud's syntax: a comma-separated chain of service-account emails whose last
+    /// entry is the target and whose others are delegates, in order.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::ImpersonationChain;
+    /// let chain = ImpersonationChain::parse("hop@p.iam.gserviceaccount.com,kafka@p.iam.gserviceaccount.com").unwrap();
+    /// assert_eq!(chain.target, "kafka@p.iam.gserviceaccount.com");
+    /// assert_eq!(chain.delegates, ["hop@p.iam.gserviceaccount.com"]);
+    /// ```
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let mut accounts: Vec<String> = text
+            .split(',')
+            .map(|a| a.trim().to_owned())
+            .filter(|a| !a.is_empty())
+            .collect();
+        if let Some(bad) = accounts.iter().find(|a| !a.contains('@')) {
+            return Err(format!(
+                "`{bad}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL"
+            ));
+        }
+        let target = accounts
+            .pop()
+            .ok_or_else(|| "no service account to impersonate was given".to_owned())?;
+        Ok(Self {
+            target,
+            delegates: accounts,
+        })
+    }
+}
+
+impl std::fmt::Debug for ProviderBuilder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProviderBuilder")
+            .field("source", &self.source)
+            .field("env", &self.env)
+            .field("principal", &self.principal)
+            .field("timing", &self.timing)
+            .finish_non_exhaustive()
+    }
 }
 
 /// Why a provider could not be built.
+///
+/// ```
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() {
+/// use gcp_kafka_auth_handler::{BuildError, KafkaTokenProvider};
+/// let err = KafkaTokenProvider::builder().with_principal("nobody").build().unwrap_err();
+/// assert!(matches!(err, BuildError::Principal(_)));
+/// # }
+/// ```
 #[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
 pub enum BuildError {
     /// The principal given (or in `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL`) is not usable.
     #[error("invalid principal override: {0}")]
@@ -50,56 +155,162 @@ pub enum BuildError {
     /// A duration is out of range.
     #[error("{0}")]
     Timing(String),
+    /// [`ProviderBuilder::build`] was called outside a tokio runtime.
+    #[error(
+        "KafkaTokenProvider must be built inside a tokio runtime, where its refresh task runs: \
+         call build() from async code or inside `Runtime::enter()`"
+    )]
+    NoRuntime,
 }
 
 impl ProviderBuilder {
-    /// Uses these credentials instead of Application Default Credentials.
+    /// Uses these credentials instead of Application Default Credentials: one of the sources
+    /// in [`credentials`](crate::credentials), or your own [`CredentialSource`].
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::credentials::service_account::ServiceAccountKey;
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # fn key_json() -> Vec<u8> {
+    /// #     serde_json::to_vec(&serde_json::json!({"type": "service_account",
+    /// #         "client_email": "app@p.iam.gserviceaccount.com", "private_key_id": "k",
+    /// #         "private_key": fake_google::fixture_private_key_pem(),
+    /// #         "token_uri": "http://127.0.0.1:1/token"})).unwrap()
+    /// # }
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let key = ServiceAccountKey::from_json(&key_json())?;
+    /// let provider = KafkaTokenProvider::builder().with_credentials(key).build()?;
+    /// assert!(provider.describe_source().contains("app@p.iam.gserviceaccount.com"));
+    /// # Ok(()) }
+    /// ```
     pub fn with_credentials(mut self, source: impl CredentialSource + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
     }
 
-    /// Uses a shared credential source.
+    /// Uses a credential source shared with other code.
+    ///
+    /// ```
+    /// use std::sync::Arc;
+    /// use gcp_kafka_auth_handler::credentials::CredentialSource;
+    /// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let source: Arc<dyn CredentialSource> =
+    ///     Arc::new(MetadataServer::builder().with_host("127.0.0.1:1").build());
+    /// let provider = KafkaTokenProvider::builder()
+    ///     .with_shared_credentials(source.clone())
+    ///     .build()?;
+    /// assert_eq!(provider.describe_source(), source.describe());
+    /// # Ok(()) }
+    /// ```
     pub fn with_shared_credentials(mut self, source: Arc<dyn CredentialSource>) -> Self {
         self.source = Some(source);
         self
     }
 
-    /// Reads ADC variables and the principal override from `env` instead of the process
+    /// Reads ADC variables (`GOOGLE_APPLICATION_CREDENTIALS`, `CLOUDSDK_CONFIG`, `HOME`,
+    /// `GCE_METADATA_HOST`, ...) and the principal override from `env` instead of the process
     /// environment.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let env = Env::from_pairs([("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", "not a principal")]);
+    /// let err = KafkaTokenProvider::builder().with_env(env).build().unwrap_err();
+    /// assert!(err.to_string().contains("not a principal"));
+    /// # Ok(()) }
+    /// ```
     pub fn with_env(mut self, env: Env) -> Self {
         self.env = Some(env);
         self
     }
 
     /// Sets the principal (`sub`) instead of learning it from the credentials. Wins over
-    /// `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL`.
+    /// `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL`. It must be an email address or a
+    /// `principal://iam.googleapis.com/...` identifier; [`build`](Self::build) checks it.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// assert!(KafkaTokenProvider::builder().with_principal("a@b.iam.gserviceaccount.com").build().is_ok());
+    /// assert!(KafkaTokenProvider::builder().with_principal("my-proj.svc.id.goog").build().is_err());
+    /// # }
+    /// ```
     pub fn with_principal(mut self, principal: impl Into<String>) -> Self {
         self.principal = Some(principal.into());
         self
     }
 
-    /// Refresh when this much of a token's life is left (default 5 minutes).
+    /// Refreshes when this much of a token's life is left (default 5 minutes, at most 50
+    /// minutes); never before half its life has passed.
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() {
+    /// let too_long = KafkaTokenProvider::builder().with_refresh_margin(Duration::from_secs(3601));
+    /// assert!(too_long.build().unwrap_err().to_string().contains("at most 3000 s"));
+    /// # }
+    /// ```
     pub fn with_refresh_margin(mut self, margin: Duration) -> Self {
         self.timing.refresh_margin = margin;
         self
     }
 
-    /// Replaces all cache timings at once.
+    /// Replaces all cache timings at once (backoff, fetch timeout, how long a request waits).
+    ///
+    /// ```
+    /// use std::time::Duration;
+    /// use gcp_kafka_auth_handler::{CacheTiming, KafkaTokenProvider};
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let mut timing = CacheTiming::default();
+    /// timing.request_wait = Duration::from_secs(5);
+    /// let provider = KafkaTokenProvider::builder().with_timing(timing).build()?;
+    /// # let _ = provider; Ok(()) }
+    /// ```
     pub fn with_timing(mut self, timing: CacheTiming) -> Self {
         self.timing = timing;
         self
     }
 
-    /// Shares HTTP clients with other code.
+    /// Impersonates a service account with whatever credentials are configured, as
+    /// `gcloud --impersonate-service-account` does; the principal becomes the target.
+    pub fn with_impersonation(mut self, chain: ImpersonationChain) -> Self {
+        self.impersonate = Some(chain);
+        self
+    }
+
+    /// Uses these HTTP clients for the ADC sources (share connection pools with other code).
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::credentials::HttpClients;
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = KafkaTokenProvider::builder().with_http(HttpClients::new()).build()?;
+    /// # let _ = provider; Ok(()) }
+    /// ```
     pub fn with_http(mut self, http: HttpClients) -> Self {
         self.http = Some(http);
         self
     }
 
     /// Validates the configuration and starts the background refresh (the first fetch starts
-    /// at once). Must be called inside a tokio runtime.
+    /// at once). Must be called inside a tokio runtime, which the refresh task then runs on.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::{BuildError, KafkaTokenProvider};
+    /// let outside = KafkaTokenProvider::builder().build();
+    /// assert!(matches!(outside, Err(BuildError::NoRuntime)));
+    /// ```
     pub fn build(self) -> Result<KafkaTokenProvider, BuildError> {
+        let runtime = Handle::try_current().map_err(|_| BuildError::NoRuntime)?;
         let env = self.env.unwrap_or_else(Env::from_process);
         let principal = match self
             .principal
@@ -114,9 +325,18 @@ impl ProviderBuilder {
                 self.timing.refresh_margin.as_secs()
             )));
         }
-        let source = self.source.unwrap_or_else(|| {
-            Arc::new(ApplicationDefault::new(env, self.http.unwrap_or_default()))
-        });
+        let http = self.http.unwrap_or_default();
+        let mut source = self
+            .source
+            .unwrap_or_else(|| Arc::new(ApplicationDefault::new(env.clone(), http.clone())));
+        if let Some(chain) = self.impersonate {
+            source = Arc::new(
+                Impersonated::new(source, chain.target)
+                    .with_delegates(chain.delegates)
+                    .with_env(&env)
+                    .with_http(&http),
+            );
+        }
         let refresh_metrics = RefreshMetrics::new();
         let cache = TokenCache::start(
             source.clone(),
@@ -128,11 +348,14 @@ impl ProviderBuilder {
             metrics: Arc::new(Metrics::new(cache.clone(), &refresh_metrics)),
             cache,
             source,
+            runtime,
         })
     }
 }
 
 /// Why no token could be had.
+///
+/// Its message says what is wrong and how to fix it, and never contains a secret.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("{message}")]
 pub struct TokenError {
@@ -143,6 +366,7 @@ pub struct TokenError {
 
 /// Whether waiting may help.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum TokenErrorKind {
     /// Google is unreachable or failing, or no credentials were found yet: try again later.
     Unavailable,
@@ -178,22 +402,122 @@ impl From<crate::cache::Unavailable> for TokenError {
 
 impl KafkaTokenProvider {
     /// A builder; without settings it uses Application Default Credentials.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = gcp_kafka_auth_handler::KafkaTokenProvider::builder().build()?;
+    /// # let _ = provider; Ok(()) }
+    /// ```
     pub fn builder() -> ProviderBuilder {
         ProviderBuilder::default()
     }
 
     /// The current Kafka token. Returns at once with a warm cache; otherwise waits for the
-    /// refresh in progress (at most 15 s by default).
+    /// refresh in progress (at most 15 s by default), or fails at once with the last error
+    /// while the refresh task is backing off.
+    ///
+    /// ```no_run
+    /// # async fn run(provider: gcp_kafka_auth_handler::KafkaTokenProvider) -> Result<(), Box<dyn std::error::Error>> {
+    /// let token = provider.token().await?;
+    /// let sasl_value = token.expose(); // a credential: never log it
+    /// # let _ = sasl_value; Ok(()) }
+    /// ```
     pub async fn token(&self) -> Result<KafkaToken, TokenError> {
         Ok(self.cache.get().await?.token.clone())
     }
 
+    /// The current Kafka token if one is usable right now (at least 10 s left), without
+    /// waiting. Works from any thread, inside a runtime or not.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = KafkaTokenProvider::builder()
+    ///     .with_env(gcp_kafka_auth_handler::Env::from_pairs([("GCE_METADATA_HOST", "127.0.0.1:1")]))
+    ///     .build()?;
+    /// assert!(provider.try_token().is_none()); // the first fetch has not finished
+    /// # Ok(()) }
+    /// ```
+    pub fn try_token(&self) -> Option<KafkaToken> {
+        let snapshot = self.cache.snapshot();
+        let cached = snapshot.token.as_ref()?;
+        (cached.seconds_left(tokio::time::Instant::now()) >= SERVE_FLOOR.as_secs())
+            .then(|| cached.token.clone())
+    }
+
+    /// The current Kafka token, for synchronous code such as librdkafka's token callback.
+    ///
+    /// With a warm cache it returns at once. Otherwise it blocks the calling thread while it
+    /// waits as [`token`](Self::token) does:
+    /// - on a thread outside any tokio runtime, on the runtime the provider was built in;
+    /// - on a worker of a multi-thread runtime, inside
+    ///   [`block_in_place`](tokio::task::block_in_place), so other tasks move to other workers;
+    /// - inside a current-thread runtime it cannot wait without stopping that runtime (the
+    ///   refresh may need it), so it fails at once with [`TokenErrorKind::Unavailable`]
+    ///   (also on that runtime's `spawn_blocking` threads, which it cannot tell apart).
+    ///
+    /// Prefer [`token`](Self::token) in async code.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::{KafkaTokenProvider, TokenErrorKind};
+    /// # #[tokio::main]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = KafkaTokenProvider::builder()
+    ///     .with_env(gcp_kafka_auth_handler::Env::from_pairs([("GCE_METADATA_HOST", "127.0.0.1:1")]))
+    ///     .build()?;
+    /// // From a plain thread: waits for the first fetch (which fails: nothing listens there).
+    /// let result = std::thread::spawn(move || provider.blocking_token()).join().unwrap();
+    /// assert_eq!(result.unwrap_err().kind(), TokenErrorKind::Unavailable);
+    /// # Ok(()) }
+    /// ```
+    pub fn blocking_token(&self) -> Result<KafkaToken, TokenError> {
+        if let Some(token) = self.try_token() {
+            return Ok(token);
+        }
+        match Handle::try_current() {
+            Err(_) => self.runtime.block_on(self.token()),
+            Ok(current) if current.runtime_flavor() == RuntimeFlavor::CurrentThread => {
+                Err(TokenError {
+                    kind: TokenErrorKind::Unavailable,
+                    message: "no Kafka token is cached yet, and a blocking caller on a \
+                              current-thread tokio runtime cannot wait for one without \
+                              stopping that runtime; call it from a multi-thread runtime or \
+                              another thread, or await `token()` first"
+                        .to_owned(),
+                    retry_after: Duration::from_secs(1),
+                })
+            }
+            Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(self.token())),
+        }
+    }
+
     /// Whether a token can be served right now.
+    ///
+    /// ```no_run
+    /// # fn run(provider: gcp_kafka_auth_handler::KafkaTokenProvider) {
+    /// if !provider.is_ready() {
+    ///     eprintln!("waiting for the first token from {}", provider.describe_source());
+    /// }
+    /// # }
+    /// ```
     pub fn is_ready(&self) -> bool {
         self.cache.is_ready()
     }
 
-    /// The credential source, described for people.
+    /// The credential source, described for people (type and where it came from).
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let provider = KafkaTokenProvider::builder()
+    ///     .with_credentials(MetadataServer::builder().with_host("127.0.0.1:1").build())
+    ///     .build()?;
+    /// assert!(provider.describe_source().contains("127.0.0.1:1"));
+    /// # Ok(()) }
+    /// ```
     pub fn describe_source(&self) -> String {
         self.source.describe()
     }
@@ -203,9 +527,50 @@ impl KafkaTokenProvider {
         &self.metrics
     }
 
-    /// The OAuth2 token endpoint for this provider as an axum [`Router`](axum::Router): a
-    /// tower `Service` to mount anywhere (see [`crate::endpoint`]).
+    /// The OAuth2 token endpoint for this provider, as an axum [`Router`](axum::Router).
+    ///
+    /// Token requests are answered on every path but `/healthz` and `/readyz` (see
+    /// [`crate::endpoint`]), so nest it under the path your clients are given. A `Router` is
+    /// a tower `Service`: serve it with `axum::serve`, or with hyper directly through
+    /// `hyper_util::service::TowerToHyperService`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// let provider = KafkaTokenProvider::builder().build()?;
+    /// let app = axum::Router::new().nest("/oauth/token", provider.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// With hyper and no axum server:
+    ///
+    /// ```no_run
+    /// # async fn run(provider: gcp_kafka_auth_handler::KafkaTokenProvider) -> Result<(), Box<dyn std::error::Error>> {
+    /// use hyper_util::rt::TokioIo;
+    /// use hyper_util::service::TowerToHyperService;
+    ///
+    /// let service = TowerToHyperService::new(provider.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// loop {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let service = service.clone();
+    ///     tokio::spawn(async move {
+    ///         let _ = hyper::server::conn::http1::Builder::new()
+    ///             .serve_connection(TokioIo::new(stream), service)
+    ///             .await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
     pub fn router(&self) -> axum::Router {
         crate::endpoint::router(self.clone())
+    }
+
+    /// The token endpoint with explicit checks (allowed hosts, client credentials); see
+    /// [`crate::endpoint::EndpointConfig`].
+    pub fn router_with(&self, config: crate::endpoint::EndpointConfig) -> axum::Router {
+        crate::endpoint::router_with(self.clone(), config)
     }
 }

@@ -80,6 +80,24 @@ fn generate(
     if !scopes.contains(&CLOUD_PLATFORM) {
         return Err((StatusCode::BAD_REQUEST, "Scope required.".to_owned()));
     }
+    // Google takes delegates only as resource names, never as bare emails.
+    if let Some(bad) = request["delegates"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .find(|d| {
+            d.as_str()
+                .and_then(|d| d.strip_prefix("projects/-/serviceAccounts/"))
+                .is_none_or(|email| !email.contains('@'))
+        })
+    {
+        return Err((
+            StatusCode::BAD_REQUEST,
+            format!(
+                "Invalid form of account ID {bad}. Should be [Gaia ID |Email |Unique ID |] of the account"
+            ),
+        ));
+    }
     let configured = i64::try_from(shared.lifetime().as_secs()).unwrap_or(i64::MAX);
     let lifetime = match request.get("lifetime") {
         None => configured,

@@ -9,7 +9,10 @@
 //! | `POST /token` | `oauth2.googleapis.com/token`: JWT-bearer and refresh-token grants |
 //! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken` | IAM Credentials |
-//! | `POST /v1/token` | STS token exchange (workload identity federation) |
+//! | `POST /v1/token` | STS token exchange (workload identity federation), incl. AWS `aws4_request` subject tokens re-signed and checked |
+//! | `POST /v1/oauthtoken` | STS refresh for workforce pool users (Basic client auth) |
+//! | `GET /subject-token-service/{text\|json}?subject=S` | a local subject token service for `credential_source.url` (demands `Metadata: True`) |
+//! | `PUT /latest/api/token`, `GET /latest/meta-data/...` | the AWS EC2 instance metadata service (IMDSv2) |
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
@@ -35,9 +38,11 @@
 //! `{"subject_token_file","impersonate"?}`, `POST revoke`
 //! `{"refresh_token"?,"service_account_email"?}`.
 
+pub mod aws;
 mod control;
 mod credentials;
 mod faults;
+pub mod federation;
 mod iam;
 mod keys;
 pub mod metadata;
@@ -87,6 +92,13 @@ pub fn fixture_private_key_pem() -> &'static str {
 /// must be refused. The fake also signs its `id_token`s with it.
 pub fn other_private_key_pem() -> &'static str {
     include_str!("../keys/other.pem")
+}
+
+/// The principal of a workforce pool user `subject`.
+pub fn workforce_principal(subject: &str) -> String {
+    format!(
+        "principal://iam.googleapis.com/locations/global/workforcePools/fake-workforce/subject/{subject}"
+    )
 }
 
 /// The numeric `client_id` / unique id the fake gives the account `email` (stable).
@@ -252,6 +264,59 @@ impl FakeGoogle {
         credentials::external_account(self.shared(), subject_token_file, impersonate)
     }
 
+    /// The URL of a local subject token service (`credential_source.url`) that hands out a
+    /// fresh subject token for `subject` as `text` or `json` (`{"access_token":...}`), only
+    /// to requests with the header [`federation::SUBJECT_SERVICE_HEADER`].
+    pub fn subject_service_url(&self, format: &str, subject: &str) -> String {
+        let subject: String = form_urlencoded::byte_serialize(subject.as_bytes()).collect();
+        format!(
+            "{}/subject-token-service/{format}?subject={subject}",
+            self.base_url()
+        )
+    }
+
+    /// An `external_account` file with an AWS `credential_source` whose metadata URLs point
+    /// at the fake IMDS (with an IMDSv2 session token URL when `imdsv2`).
+    pub fn aws_external_account_json(&self, imdsv2: bool) -> Value {
+        let base = self.base_url();
+        let mut file = serde_json::json!({
+            "type": "external_account",
+            "audience": WORKLOAD_POOL_AUDIENCE,
+            "subject_token_type": aws::AWS_SUBJECT_TOKEN_TYPE,
+            "token_url": self.sts_url(),
+            "credential_source": {
+                "environment_id": "aws1",
+                "region_url": format!("{base}/latest/meta-data/placement/availability-zone"),
+                "url": format!("{base}/latest/meta-data/iam/security-credentials"),
+                "regional_cred_verification_url": "https://sts.{region}.amazonaws.com?Action=GetCallerIdentity&Version=2011-06-15",
+            },
+        });
+        if imdsv2 {
+            file["credential_source"]["imdsv2_session_token_url"] =
+                Value::String(format!("{base}/latest/api/token"));
+        }
+        file
+    }
+
+    /// An `external_account_authorized_user` file (a workforce pool user's login), whose
+    /// refresh token yields tokens for [`workforce_principal`]`(subject)`.
+    pub fn workforce_user_json(&self, subject: &str) -> Value {
+        let principal = workforce_principal(subject);
+        let refresh_token = self
+            .shared()
+            .register_authorized_user(&principal, CLOUD_PLATFORM_SCOPE);
+        serde_json::json!({
+            "type": "external_account_authorized_user",
+            "audience": "//iam.googleapis.com/locations/global/workforcePools/fake-workforce/providers/fake-idp",
+            "refresh_token": refresh_token,
+            "token_url": format!("{}{}", self.base_url(), federation::OAUTHTOKEN_PATH),
+            "token_info_url": format!("{}/v1/introspect", self.base_url()),
+            "client_id": AUTHORIZED_USER_CLIENT_ID,
+            "client_secret": AUTHORIZED_USER_CLIENT_SECRET,
+            "universe_domain": "googleapis.com",
+        })
+    }
+
     /// Later refresh grants with `refresh_token` get 400 `invalid_grant`
     /// "Token has been expired or revoked.".
     pub fn revoke_refresh_token(&self, refresh_token: &str) {
@@ -327,6 +392,8 @@ fn router(shared: Arc<Shared>) -> Router {
             post(iam::generate_access_token),
         )
         .route("/v1/token", post(sts::token))
+        .merge(aws::router())
+        .merge(federation::router())
         .merge(control::router())
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),

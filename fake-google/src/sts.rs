@@ -49,7 +49,9 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
             "invalid_request",
             "Invalid value for \"requested_token_type\".".to_owned(),
         ))
-    } else if !SUBJECT_TOKEN_TYPES.contains(&field("subject_token_type")) {
+    } else if !SUBJECT_TOKEN_TYPES.contains(&field("subject_token_type"))
+        && field("subject_token_type") != crate::aws::AWS_SUBJECT_TOKEN_TYPE
+    {
         Some((
             "invalid_request",
             "Invalid value for \"subject_token_type\".".to_owned(),
@@ -68,8 +70,27 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
         shared.count_rejected();
         return respond::oauth_error(StatusCode::BAD_REQUEST, error, &description);
     }
-    let Some(subject) = shared
-        .subject_token(field("subject_token"))
+    let aws_principal = if field("subject_token_type") == crate::aws::AWS_SUBJECT_TOKEN_TYPE {
+        match crate::aws::verify_subject_token(field("subject_token"), WORKLOAD_POOL_AUDIENCE) {
+            Ok(subject) => Some(crate::credentials::federated_principal(&subject)),
+            Err(why) => {
+                shared.count_rejected();
+                return respond::oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    &format!("{INVALID_SUBJECT_TOKEN} ({why})"),
+                );
+            }
+        }
+    } else {
+        None
+    };
+    let Some(subject) = aws_principal
+        .map(|principal| crate::state::SubjectToken {
+            principal,
+            audience: WORKLOAD_POOL_AUDIENCE.to_owned(),
+        })
+        .or_else(|| shared.subject_token(field("subject_token")))
         .filter(|s| s.audience == WORKLOAD_POOL_AUDIENCE)
     else {
         shared.count_rejected();

@@ -41,12 +41,19 @@ pub struct TokenArgs {
     pub principal: Option<String>,
 
     #[command(flatten)]
+    pub impersonation: crate::cli::ImpersonationArgs,
+
+    #[command(flatten)]
     pub log: LogArgs,
 }
 
 /// Runs the command inside a tokio runtime.
 pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let provider = super::build_provider(args.principal.as_deref(), args.refresh_margin)?;
+    let provider = super::build_provider(
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account.clone(),
+    )?;
     match &args.output {
         None => {
             let token = provider

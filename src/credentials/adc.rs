@@ -13,6 +13,9 @@ use std::sync::{Arc, Mutex};
 use serde::Deserialize;
 
 use super::authorized_user::AuthorizedUser;
+use super::external_account;
+use super::external_account_authorized_user::WorkforceUser;
+use super::impersonated::Impersonated;
 use super::metadata_server::MetadataServer;
 use super::service_account::ServiceAccountKey;
 use super::upstream::{self, HttpClients};
@@ -119,7 +122,70 @@ struct TypeField {
 }
 
 /// The credential types a file may hold.
-pub const SUPPORTED_TYPES: &[&str] = &["service_account", "authorized_user"];
+pub const SUPPORTED_TYPES: &[&str] = &[
+    "service_account",
+    "authorized_user",
+    "impersonated_service_account",
+    "external_account",
+    "external_account_authorized_user",
+];
+
+#[derive(Deserialize)]
+struct ImpersonatedFile {
+    service_account_impersonation_url: Option<String>,
+    source_credentials: Option<serde_json::Value>,
+    #[serde(default)]
+    delegates: Vec<String>,
+    universe_domain: Option<String>,
+}
+
+/// An `impersonated_service_account` file: its `source_credentials` (any other file type)
+/// impersonate the account in `service_account_impersonation_url`.
+fn impersonated_from_json(
+    json: &[u8],
+    env: &Env,
+    http: &HttpClients,
+) -> Result<Arc<dyn CredentialSource>, CredentialError> {
+    let file: ImpersonatedFile = serde_json::from_slice(json).map_err(|e| {
+        CredentialError::invalid(format!(
+            "the impersonated_service_account file is not valid ({}); run \
+             `gcloud auth application-default login --impersonate-service-account=EMAIL` again",
+            upstream::describe_json_error(&e)
+        ))
+    })?;
+    let url = file
+        .service_account_impersonation_url
+        .filter(|u| !u.is_empty())
+        .ok_or_else(|| {
+            CredentialError::invalid(
+                "the impersonated_service_account file has no service_account_impersonation_url",
+            )
+        })?;
+    let source_json = file.source_credentials.ok_or_else(|| {
+        CredentialError::invalid("the impersonated_service_account file has no source_credentials")
+    })?;
+    if source_json.get("type").and_then(|t| t.as_str()) == Some("impersonated_service_account") {
+        return Err(CredentialError::invalid(
+            "source_credentials of an impersonated_service_account file cannot be \
+             impersonated_service_account themselves; list the intermediate accounts in delegates",
+        ));
+    }
+    let source = source_from_json(
+        &serde_json::to_vec(&source_json).unwrap_or_default(),
+        env,
+        http,
+    )
+    .map_err(|e| e.context("source_credentials"))?;
+    let universe = file
+        .universe_domain
+        .filter(|u| !u.is_empty())
+        .unwrap_or_else(|| super::DEFAULT_UNIVERSE_DOMAIN.to_owned());
+    Ok(Arc::new(
+        Impersonated::from_url(source, &url, &universe, env)?
+            .with_delegates(file.delegates)
+            .with_http(http),
+    ))
+}
 
 /// Builds the source a credentials file describes, dispatching on its `"type"`.
 pub fn source_from_json(
@@ -143,6 +209,9 @@ pub fn source_from_json(
         "authorized_user" => Ok(Arc::new(
             AuthorizedUser::from_json(json, env)?.with_http(http, env),
         )),
+        "impersonated_service_account" => impersonated_from_json(json, env, http),
+        "external_account" => external_account::from_json(json, env, http),
+        "external_account_authorized_user" => Ok(Arc::new(WorkforceUser::from_json(json, http)?)),
         "" => Err(CredentialError::invalid(
             "the credentials file has no \"type\" field; expected a file written by gcloud or a service-account key",
         )),
@@ -298,5 +367,15 @@ impl CredentialSource for ApplicationDefault {
             Some(source) => format!("application default credentials: {}", source.describe()),
             None => "application default credentials (not resolved yet)".to_owned(),
         }
+    }
+
+    fn universe_domain(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+        Box::pin(async move {
+            let source = match self.current_source() {
+                Some(source) => source,
+                None => self.resolve()?.1,
+            };
+            source.universe_domain().await
+        })
     }
 }

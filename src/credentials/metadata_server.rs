@@ -18,6 +18,8 @@ pub const HOST_VAR: &str = "GCE_METADATA_HOST";
 
 const TOKEN_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/token";
 const EMAIL_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/email";
+const UNIVERSE_PATH: &str = "/computeMetadata/v1/universe/universe-domain";
+const PROJECT_PATH: &str = "/computeMetadata/v1/project/project-id";
 
 /// Credentials of the service account attached to the VM, pod or worker.
 ///
@@ -32,6 +34,7 @@ pub struct MetadataServer {
     base_url: String,
     http: reqwest::Client,
     email: OnceCell<Principal>,
+    universe: OnceCell<String>,
 }
 
 /// Builds a [`MetadataServer`].
@@ -74,6 +77,7 @@ impl MetadataServerBuilder {
             base_url,
             http: self.http.unwrap_or_default().metadata,
             email: OnceCell::new(),
+            universe: OnceCell::new(),
         }
     }
 }
@@ -87,6 +91,12 @@ impl MetadataServer {
     /// The base URL, `http://metadata.google.internal` unless overridden.
     pub fn base_url(&self) -> &str {
         &self.base_url
+    }
+
+    /// The project the VM, pod or worker runs in (for `doctor`).
+    pub async fn project_id(&self) -> Result<String, CredentialError> {
+        let body = self.get(PROJECT_PATH, "metadata server").await?;
+        Ok(String::from_utf8_lossy(&body).trim().to_owned())
     }
 
     /// One GET with `Metadata-Flavor: Google`, checking the server answers as the metadata
@@ -180,5 +190,30 @@ impl CredentialSource for MetadataServer {
 
     fn describe(&self) -> String {
         format!("metadata server at {}", self.base_url)
+    }
+
+    fn universe_domain(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+        Box::pin(async move {
+            self.universe
+                .get_or_try_init(|| async {
+                    match self.get(UNIVERSE_PATH, "metadata server").await {
+                        Ok(body) => {
+                            let domain = String::from_utf8_lossy(&body).trim().to_owned();
+                            Ok(if domain.is_empty() {
+                                super::DEFAULT_UNIVERSE_DOMAIN.to_owned()
+                            } else {
+                                domain
+                            })
+                        }
+                        // Older metadata servers have no universe entry: the public universe.
+                        Err(e) if e.kind() == ErrorKind::Invalid => {
+                            Ok(super::DEFAULT_UNIVERSE_DOMAIN.to_owned())
+                        }
+                        Err(e) => Err(e),
+                    }
+                })
+                .await
+                .cloned()
+        })
     }
 }

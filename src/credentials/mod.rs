@@ -1,13 +1,18 @@
 //! Google credentials: where an access token comes from and whose it is.
 //!
 //! Layout: one module per credential type ([`metadata_server`], [`service_account`],
-//! [`authorized_user`]), [`adc`] to choose one the way Application Default Credentials do,
-//! [`upstream`] for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
+//! [`authorized_user`], [`impersonated`], [`external_account`],
+//! [`external_account_authorized_user`]), [`adc`] to choose one the way Application Default
+//! Credentials do,
+//! `upstream` (private) for the HTTP calls and response parsing they share, and [`tokeninfo`] to learn
 //! a user's email. Every upstream URL can be overridden, so tests need no DNS.
 
 pub mod adc;
 pub mod authorized_user;
 mod error;
+pub mod external_account;
+pub mod external_account_authorized_user;
+pub mod impersonated;
 pub mod metadata_server;
 pub mod service_account;
 pub mod tokeninfo;
@@ -80,7 +85,16 @@ pub trait CredentialSource: Send + Sync + fmt::Debug {
 
     /// A short description for logs and `doctor`: the type and where it came from.
     fn describe(&self) -> String;
+
+    /// The universe these credentials belong to (`googleapis.com` unless the file or the
+    /// metadata server says otherwise); it names the default STS and IAM Credentials hosts.
+    fn universe_domain(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+        Box::pin(async { Ok(DEFAULT_UNIVERSE_DOMAIN.to_owned()) })
+    }
 }
+
+/// Google's public universe.
+pub const DEFAULT_UNIVERSE_DOMAIN: &str = "googleapis.com";
 
 /// How long to wait for a TCP connection to a Google endpoint.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);

@@ -31,6 +31,7 @@ struct KeyFile {
     private_key_id: Option<String>,
     token_uri: Option<String>,
     project_id: Option<String>,
+    universe_domain: Option<String>,
 }
 
 /// A service account's JSON key, parsed and ready to sign.
@@ -46,6 +47,7 @@ pub struct ServiceAccountKey {
     key_id: Option<String>,
     token_uri: String,
     project_id: Option<String>,
+    universe_domain: String,
     signer: RsaKeyPair,
     http: reqwest::Client,
 }
@@ -84,6 +86,10 @@ impl ServiceAccountKey {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned()),
             project_id: file.project_id,
+            universe_domain: file
+                .universe_domain
+                .filter(|u| !u.is_empty())
+                .unwrap_or_else(|| super::DEFAULT_UNIVERSE_DOMAIN.to_owned()),
             signer,
             http: HttpClients::default().google,
         })
@@ -211,5 +217,9 @@ impl CredentialSource for ServiceAccountKey {
 
     fn describe(&self) -> String {
         format!("service account key of {}", self.client_email)
+    }
+
+    fn universe_domain(&self) -> BoxFuture<'_, Result<String, CredentialError>> {
+        Box::pin(async move { Ok(self.universe_domain.clone()) })
     }
 }

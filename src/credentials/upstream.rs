@@ -246,6 +246,27 @@ pub(crate) fn checked_expiry(
     Ok(sent_at + Duration::from_secs(expires_in as u64))
 }
 
+/// Parses an RFC 3339 timestamp (`2026-01-02T03:04:05Z`, with or without fractional
+/// seconds, any offset), as IAM Credentials writes `expireTime` and executables write
+/// `expiration_time` strings. The `time` crate does the calendar work.
+pub(crate) fn parse_rfc3339(text: &str) -> Option<SystemTime> {
+    time::OffsetDateTime::parse(text.trim(), &time::format_description::well_known::Rfc3339)
+        .ok()
+        .map(SystemTime::from)
+}
+
+/// `url` with the domain of a *default* Google host (`https://{service}.googleapis.com`)
+/// replaced by `universe_domain`; any other URL (a private endpoint, a test server) is kept.
+pub(crate) fn in_universe(url: &str, service: &str, universe_domain: &str) -> String {
+    let default = format!("https://{service}.{}", super::DEFAULT_UNIVERSE_DOMAIN);
+    match url.strip_prefix(&default) {
+        Some(rest) if rest.is_empty() || rest.starts_with('/') => {
+            format!("https://{service}.{universe_domain}{rest}")
+        }
+        _ => url.to_owned(),
+    }
+}
+
 /// The `email` claim of an OpenID Connect ID token. The signature is not checked: the token
 /// came straight from Google over the connection we opened, and only the email is used.
 fn id_token_email(id_token: &str) -> Option<String> {
@@ -344,6 +365,51 @@ mod tests {
     }
 
     #[test]
+    fn rfc3339_with_and_without_fractional_seconds_and_offsets() {
+        let whole = SystemTime::UNIX_EPOCH + Duration::from_secs(1_767_323_045);
+        assert_eq!(parse_rfc3339("2026-01-02T03:04:05Z"), Some(whole));
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.250Z"),
+            Some(whole + Duration::from_millis(250))
+        );
+        assert_eq!(
+            parse_rfc3339("2026-01-02T03:04:05.123456789Z"),
+            Some(whole + Duration::from_nanos(123_456_789))
+        );
+        assert_eq!(parse_rfc3339("2026-01-02T04:04:05+01:00"), Some(whole));
+        assert_eq!(parse_rfc3339("2026-01-02 03:04:05"), None);
+        assert_eq!(parse_rfc3339("1767323045"), None);
+    }
+
+    #[test]
+    fn universe_domain_replaces_only_default_hosts() {
+        assert_eq!(
+            in_universe(
+                "https://sts.googleapis.com/v1/token",
+                "sts",
+                "example-universe.test"
+            ),
+            "https://sts.example-universe.test/v1/token"
+        );
+        assert_eq!(
+            in_universe("https://sts.googleapis.com", "sts", "u.test"),
+            "https://sts.u.test"
+        );
+        assert_eq!(
+            in_universe(
+                "https://sts.googleapis.com.evil.test/v1/token",
+                "sts",
+                "u.test"
+            ),
+            "https://sts.googleapis.com.evil.test/v1/token"
+        );
+        assert_eq!(
+            in_universe("http://127.0.0.1:9/v1/token", "sts", "u.test"),
+            "http://127.0.0.1:9/v1/token"
+        );
+    }
+
+    #[test]
     fn id_token_email_is_read_from_claims() {
         use base64::Engine as _;
         let claims = base64::engine::general_purpose::URL_SAFE_NO_PAD
@@ -353,5 +419,47 @@ mod tests {
         );
         let token = parse_token_response("x", URL, body.as_bytes(), SystemTime::now()).unwrap();
         assert_eq!(token.principal_hint.as_deref(), Some("user@example.com"));
+    }
+
+    use proptest::prelude::*;
+
+    proptest! {
+        /// Any body: a token with a lifetime in the accepted range, or a transient error that
+        /// never quotes the body (it may hold a token).
+        #[test]
+        fn any_token_response_body_is_a_valid_token_or_a_transient_error(
+            body in prop_oneof![
+                proptest::collection::vec(any::<u8>(), 0..200),
+                (".{0,40}", any::<i64>(), any::<bool>()).prop_map(
+                    |(token, expires_in, as_string)| {
+                        let expires_in = if as_string {
+                            serde_json::json!(expires_in.to_string())
+                        } else {
+                            serde_json::json!(expires_in)
+                        };
+                        serde_json::to_vec(&serde_json::json!({"access_token": token, "expires_in": expires_in})).unwrap()
+                    }
+                ),
+            ]
+        ) {
+            let t0 = SystemTime::UNIX_EPOCH + Duration::from_secs(1_000_000);
+            match parse_token_response("x", URL, &body, t0) {
+                Ok(token) => {
+                    prop_assert!(!token.access_token.expose_secret().trim().is_empty());
+                    let life = token.expires_at.duration_since(t0).unwrap();
+                    prop_assert!(life >= MIN_LIFETIME && life <= MAX_LIFETIME, "{:?}", life);
+                }
+                Err(err) => {
+                    prop_assert!(err.is_transient());
+                    let message = err.to_string();
+                    prop_assert!(message.starts_with("x at http://127.0.0.1:1/token "), "{}", message);
+                    if let Ok(value) = serde_json::from_slice::<serde_json::Value>(&body)
+                        && let Some(token) = value["access_token"].as_str().filter(|t| t.len() >= 4)
+                    {
+                        prop_assert!(!message.contains(token), "{}", message);
+                    }
+                }
+            }
+        }
     }
 }

@@ -16,9 +16,27 @@ use crate::provider::{TokenError, TokenErrorKind};
 #[derive(Debug)]
 pub(crate) enum EndpointError {
     MethodNotAllowed,
-    PayloadTooLarge { limit: usize },
+    PayloadTooLarge {
+        limit: usize,
+    },
     UnsupportedGrantType(String),
     Token(TokenError),
+    /// `Host` is not loopback nor allowed (DNS rebinding defence), or missing.
+    HostNotAllowed {
+        host: Option<String>,
+    },
+    /// The request carries a header only browsers send.
+    BrowserRequest {
+        header: String,
+    },
+    /// Client authentication is on and the request did not pass it.
+    InvalidClient {
+        reason: &'static str,
+    },
+    /// The request did not finish within the per-request deadline.
+    DeadlineExceeded {
+        deadline: Duration,
+    },
 }
 
 impl EndpointError {
@@ -42,6 +60,39 @@ impl EndpointError {
                 format!(
                     "grant_type `{}` is not supported; use client_credentials (the Kafka client default)",
                     grant.escape_debug()
+                ),
+            ),
+            Self::HostNotAllowed { host: Some(host) } => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                format!(
+                    "Host `{}` is not a loopback name or address; to answer it, start the sidecar with --allowed-host (GCP_KAFKA_AUTH_ALLOWED_HOSTS)",
+                    host.chars().take(100).collect::<String>().escape_debug()
+                ),
+            ),
+            Self::HostNotAllowed { host: None } => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                "the request has no Host header; send Host: localhost".to_owned(),
+            ),
+            Self::BrowserRequest { header } => (
+                StatusCode::FORBIDDEN,
+                "access_denied",
+                format!(
+                    "requests carrying `{header}` come from a web browser; the token endpoint answers Kafka clients only"
+                ),
+            ),
+            Self::InvalidClient { reason } => (
+                StatusCode::UNAUTHORIZED,
+                "invalid_client",
+                (*reason).to_owned(),
+            ),
+            Self::DeadlineExceeded { deadline } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                format!(
+                    "the request did not complete within {} s; retry",
+                    deadline.as_secs_f64()
                 ),
             ),
             Self::Token(err) => match err.kind() {
@@ -92,6 +143,15 @@ impl IntoResponse for EndpointError {
                     header::RETRY_AFTER,
                     retry_after_secs(err.retry_after()).into(),
                 );
+            }
+            Self::InvalidClient { .. } => {
+                headers.insert(
+                    header::WWW_AUTHENTICATE,
+                    HeaderValue::from_static("Basic realm=\"gcp-kafka-auth-handler\""),
+                );
+            }
+            Self::DeadlineExceeded { .. } => {
+                headers.insert(header::RETRY_AFTER, HeaderValue::from_static("1"));
             }
             _ => {}
         }

@@ -16,10 +16,11 @@
 //! ```
 
 mod error;
+mod guard;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{Request, State};
+use axum::extract::{FromRef, Request, State};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
@@ -27,6 +28,9 @@ use tokio::time::Instant;
 
 use crate::provider::{KafkaTokenProvider, TokenError};
 pub(crate) use error::EndpointError;
+pub use guard::{
+    ClientCredentials, EndpointConfig, form_client_credentials, host_without_port, parse_basic,
+};
 
 /// Largest request body accepted; a token request is `grant_type=client_credentials` plus an
 /// optional scope or client credentials.
@@ -35,19 +39,48 @@ pub const MAX_BODY_BYTES: usize = 8 * 1024;
 /// Paths that are not the token endpoint.
 pub const RESERVED_PATHS: &[&str] = &["/healthz", "/readyz", "/metrics"];
 
-/// The endpoint for `provider`: token requests on any path but the reserved ones.
+/// The endpoint for `provider` with the default [`EndpointConfig`] (loopback `Host`s only,
+/// browsers refused, no client authentication).
 pub fn router(provider: KafkaTokenProvider) -> Router {
-    let metrics = provider.metrics().clone();
+    router_with(provider, EndpointConfig::default())
+}
+
+/// The endpoint for `provider`: token requests on any path but the reserved ones, every
+/// request checked against `config` first (`Host`, browser headers), token requests also
+/// against its client credentials.
+pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Router {
+    let state = EndpointState {
+        provider,
+        config: config.clone(),
+    };
+    let metrics = state.provider.metrics().clone();
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_exposition))
         .fallback(token)
-        .with_state(provider)
+        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(
+            config,
+            guard::check_request,
+        ))
+        // Outermost, so refusals are counted too.
         .layer(axum::middleware::from_fn_with_state(
             metrics,
             crate::metrics::count_requests,
         ))
+}
+
+#[derive(Clone)]
+struct EndpointState {
+    provider: KafkaTokenProvider,
+    config: EndpointConfig,
+}
+
+impl FromRef<EndpointState> for KafkaTokenProvider {
+    fn from_ref(state: &EndpointState) -> Self {
+        state.provider.clone()
+    }
 }
 
 /// `/metrics`: the Prometheus (OpenMetrics text) exposition.
@@ -105,8 +138,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The token endpoint: checks the request, then serves the cached token.
-async fn token(State(provider): State<KafkaTokenProvider>, request: Request) -> Response {
-    match serve_token(&provider, request).await {
+async fn token(State(state): State<EndpointState>, request: Request) -> Response {
+    match serve_token(&state.provider, &state.config, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }
@@ -114,15 +147,17 @@ async fn token(State(provider): State<KafkaTokenProvider>, request: Request) -> 
 
 async fn serve_token(
     provider: &KafkaTokenProvider,
+    config: &EndpointConfig,
     request: Request,
 ) -> Result<Response, EndpointError> {
     let (parts, body) = request.into_parts();
-    let grant_type = match parts.method {
-        Method::POST => grant_type(&read_body(body).await?),
-        Method::GET => parts.uri.query().and_then(|q| grant_type(q.as_bytes())),
+    let form = match parts.method {
+        Method::POST => read_body(body).await?,
+        Method::GET => bytes::Bytes::copy_from_slice(parts.uri.query().unwrap_or("").as_bytes()),
         _ => return Err(EndpointError::MethodNotAllowed),
     };
-    if let Some(grant) = grant_type
+    guard::authenticate(config, &parts.headers, &form)?;
+    if let Some(grant) = grant_type(&form)
         && grant != "client_credentials"
     {
         return Err(EndpointError::UnsupportedGrantType(grant));
@@ -176,5 +211,25 @@ mod tests {
                 .as_deref(),
             Some("urn:ietf:params:oauth:grant-type:jwt-bearer")
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn grant_type_round_trips_through_form_encoding(
+            grant in ".{0,60}",
+            before in proptest::collection::vec(("[a-z_]{1,8}", ".{0,10}"), 0..3),
+        ) {
+            let mut form = form_urlencoded::Serializer::new(String::new());
+            for (k, v) in before.iter().filter(|(k, _)| k != "grant_type") {
+                form.append_pair(k, v);
+            }
+            let body = form.append_pair("grant_type", &grant).finish();
+            proptest::prop_assert_eq!(grant_type(body.as_bytes()), Some(grant));
+        }
+
+        #[test]
+        fn grant_type_parser_takes_any_bytes(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300)) {
+            let _ = grant_type(&bytes);
+        }
     }
 }

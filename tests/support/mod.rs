@@ -255,6 +255,8 @@ pub struct Decoded {
     pub claims_b64: String,
     pub raw_token: String,
     pub expires_in: i64,
+    /// The `access_token` as served.
+    pub served: String,
 }
 
 /// Checks a 200 token response the way the Java client and librdkafka would, and decodes it.
@@ -285,6 +287,7 @@ pub async fn decode_response(response: reqwest::Response) -> Decoded {
         claims_b64: parts[1].to_owned(),
         raw_token,
         expires_in,
+        served: token.to_owned(),
     }
 }
 
@@ -333,4 +336,177 @@ pub fn assert_claims(decoded: &Decoded, fake: &FakeGoogle, principal: &str) {
         .as_secs();
     assert!(iat <= now && iat + 60 > now, "iat {iat} now {now}");
     assert!(decoded.expires_in > 0 && decoded.expires_in as u64 <= exp - iat + 1);
+}
+
+/// A response read off a raw socket.
+#[derive(Debug)]
+pub struct RawResponse {
+    pub status: u16,
+    /// Header names lowercased.
+    pub headers: Vec<(String, String)>,
+    pub body: String,
+}
+
+impl RawResponse {
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.body).unwrap_or_else(|e| panic!("{e}: {:?}", self.body))
+    }
+
+    /// Asserts an RFC 6749 §5.2 error with this status and `error`, and returns its description.
+    pub fn assert_oauth_error(&self, status: u16, error: &str) -> String {
+        assert_eq!(self.status, status, "{self:?}");
+        assert_eq!(self.header("content-type"), Some("application/json"));
+        assert_eq!(self.header("cache-control"), Some("no-store"));
+        let body = self.json();
+        assert_eq!(body.as_object().unwrap().len(), 2, "{body}");
+        assert_eq!(body["error"], error, "{body}");
+        let description = body["error_description"].as_str().unwrap().to_owned();
+        assert!(!description.is_empty());
+        description
+    }
+}
+
+/// Sends `request` (a complete HTTP/1.1 request, which should say `Connection: close`) and
+/// reads the response until the server closes the connection (at most 30 s).
+pub async fn raw_request(addr: SocketAddr, request: &[u8]) -> RawResponse {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(request).await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(30), stream.read_to_end(&mut bytes))
+        .await
+        .expect("the server answered within 30 s")
+        .unwrap();
+    parse_raw_response(&bytes)
+}
+
+/// Parses one HTTP/1.1 response with a Content-Length body.
+pub fn parse_raw_response(bytes: &[u8]) -> RawResponse {
+    let text = String::from_utf8_lossy(bytes);
+    let (head, body) = text
+        .split_once("\r\n\r\n")
+        .unwrap_or_else(|| panic!("no response head in {text:?}"));
+    let mut lines = head.split("\r\n");
+    let status = lines
+        .next()
+        .unwrap()
+        .split(' ')
+        .nth(1)
+        .unwrap()
+        .parse()
+        .unwrap();
+    let headers = lines
+        .filter_map(|l| l.split_once(':'))
+        .map(|(k, v)| (k.trim().to_ascii_lowercase(), v.trim().to_owned()))
+        .collect();
+    RawResponse {
+        status,
+        headers,
+        body: body.to_owned(),
+    }
+}
+
+/// A GET request with this Host and extra header lines, closing the connection after.
+pub fn get_with_host(host: &str, extra: &str) -> Vec<u8> {
+    format!("GET / HTTP/1.1\r\nHost: {host}\r\n{extra}Connection: close\r\n\r\n").into_bytes()
+}
+
+/// `VmRSS` and `VmHWM` (peak RSS) of a process, in KiB, from `/proc/<pid>/status`.
+pub fn memory_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let field = |name: &str| -> u64 {
+        status
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+            .unwrap_or_else(|| panic!("no {name} in /proc/{pid}/status"))
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// Reads one HTTP/1.1 response with a Content-Length body off a kept-alive connection.
+pub async fn read_response<R: tokio::io::AsyncBufRead + Unpin>(reader: &mut R) -> RawResponse {
+    use tokio::io::{AsyncBufReadExt as _, AsyncReadExt as _};
+    let mut head = Vec::new();
+    loop {
+        let before = head.len();
+        let n = reader.read_until(b'\n', &mut head).await.unwrap();
+        assert!(
+            n > 0,
+            "connection closed mid-response: {:?}",
+            String::from_utf8_lossy(&head)
+        );
+        if &head[before..] == b"\r\n" {
+            break;
+        }
+    }
+    let mut response = parse_raw_response(&head);
+    let length: usize = response
+        .header("content-length")
+        .expect("a Content-Length")
+        .parse()
+        .unwrap();
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).await.unwrap();
+    response.body = String::from_utf8(body).unwrap();
+    response
+}
+
+/// Every request the fake received, as `METHOD /path`, in order: the upstream calls.
+pub fn upstream_calls(fake: &FakeGoogle) -> Vec<String> {
+    fake.requests()
+        .iter()
+        .map(|r| format!("{} {}", r.method, r.path))
+        .collect()
+}
+
+/// The result of `gcp-kafka-auth-handler doctor`.
+pub struct DoctorRun {
+    pub status: ExitStatus,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl DoctorRun {
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_str(&self.stdout).unwrap_or_else(|e| panic!("{e}: {}", self.stdout))
+    }
+}
+
+/// Runs `doctor` with the same environment a sidecar would get (asynchronously, so the fake
+/// in this runtime keeps answering).
+pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
+    let output = tokio::process::Command::new(BIN)
+        .arg("doctor")
+        .args(args)
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .envs(env.vars.iter().map(|(k, v)| (k.as_str(), v.as_str())))
+        .stdin(Stdio::null())
+        .output()
+        .await
+        .expect("run doctor");
+    DoctorRun {
+        status: output.status,
+        stdout: String::from_utf8(output.stdout).unwrap(),
+        stderr: String::from_utf8(output.stderr).unwrap(),
+    }
+}
+
+/// The raw Google access token inside a Kafka token (its third part).
+pub fn raw_google_token(kafka_token: &str) -> String {
+    let raw = kafka_token.rsplit('.').next().unwrap();
+    String::from_utf8(URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
+}
+
+/// The claims part of a Kafka token, decoded the way kafka-clients before 4.2 do.
+pub fn decode_claims(part: &str) -> serde_json::Value {
+    serde_json::from_slice(&STANDARD_NO_PAD.decode(part).unwrap()).unwrap()
 }

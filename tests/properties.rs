@@ -1,0 +1,129 @@
+//! Property tests of the public parsers and of the token encoding: whatever the input, an
+//! error that names the problem (never a panic, never a secret in the message), and tokens
+//! every Kafka client version can decode.
+
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
+use gcp_kafka_auth_handler::credentials::adc::source_from_json;
+use gcp_kafka_auth_handler::credentials::{ErrorKind, HttpClients};
+use gcp_kafka_auth_handler::{Env, KafkaToken, Principal};
+use proptest::prelude::*;
+use serde_json::{Value, json};
+
+/// Building HTTP clients loads root certificates: once, not per case.
+static HTTP: std::sync::LazyLock<HttpClients> = std::sync::LazyLock::new(HttpClients::new);
+
+fn env() -> Env {
+    Env::from_pairs([("HOME", "/nonexistent")])
+}
+
+/// JSON values of any shape, a few levels deep.
+fn any_json() -> impl Strategy<Value = Value> {
+    let leaf = prop_oneof![
+        Just(Value::Null),
+        any::<bool>().prop_map(Value::Bool),
+        any::<i64>().prop_map(Value::from),
+        ".{0,20}".prop_map(Value::String),
+    ];
+    leaf.prop_recursive(3, 24, 4, |inner| {
+        prop_oneof![
+            proptest::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+            proptest::collection::btree_map(".{0,12}", inner, 0..4)
+                .prop_map(|m| Value::Object(m.into_iter().collect())),
+        ]
+    })
+}
+
+/// Credentials files of the supported types with fields missing, mistyped or garbage.
+fn credentials_file() -> impl Strategy<Value = Value> {
+    let kind = prop_oneof![
+        Just(json!("service_account")),
+        Just(json!("authorized_user")),
+        Just(json!("external_account")),
+        any_json(),
+    ];
+    let field = || proptest::option::of(prop_oneof![any_json(), ".{0,40}".prop_map(Value::String)]);
+    (kind, field(), field(), field(), field(), field(), field()).prop_map(
+        |(kind, private_key, client_email, client_id, client_secret, refresh_token, token_uri)| {
+            let mut file = serde_json::Map::new();
+            file.insert("type".into(), kind);
+            for (name, value) in [
+                ("private_key", private_key),
+                ("client_email", client_email),
+                ("client_id", client_id),
+                ("client_secret", client_secret),
+                ("refresh_token", refresh_token),
+                ("token_uri", token_uri),
+            ] {
+                if let Some(value) = value {
+                    file.insert(name.into(), value);
+                }
+            }
+            Value::Object(file)
+        },
+    )
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn credential_files_of_any_bytes_are_refused_with_a_message(bytes in proptest::collection::vec(any::<u8>(), 0..300)) {
+        if let Err(err) = source_from_json(&bytes, &env(), &HTTP) {
+            prop_assert_eq!(err.kind(), ErrorKind::Invalid);
+            prop_assert!(!err.message().is_empty());
+        }
+    }
+
+    #[test]
+    fn malformed_credential_files_never_echo_their_secrets(file in credentials_file()) {
+        let bytes = serde_json::to_vec(&file).unwrap();
+        if let Err(err) = source_from_json(&bytes, &env(), &HTTP) {
+            prop_assert_eq!(err.kind(), ErrorKind::Invalid);
+            let message = err.to_string();
+            for secret in ["private_key", "client_secret", "refresh_token"] {
+                if let Some(value) = file[secret].as_str().filter(|v| v.len() >= 8) {
+                    prop_assert!(!message.contains(value), "{} in {}", secret, message);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn tokens_round_trip_and_claims_decode_under_both_alphabets(
+        access in "[!-~]{1,200}",
+        sub in prop_oneof![
+            "[a-z0-9._%+~?>-]{1,30}@[a-z0-9.-]{1,20}\\.[a-z]{2,6}",
+            "principal://iam\\.googleapis\\.com/[ -~]{1,60}",
+        ],
+        iat in 0u64..4_000_000_000,
+        life in 1u64..100_000,
+    ) {
+        let Ok(principal) = Principal::new(sub) else { return Ok(()) };
+        let exp = iat + life;
+        let token = KafkaToken::encode(&access, &principal, exp, iat);
+        let parts: Vec<&str> = token.expose().split('.').collect();
+        prop_assert_eq!(parts.len(), 3);
+        prop_assert!(parts.iter().all(|p| !p.is_empty() && !p.contains('=')));
+        let header: Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+        prop_assert_eq!(header, json!({"typ": "JWT", "alg": "GOOG_OAUTH2_TOKEN"}));
+        // kafka-clients before 4.2 decode the claims with the standard alphabet.
+        let standard = STANDARD_NO_PAD.decode(parts[1]).unwrap();
+        prop_assert_eq!(&standard, &URL_SAFE_NO_PAD.decode(parts[1]).unwrap());
+        prop_assert!(standard.is_ascii());
+        let claims: Value = serde_json::from_slice(&standard).unwrap();
+        prop_assert_eq!(
+            claims,
+            json!({"exp": exp, "iat": iat, "iss": "Google", "scope": "kafka", "sub": principal.as_str()})
+        );
+        prop_assert_eq!(URL_SAFE_NO_PAD.decode(parts[2]).unwrap(), access.as_bytes());
+        prop_assert_eq!(token.expires_at_unix(), exp);
+    }
+
+    #[test]
+    fn principals_of_any_text_are_accepted_or_refused_never_empty(text in ".{0,80}") {
+        if let Ok(principal) = Principal::new(text) {
+            prop_assert!(!principal.as_str().trim().is_empty());
+        }
+    }
+}
