@@ -112,6 +112,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_deadline: args.security.request_deadline,
         ..server::Limits::default()
     };
+    // Before the listener exists, so no SIGTERM after "listening" can kill us ungracefully.
+    let shutdown = server::shutdown_signal();
     let addr = SocketAddr::new(args.bind, args.port);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -141,7 +143,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         provider.router_with(endpoint),
         limits,
-        server::shutdown_signal(),
+        shutdown,
         args.shutdown_timeout,
     )
     .await
