@@ -32,7 +32,7 @@ pub struct CacheTiming {
     pub refresh_margin: Duration,
     /// First retry delay after a failed refresh (default 1 s); doubles per failure.
     pub backoff_initial: Duration,
-    /// Longest retry delay (default 30 s).
+    /// Longest retry delay (default 10 s, the Java client's own login retry cadence).
     pub backoff_max: Duration,
     /// Upper bound on one refresh attempt, all upstream calls included (default 30 s).
     pub fetch_timeout: Duration,
@@ -45,7 +45,7 @@ impl Default for CacheTiming {
         Self {
             refresh_margin: Duration::from_secs(300),
             backoff_initial: Duration::from_secs(1),
-            backoff_max: Duration::from_secs(30),
+            backoff_max: Duration::from_secs(10),
             fetch_timeout: Duration::from_secs(30),
             request_wait: Duration::from_secs(15),
         }
@@ -271,6 +271,22 @@ pub(crate) fn backoff_delay(failures: u32, timing: &CacheTiming) -> Duration {
     delay.mul_f64(0.5 + fastrand::f64() * 0.5)
 }
 
+/// Delay before the next attempt after `failures` failures in a row: the backoff, but while a
+/// cached token is still served, at most half of the time it can still be served (never under
+/// half the initial backoff), so a short-lived token is not lost to a long backoff while the
+/// upstream may already be back.
+pub(crate) fn retry_delay(
+    failures: u32,
+    usable_left: Option<Duration>,
+    timing: &CacheTiming,
+) -> Duration {
+    let delay = backoff_delay(failures, timing);
+    match usable_left {
+        Some(left) => delay.min((left / 2).max(timing.backoff_initial / 2)),
+        None => delay,
+    }
+}
+
 async fn refresh_loop(
     source: Arc<dyn CredentialSource>,
     principal_override: Option<Principal>,
@@ -320,7 +336,11 @@ async fn refresh_loop(
             }
             Err(error) => {
                 failures = failures.saturating_add(1);
-                let retry_at = now + backoff_delay(failures, &timing);
+                let usable_left = tx.borrow().token.as_ref().and_then(|t| {
+                    let left = t.deadline.saturating_duration_since(now);
+                    left.checked_sub(SERVE_FLOOR).filter(|d| !d.is_zero())
+                });
+                let retry_at = now + retry_delay(failures, usable_left, &timing);
                 let serving = tx
                     .borrow()
                     .token
@@ -375,6 +395,34 @@ mod tests {
     }
 
     #[test]
+    fn retries_come_before_a_cached_token_becomes_unusable() {
+        let timing = CacheTiming::default();
+        for _ in 0..100 {
+            // 8 s of serving left: retry within 4 s even after many failures.
+            let d = retry_delay(30, Some(Duration::from_secs(8)), &timing);
+            assert!(
+                d >= Duration::from_secs(2) && d <= Duration::from_secs(4),
+                "{d:?}"
+            );
+            // Almost nothing left: never under half the initial backoff.
+            let d = retry_delay(30, Some(Duration::from_millis(100)), &timing);
+            assert_eq!(d, Duration::from_millis(500));
+            // Plenty left: the plain backoff.
+            let d = retry_delay(2, Some(Duration::from_secs(3000)), &timing);
+            assert!(
+                d >= Duration::from_secs(1) && d <= Duration::from_secs(2),
+                "{d:?}"
+            );
+            // Nothing cached: the plain backoff, capped at 10 s.
+            let d = retry_delay(30, None, &timing);
+            assert!(
+                d >= Duration::from_secs(5) && d <= Duration::from_secs(10),
+                "{d:?}"
+            );
+        }
+    }
+
+    #[test]
     fn backoff_doubles_with_jitter_up_to_the_cap() {
         let timing = CacheTiming::default();
         for _ in 0..100 {
@@ -383,7 +431,7 @@ mod tests {
             let d3 = backoff_delay(3, &timing);
             assert!(d3 >= Duration::from_secs(2) && d3 <= Duration::from_secs(4));
             let d30 = backoff_delay(30, &timing);
-            assert!(d30 >= Duration::from_secs(15) && d30 <= Duration::from_secs(30));
+            assert!(d30 >= Duration::from_secs(5) && d30 <= Duration::from_secs(10));
         }
     }
 }

@@ -107,6 +107,8 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         request_deadline: args.security.request_deadline,
         ..server::Limits::default()
     };
+    // Before the listener exists, so no SIGTERM after "listening" can kill us ungracefully.
+    let shutdown = server::shutdown_signal();
     // Listen first: building the provider loads the system's root certificates for the HTTPS
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
@@ -144,7 +146,7 @@ async fn serve(args: ServeArgs) -> anyhow::Result<()> {
         listener,
         provider.router_with(endpoint),
         limits,
-        server::shutdown_signal(),
+        shutdown,
         args.shutdown_timeout,
     )
     .await

@@ -24,7 +24,7 @@ fn assert_retryable_503(response: &RawResponse, context: &str) -> String {
         .unwrap_or_else(|| panic!("{context}: no Retry-After"))
         .parse()
         .unwrap();
-    assert!((1..=30).contains(&retry_after), "{context}: {retry_after}");
+    assert!((1..=10).contains(&retry_after), "{context}: {retry_after}");
     description
 }
 
