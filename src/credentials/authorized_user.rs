@@ -109,30 +109,20 @@ impl CredentialSource for AuthorizedUser {
         Box::pin(async move {
             let what = "OAuth2 token endpoint";
             let sent_at = SystemTime::now();
-            let response = self
-                .http
-                .post(&self.token_uri)
-                .form(&[
-                    ("grant_type", "refresh_token"),
-                    ("client_id", self.client_id.as_str()),
-                    ("client_secret", self.client_secret.expose_secret()),
-                    ("refresh_token", self.refresh_token.expose_secret()),
-                ])
-                .send()
+            let request = self.http.post(&self.token_uri).form(&[
+                ("grant_type", "refresh_token"),
+                ("client_id", self.client_id.as_str()),
+                ("client_secret", self.client_secret.expose_secret()),
+                ("refresh_token", self.refresh_token.expose_secret()),
+            ]);
+            let body = upstream::exchange(what, &self.token_uri, request)
                 .await
-                .map_err(|e| upstream::send_error(what, &self.token_uri, e))?;
-            let (status, body) = upstream::read_body(what, &self.token_uri, response).await?;
-            if !status.is_success() {
-                let err = upstream::status_error(what, &self.token_uri, status, &body);
-                return Err(if err.is_transient() {
-                    err
-                } else {
-                    err.context(
+                .map_err(|err| {
+                    err.context_unless_transient(
                         "Google refused the user credentials (expired or revoked login?); \
                          run `gcloud auth application-default login` again",
                     )
-                });
-            }
+                })?;
             upstream::parse_token_response(what, &self.token_uri, &body, sent_at)
         })
     }

@@ -59,6 +59,16 @@ impl CredentialError {
         &self.message
     }
 
+    /// Prefixes the message with what a person should do, unless the failure is transient
+    /// (then there is nothing to fix, and retrying is the answer).
+    pub fn context_unless_transient(self, context: impl fmt::Display) -> Self {
+        if self.is_transient() {
+            self
+        } else {
+            self.context(context)
+        }
+    }
+
     /// Prefixes the message with context (`"service account a@b: " + message`).
     pub fn context(mut self, context: impl fmt::Display) -> Self {
         self.message = format!("{context}: {}", self.message);

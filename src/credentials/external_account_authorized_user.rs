@@ -113,7 +113,7 @@ impl CredentialSource for WorkforceUser {
                 .expect("refresh token lock is never poisoned")
                 .clone();
             let sent_at = SystemTime::now();
-            let response = self
+            let request = self
                 .http
                 .post(url)
                 .header(
@@ -123,22 +123,15 @@ impl CredentialSource for WorkforceUser {
                 .form(&[
                     ("grant_type", "refresh_token"),
                     ("refresh_token", refresh_token.expose_secret()),
-                ])
-                .send()
+                ]);
+            let body = upstream::exchange(what, url, request)
                 .await
-                .map_err(|e| upstream::send_error(what, url, e))?;
-            let (status, body) = upstream::read_body(what, url, response).await?;
-            if !status.is_success() {
-                let err = upstream::status_error(what, url, status, &body);
-                return Err(if err.is_transient() {
-                    err
-                } else {
-                    err.context(
+                .map_err(|err| {
+                    err.context_unless_transient(
                         "Google refused the workforce user's login (expired or revoked?); run \
                          `gcloud auth application-default login --login-config=...` again",
                     )
-                });
-            }
+                })?;
             let token = upstream::parse_token_response(what, url, &body, sent_at)?;
             if let Ok(RefreshResponse {
                 refresh_token: Some(new),

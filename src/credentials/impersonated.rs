@@ -208,7 +208,7 @@ impl CredentialSource for Impersonated {
             let url = self.url().await?;
             let what = "IAM Credentials generateAccessToken";
             let sent_at = SystemTime::now();
-            let response = self
+            let request = self
                 .http
                 .post(&url)
                 .bearer_auth(source_token.access_token.expose_secret())
@@ -216,17 +216,11 @@ impl CredentialSource for Impersonated {
                     "scope": [CLOUD_PLATFORM_SCOPE],
                     "delegates": self.delegates,
                     "lifetime": format!("{}s", self.lifetime.as_secs()),
-                }))
-                .send()
+                }));
+            let body = upstream::exchange(what, &url, request)
                 .await
-                .map_err(|e| upstream::send_error(what, &url, e))?;
-            let (status, body) = upstream::read_body(what, &url, response).await?;
-            if !status.is_success() {
-                let err = upstream::status_error(what, &url, status, &body);
-                return Err(if err.is_transient() {
-                    err
-                } else {
-                    err.context(format!(
+                .map_err(|err| {
+                    err.context_unless_transient(format!(
                         "cannot impersonate {}: the source credentials ({}) need \
                          roles/iam.serviceAccountTokenCreator on it{}",
                         self.target,
@@ -237,8 +231,7 @@ impl CredentialSource for Impersonated {
                             " (through each delegate in turn)"
                         }
                     ))
-                });
-            }
+                })?;
             let garbage = |why: &str| {
                 CredentialError::transient(format!(
                     "{what} at {} answered with {why}",

@@ -183,27 +183,20 @@ impl CredentialSource for ServiceAccountKey {
                 .unwrap_or_default()
                 .as_secs();
             let assertion = self.assertion(CLOUD_PLATFORM_SCOPE, iat)?;
-            let response = self
+            let request = self
                 .http
                 .post(&self.token_uri)
-                .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)])
-                .send()
+                .form(&[("grant_type", JWT_BEARER_GRANT), ("assertion", &assertion)]);
+            let body = upstream::exchange(what, &self.token_uri, request)
                 .await
-                .map_err(|e| upstream::send_error(what, &self.token_uri, e))?;
-            let (status, body) = upstream::read_body(what, &self.token_uri, response).await?;
-            if !status.is_success() {
-                let err = upstream::status_error(what, &self.token_uri, status, &body);
-                return Err(if err.is_transient() {
-                    err
-                } else {
-                    err.context(format!(
+                .map_err(|err| {
+                    err.context_unless_transient(format!(
                         "Google refused the key {} of {} (deleted or disabled key or service account?); \
                          create a new key or use another credential",
                         self.key_id.as_deref().unwrap_or("(no private_key_id)"),
                         self.client_email
                     ))
-                });
-            }
+                })?;
             upstream::parse_token_response(what, &self.token_uri, &body, sent_at)
         })
     }

@@ -45,17 +45,11 @@ impl Tokeninfo {
     /// The email address the token was issued to.
     pub async fn email(&self, token: &GoogleToken) -> Result<Principal, CredentialError> {
         let what = "tokeninfo endpoint";
-        let response = self
+        let request = self
             .http
             .post(&self.url)
-            .form(&[("access_token", token.access_token.expose_secret())])
-            .send()
-            .await
-            .map_err(|e| upstream::send_error(what, &self.url, e))?;
-        let (status, body) = upstream::read_body(what, &self.url, response).await?;
-        if !status.is_success() {
-            return Err(upstream::status_error(what, &self.url, status, &body));
-        }
+            .form(&[("access_token", token.access_token.expose_secret())]);
+        let body = upstream::exchange(what, &self.url, request).await?;
         let parsed: TokeninfoResponse = serde_json::from_slice(&body).map_err(|e| {
             CredentialError::transient(format!(
                 "{what} at {} answered with something that is not JSON ({})",

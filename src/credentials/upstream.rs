@@ -82,6 +82,22 @@ fn root_cause(mut err: &(dyn std::error::Error + 'static)) -> String {
     err.to_string()
 }
 
+/// Sends `request` to `url` and returns the body of a successful answer: the one round trip
+/// every credential type makes. No response, a reset mid-body and a non-success status are
+/// errors classified as in [`send_error`] and [`status_error`].
+pub(crate) async fn exchange(
+    what: &str,
+    url: &str,
+    request: reqwest::RequestBuilder,
+) -> Result<bytes::Bytes, CredentialError> {
+    let response = request.send().await.map_err(|e| send_error(what, url, e))?;
+    let (status, body) = read_body(what, url, response).await?;
+    if !status.is_success() {
+        return Err(status_error(what, url, status, &body));
+    }
+    Ok(body)
+}
+
 /// Reads a whole response body; a connection reset mid-body is transient.
 pub(crate) async fn read_body(
     what: &str,

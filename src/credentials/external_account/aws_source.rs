@@ -124,17 +124,8 @@ impl AwsSource {
             return Ok(None);
         };
         let what = "AWS instance metadata (IMDSv2 session token)";
-        let response = self
-            .http
-            .put(url)
-            .header(IMDSV2_TTL_HEADER, "300")
-            .send()
-            .await
-            .map_err(|e| upstream::send_error(what, url, e))?;
-        let (status, body) = upstream::read_body(what, url, response).await?;
-        if !status.is_success() {
-            return Err(upstream::status_error(what, url, status, &body));
-        }
+        let request = self.http.put(url).header(IMDSV2_TTL_HEADER, "300");
+        let body = upstream::exchange(what, url, request).await?;
         Ok(Some(SecretString::from(
             String::from_utf8_lossy(&body).trim().to_owned(),
         )))
@@ -150,14 +141,7 @@ impl AwsSource {
         if let Some(token) = session {
             request = request.header(IMDSV2_TOKEN_HEADER, token.expose_secret());
         }
-        let response = request
-            .send()
-            .await
-            .map_err(|e| upstream::send_error(what, url, e))?;
-        let (status, body) = upstream::read_body(what, url, response).await?;
-        if !status.is_success() {
-            return Err(upstream::status_error(what, url, status, &body));
-        }
+        let body = upstream::exchange(what, url, request).await?;
         Ok(String::from_utf8_lossy(&body).trim().to_owned())
     }
 

@@ -355,24 +355,16 @@ impl CredentialSource for StsExchange {
                 );
             }
             let sent_at = SystemTime::now();
-            let response = request
-                .send()
+            let body = upstream::exchange(what, url, request)
                 .await
-                .map_err(|e| upstream::send_error(what, url, e))?;
-            let (status, body) = upstream::read_body(what, url, response).await?;
-            if !status.is_success() {
-                let err = upstream::status_error(what, url, status, &body);
-                return Err(if err.is_transient() {
-                    err
-                } else {
-                    err.context(format!(
+                .map_err(|err| {
+                    err.context_unless_transient(format!(
                         "STS refused the subject token from {} for audience {}; check the pool \
                          provider's attribute conditions and that the token is for this audience",
                         self.subject.describe(),
                         self.audience
                     ))
-                });
-            }
+                })?;
             upstream::parse_token_response(what, url, &body, sent_at)
         })
     }

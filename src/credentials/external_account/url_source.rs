@@ -54,14 +54,7 @@ impl SubjectTokenSource for UrlSource {
             for (name, value) in &self.headers {
                 request = request.header(name, value);
             }
-            let response = request
-                .send()
-                .await
-                .map_err(|e| upstream::send_error(what, &self.url, e))?;
-            let (status, body) = upstream::read_body(what, &self.url, response).await?;
-            if !status.is_success() {
-                return Err(upstream::status_error(what, &self.url, status, &body));
-            }
+            let body = upstream::exchange(what, &self.url, request).await?;
             self.format.extract(
                 &body,
                 &format!("the answer of {}", upstream::display_url(&self.url)),
