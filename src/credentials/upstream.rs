@@ -24,7 +24,8 @@ pub struct HttpClients {
 }
 
 impl HttpClients {
-    /// Clients with connect and total timeouts; the metadata client never uses a proxy.
+    /// New clients (own connection pools) with connect and total timeouts; the metadata client
+    /// never uses a proxy. [`HttpClients::default`] shares one set per process instead.
     pub fn new() -> Self {
         let google = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
@@ -49,9 +50,16 @@ impl HttpClients {
     }
 }
 
+/// The clients every source uses unless it is given others. Building a client loads the
+/// system's root certificates (tens of milliseconds), and the sources built from a credentials
+/// file, the metadata server and the provider each asked for a default: sharing one set keeps
+/// that cost to once per process and the connection pools in one place.
+static SHARED: std::sync::OnceLock<HttpClients> = std::sync::OnceLock::new();
+
 impl Default for HttpClients {
+    /// The process-wide shared clients (cheap to clone; created on first use).
     fn default() -> Self {
-        Self::new()
+        SHARED.get_or_init(Self::new).clone()
     }
 }
 
