@@ -93,8 +93,6 @@ pub(crate) struct Snapshot {
     pub(crate) last_failure_unix: Option<u64>,
     pub(crate) refreshes_ok: u64,
     pub(crate) refreshes_failed: u64,
-    /// How long the last refresh attempt took.
-    pub(crate) last_fetch_duration: Option<Duration>,
 }
 
 /// Why no token can be served now.
@@ -126,7 +124,6 @@ impl TokenCache {
             last_failure_unix: None,
             refreshes_ok: 0,
             refreshes_failed: 0,
-            last_fetch_duration: None,
         });
         let timing = Arc::new(timing);
         tokio::spawn(refresh_loop(
@@ -330,7 +327,6 @@ async fn refresh_loop(
                     s.phase = Phase::Fresh { refresh_at };
                     s.last_error = None;
                     s.refreshes_ok += 1;
-                    s.last_fetch_duration = Some(elapsed);
                 });
                 refresh_at
             }
@@ -361,7 +357,6 @@ async fn refresh_loop(
                     s.last_error = Some(error);
                     s.last_failure_unix = Some(unix_now());
                     s.refreshes_failed += 1;
-                    s.last_fetch_duration = Some(elapsed);
                 });
                 retry_at
             }
