@@ -1,6 +1,7 @@
 //! User credentials whose consent lacks the email scope, and a failing tokeninfo, against a
 //! fake Google that withholds the email as Google does. In process: the provider on an
-//! `authorized_user` file named by `GOOGLE_APPLICATION_CREDENTIALS`.
+//! `authorized_user` file named by `GOOGLE_APPLICATION_CREDENTIALS`; and the metadata-server
+//! token, which must carry the cloud-platform scope.
 
 use fake_google::{AuthorizedUserOptions, CLOUD_PLATFORM_SCOPE, FakeGoogle, Fault, Stats};
 use gcp_kafka_auth_handler::{Env, KafkaTokenProvider, TokenErrorKind};
@@ -123,4 +124,35 @@ async fn a_failing_tokeninfo_is_transient_and_the_next_attempt_succeeds() {
     };
     assert_eq!(sub(&token), USER_EMAIL);
     assert_eq!(fake.stats().tokeninfo, 2);
+}
+
+#[tokio::test]
+async fn the_metadata_server_token_is_asked_for_and_carries_cloud_platform() {
+    use base64::Engine as _;
+    let fake = FakeGoogle::start().await;
+    let provider = KafkaTokenProvider::builder()
+        .with_env(Env::from_pairs([
+            ("HOME", "/nonexistent".to_owned()),
+            ("GCE_METADATA_HOST", fake.metadata_host()),
+        ]))
+        .build()
+        .unwrap();
+    let token = provider.token().await.unwrap();
+    let third = token.expose().split('.').nth(2).unwrap();
+    let raw = base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(third)
+        .unwrap();
+    let issued = fake.lookup(std::str::from_utf8(&raw).unwrap()).unwrap();
+    assert_eq!(issued.source, "metadata");
+    assert_eq!(issued.scope, CLOUD_PLATFORM_SCOPE);
+    let token_requests: Vec<String> = fake
+        .requests()
+        .into_iter()
+        .filter(|r| r.path.ends_with("/service-accounts/default/token"))
+        .map(|r| r.query)
+        .collect();
+    assert_eq!(
+        token_requests,
+        ["scopes=https://www.googleapis.com/auth/cloud-platform"]
+    );
 }
