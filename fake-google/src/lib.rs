@@ -7,7 +7,7 @@
 //! |------|-------|
 //! | `/computeMetadata/v1/...`, `/` | the GCE metadata server (`GCE_METADATA_HOST`) |
 //! | `POST /token` | `oauth2.googleapis.com/token`: JWT-bearer and refresh-token grants |
-//! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` |
+//! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` (a user's `email` only with the `email`/`userinfo.email` scope) |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken` | IAM Credentials |
 //! | `POST /v1/token` | STS token exchange (workload identity federation), incl. AWS `aws4_request` subject tokens re-signed and checked |
 //! | `POST /v1/oauthtoken` | STS refresh for workforce pool users (Basic client auth) |
@@ -16,9 +16,11 @@
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
-//! `kid`, `iss`, `aud`, `iat`/`exp`, scope), the metadata server insists on
-//! `Metadata-Flavor: Google`, every issued token is remembered with its principal and expiry,
-//! and any token-issuing endpoint can be made to fail on command ([`Fault`]).
+//! `kid`, `iss`, `aud`, `iat`/`exp`, expiry, scope), the metadata server insists on
+//! `Metadata-Flavor: Google`, IAM insists on the `projects/-` wildcard, STS on a documented
+//! `subject_token_type`, every issued token is remembered with its principal, expiry and
+//! scopes, and any token-issuing endpoint, and tokeninfo apart, can be made to fail on command
+//! ([`Fault`], [`FaultTarget`]).
 //!
 //! ```no_run
 //! # async fn demo() {
