@@ -2,7 +2,6 @@
 //! from the library and serves it until SIGTERM or SIGINT.
 #![forbid(unsafe_code)]
 
-mod cli;
 mod commands;
 
 use std::net::SocketAddr;
@@ -12,7 +11,7 @@ use anyhow::Context as _;
 use clap::Parser as _;
 use gcp_kafka_auth_handler::{Env, doctor, server};
 
-use cli::{Cli, Command, LogArgs, LogFormat, ServeArgs};
+use commands::args::{Cli, Command, LogArgs, LogFormat, ServeArgs};
 use gcp_kafka_auth_handler::endpoint::{ClientCredentials, EndpointConfig};
 
 fn main() -> ExitCode {
@@ -85,7 +84,7 @@ fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) 
 }
 
 fn init_logging(args: &LogArgs) {
-    // `--log` was checked by `cli::parse_log_filter`.
+    // `--log` was checked by `commands::args::parse_log_filter`.
     let filter = tracing_subscriber::EnvFilter::builder()
         .parse(&args.log)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));

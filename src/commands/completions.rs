@@ -3,7 +3,7 @@
 use clap::{Args, CommandFactory as _};
 use clap_complete::Shell;
 
-use crate::cli::Cli;
+use crate::commands::args::Cli;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {

@@ -1,6 +1,7 @@
 //! The binary's subcommands beyond `serve` and `version`, one module each. Each owns its clap
-//! arguments, so adding a command touches `cli.rs` only to list it.
+//! arguments, so adding a command touches `args.rs` only to list it.
 
+pub mod args;
 pub mod client_config;
 pub mod completions;
 pub mod healthcheck;
