@@ -1,115 +1,10 @@
-//! Command-line syntax (clap). `main` turns these into validated library configuration.
+//! Argument groups and value parsers shared by several subcommands (a leaf: it imports no
+//! command, so every command can import it).
 
-use std::net::IpAddr;
-use std::path::PathBuf;
 use std::time::Duration;
 
-use clap::{Args, Parser, Subcommand, ValueEnum};
+use clap::{Args, ValueEnum};
 use gcp_kafka_auth_handler::ImpersonationChain;
-
-/// OAuth2 token endpoint for Kafka clients of Google Cloud Managed Service for Apache Kafka.
-///
-/// Turns Google Application Default Credentials into the SASL/OAUTHBEARER token Managed
-/// Kafka accepts, caches it and refreshes it ahead of expiry.
-#[derive(Debug, Parser)]
-#[command(name = "gcp-kafka-auth-handler", version, propagate_version = true)]
-pub struct Cli {
-    #[command(subcommand)]
-    pub command: Command,
-}
-
-#[derive(Debug, Subcommand)]
-pub enum Command {
-    /// Serve the token endpoint (default: http://127.0.0.1:14293).
-    Serve(Box<ServeArgs>),
-    /// Print the Kafka token once (for scripts), or keep a file fresh with it (--output).
-    Token(crate::commands::token::TokenArgs),
-    /// Print ready-to-paste Kafka client configuration for the endpoint.
-    ClientConfig(crate::commands::client_config::ClientConfigArgs),
-    /// Ask a running sidecar whether it is ready (exit 0) or not (exit 1), for container
-    /// health checks in images without curl.
-    Healthcheck(crate::commands::healthcheck::HealthcheckArgs),
-    /// Print a shell completion script (bash, zsh, fish, elvish, powershell).
-    Completions(crate::commands::completions::CompletionsArgs),
-    /// Explain which credentials would be used and whether a token can be served.
-    Doctor(DoctorArgs),
-    /// Print the version, target and git commit as JSON.
-    Version,
-}
-
-#[derive(Debug, Args)]
-pub struct ServeArgs {
-    /// Address to listen on. Anything but loopback lets other hosts fetch tokens.
-    #[arg(long, env = "GCP_KAFKA_AUTH_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
-
-    /// Port to listen on (0 picks a free one).
-    #[arg(long, env = "GCP_KAFKA_AUTH_PORT", default_value_t = 14293)]
-    pub port: u16,
-
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
-
-    /// Principal (`sub`) to put in tokens instead of the one the credentials name.
-    #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
-    pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
-
-    /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
-    #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
-
-    #[command(flatten)]
-    pub security: SecurityArgs,
-
-    #[command(flatten)]
-    pub log: LogArgs,
-}
-
-#[derive(Debug, Args)]
-pub struct SecurityArgs {
-    /// Also answer requests whose Host is this name or address (repeatable; the environment
-    /// variable takes a comma-separated list). Loopback names and addresses are always answered.
-    #[arg(
-        long = "allowed-host",
-        env = "GCP_KAFKA_AUTH_ALLOWED_HOSTS",
-        value_delimiter = ','
-    )]
-    pub allowed_hosts: Vec<String>,
-
-    /// Require this client id (with --client-secret or --client-secret-file) on token requests.
-    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_ID")]
-    pub client_id: Option<String>,
-
-    /// The client secret token requests must carry. Prefer the environment variable or
-    /// --client-secret-file: a flag shows in the process list.
-    #[arg(
-        long,
-        env = "GCP_KAFKA_AUTH_CLIENT_SECRET",
-        hide_env_values = true,
-        conflicts_with = "client_secret_file"
-    )]
-    pub client_secret: Option<Secret>,
-
-    /// File holding the client secret (a trailing newline is ignored).
-    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_SECRET_FILE")]
-    pub client_secret_file: Option<PathBuf>,
-
-    /// Connections served at once; more wait in the listen backlog.
-    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 2048)]
-    pub max_connections: usize,
-
-    /// Time a client has to send a request's headers; also the idle timeout of a connection.
-    #[arg(long, env = "GCP_KAFKA_AUTH_HEADER_READ_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub header_read_timeout: Duration,
-
-    /// Time from a request's headers to its response (503 temporarily_unavailable after it).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REQUEST_DEADLINE", default_value = "18s", value_parser = parse_duration)]
-    pub request_deadline: Duration,
-}
 
 /// A secret from the command line or environment, censored in `Debug`.
 #[derive(Clone)]
@@ -135,20 +30,6 @@ pub struct ImpersonationArgs {
     /// EMAIL, or DELEGATE,...,EMAIL for a delegation chain whose last entry is the target.
     #[arg(long, env = "GCP_KAFKA_AUTH_IMPERSONATE_SERVICE_ACCOUNT", value_name = "[DELEGATE,...,]EMAIL", value_parser = parse_chain)]
     pub impersonate_service_account: Option<ImpersonationChain>,
-}
-
-#[derive(Debug, Args)]
-pub struct DoctorArgs {
-    /// Print one JSON object instead of text.
-    #[arg(long)]
-    pub json: bool,
-
-    /// Principal (`sub`) to check instead of the one the credentials name.
-    #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
-    pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
 }
 
 fn parse_chain(text: &str) -> Result<ImpersonationChain, String> {
