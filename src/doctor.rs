@@ -211,7 +211,10 @@ pub async fn examine(env: Env, options: Options) -> Report {
             "the metadata server (no credentials file was found)".to_owned()
         }
     });
-    let http = HttpClients::new();
+    let http = match HttpClients::try_new() {
+        Ok(http) => http,
+        Err(err) => return report.fail("credentials", &err.into()),
+    };
     describe_file_or_server(&mut report, &search.location, &env, &http).await;
     let adc = Arc::new(ApplicationDefault::new(env.clone(), http.clone()));
     let base = match adc.resolve() {

@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
 use crate::credentials::impersonated::Impersonated;
-use crate::credentials::{CredentialSource, ErrorKind, HttpClients};
+use crate::credentials::{CredentialSource, ErrorKind, HttpClientError, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
 use crate::metrics::{Metrics, RefreshMetrics};
@@ -171,6 +171,9 @@ pub enum BuildError {
          call build() from async code or inside `Runtime::enter()`"
     )]
     NoRuntime,
+    /// The HTTPS clients for Google could not be created.
+    #[error(transparent)]
+    Http(#[from] HttpClientError),
 }
 
 impl ProviderBuilder {
@@ -303,7 +306,7 @@ impl ProviderBuilder {
     /// use gcp_kafka_auth_handler::KafkaTokenProvider;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let provider = KafkaTokenProvider::builder().with_http(HttpClients::new()).build()?;
+    /// let provider = KafkaTokenProvider::builder().with_http(HttpClients::try_new()?).build()?;
     /// # let _ = provider; Ok(()) }
     /// ```
     pub fn with_http(mut self, http: HttpClients) -> Self {
@@ -336,7 +339,10 @@ impl ProviderBuilder {
                 MAX_REFRESH_MARGIN.as_secs()
             )));
         }
-        let http = self.http.unwrap_or_default();
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
         let mut source = self
             .source
             .unwrap_or_else(|| Arc::new(ApplicationDefault::new(env.clone(), http.clone())));
