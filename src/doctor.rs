@@ -34,6 +34,7 @@ pub struct Options {
 
 /// Everything `doctor` found out.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Every place ADC looked, in order.
     pub checked: Vec<String>,
@@ -63,6 +64,7 @@ pub struct Report {
 
 /// What went wrong and how to fix it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Problem {
     /// The step that failed: `search`, `credentials`, `token`, `principal`, `kafka_token`.
     pub step: &'static str,

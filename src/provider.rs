@@ -9,7 +9,7 @@ use tokio::time::Instant;
 use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
 use crate::credentials::impersonated::Impersonated;
-use crate::credentials::{CredentialSource, ErrorKind, HttpClientError, HttpClients};
+use crate::credentials::{CredentialSource, HttpClientError, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
 use crate::metrics::{Metrics, RefreshMetrics};
@@ -114,25 +114,36 @@ impl ImpersonationChain {
     /// assert_eq!(chain.target, "kafka@p.iam.gserviceaccount.com");
     /// assert_eq!(chain.delegates, ["hop@p.iam.gserviceaccount.com"]);
     /// ```
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ImpersonationChainError> {
         let mut accounts: Vec<String> = text
             .split(',')
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
             .collect();
         if let Some(bad) = accounts.iter().find(|a| !a.contains('@')) {
-            return Err(format!(
-                "`{bad}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL"
-            ));
+            return Err(ImpersonationChainError::NotAnEmail { entry: bad.clone() });
         }
-        let target = accounts
-            .pop()
-            .ok_or_else(|| "no service account to impersonate was given".to_owned())?;
+        let target = accounts.pop().ok_or(ImpersonationChainError::Empty)?;
         Ok(Self {
             target,
             delegates: accounts,
         })
     }
+}
+
+/// Why an impersonation chain could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImpersonationChainError {
+    /// An entry is not an email address.
+    #[error("`{entry}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL")]
+    NotAnEmail {
+        /// The entry, as given.
+        entry: String,
+    },
+    /// No account was given at all.
+    #[error("no service account to impersonate was given; write EMAIL or DELEGATE,...,EMAIL")]
+    Empty,
 }
 
 impl std::fmt::Debug for ProviderBuilder {
@@ -162,9 +173,18 @@ pub enum BuildError {
     /// The principal given (or in `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL`) is not usable.
     #[error("invalid principal override: {0}")]
     Principal(#[from] PrincipalError),
-    /// A duration is out of range.
-    #[error("{0}")]
-    Timing(String),
+    /// The refresh margin is longer than [`ProviderBuilder::with_refresh_margin`] allows.
+    #[error(
+        "the refresh margin is {} s; it must be at most {} s (tokens live about 3600 s)",
+        .margin.as_secs(),
+        .max.as_secs()
+    )]
+    RefreshMargin {
+        /// The margin given.
+        margin: Duration,
+        /// The longest margin accepted.
+        max: Duration,
+    },
     /// [`ProviderBuilder::build`] was called outside a tokio runtime.
     #[error(
         "KafkaTokenProvider must be built inside a tokio runtime, where its refresh task runs: \
@@ -333,11 +353,10 @@ impl ProviderBuilder {
             None => None,
         };
         if self.timing.refresh_margin > MAX_REFRESH_MARGIN {
-            return Err(BuildError::Timing(format!(
-                "the refresh margin is {} s; it must be at most {} s (tokens live about 3600 s)",
-                self.timing.refresh_margin.as_secs(),
-                MAX_REFRESH_MARGIN.as_secs()
-            )));
+            return Err(BuildError::RefreshMargin {
+                margin: self.timing.refresh_margin,
+                max: MAX_REFRESH_MARGIN,
+            });
         }
         let http = match self.http {
             Some(http) => http,
@@ -405,9 +424,10 @@ impl TokenError {
 
 impl From<crate::cache::Unavailable> for TokenError {
     fn from(u: crate::cache::Unavailable) -> Self {
-        let kind = match u.error.kind() {
-            ErrorKind::Rejected | ErrorKind::Invalid => TokenErrorKind::Rejected,
-            ErrorKind::Transient | ErrorKind::NotFound => TokenErrorKind::Unavailable,
+        let kind = if u.error.is_transient() {
+            TokenErrorKind::Unavailable
+        } else {
+            TokenErrorKind::Rejected
         };
         Self {
             kind,

@@ -31,9 +31,11 @@ use http::{HeaderValue, Method, StatusCode, header};
 use crate::metrics;
 use crate::provider::{KafkaTokenProvider, Readiness};
 pub(crate) use error::EndpointError;
-pub use guard::{
-    ClientCredentials, EndpointConfig, form_client_credentials, host_without_port, parse_basic,
-};
+pub use guard::{ClientCredentials, EndpointConfig, host_without_port};
+/// The client-authentication parsers, public for the fuzz targets in `fuzz/` only: not part of
+/// the API, free to change in any release.
+#[doc(hidden)]
+pub use guard::{form_client_credentials, parse_basic};
 
 /// Largest request body accepted; a token request is `grant_type=client_credentials` plus an
 /// optional scope or client credentials.
