@@ -364,11 +364,13 @@ pub fn assert_claims(decoded: &Decoded, fake: &FakeGoogle, principal: &str) {
     let exp = claims["exp"].as_u64().expect("integer exp");
     let iat = claims["iat"].as_u64().expect("integer iat");
     // The sidecar counts the lifetime from just before its request and Google from when it
-    // answered, so the claim is the real expiry or (when a second boundary fell in between)
-    // one second earlier: never later.
+    // answered, so the claim is never later than the real expiry, and earlier by at most the
+    // request's duration (plus a second boundary): a loaded machine stretches that, but no
+    // request outlives the upstream request timeout, after which the fetch would have failed.
+    let longest_request = gcp_kafka_auth_handler::credentials::REQUEST_TIMEOUT.as_secs();
     assert!(
-        exp == issued.expires_at_unix || exp + 1 == issued.expires_at_unix,
-        "exp {exp} vs issued {}",
+        exp <= issued.expires_at_unix && exp + longest_request + 1 >= issued.expires_at_unix,
+        "exp {exp} vs issued {} (at most {longest_request} s earlier)",
         issued.expires_at_unix
     );
     let now = std::time::SystemTime::now()
