@@ -16,14 +16,28 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::credentials::{CredentialError, CredentialSource, ErrorKind};
+use crate::credentials::upstream::MIN_LIFETIME;
+use crate::credentials::{CredentialError, CredentialSource};
 use crate::kafka_token::KafkaToken;
-use crate::metrics::RefreshMetrics;
 use crate::principal::Principal;
 use crate::token_response::ResponsePrefix;
 
-/// A token is served only while it has at least this long left.
-pub(crate) const SERVE_FLOOR: Duration = Duration::from_secs(10);
+/// Told about every refresh attempt; the metrics implement it. The cache defines it so that
+/// it reports without knowing who listens (the metrics module reads the cache, not the
+/// other way round).
+pub(crate) trait RefreshObserver: Send + Sync + 'static {
+    /// One attempt to get a token from the source ended after `took`, with a token or not.
+    fn attempt_finished(&self, took: Duration, ok: bool);
+}
+
+/// A token is served only while it has at least this long left: half the shortest lifetime
+/// accepted from upstream, so every accepted token can be served for a while, and a client
+/// still has time to use one it was just given.
+pub(crate) const SERVE_FLOOR: Duration = Duration::from_secs(MIN_LIFETIME.as_secs() / 2);
+
+/// How soon to try again when no token is coming (the refresh task stopped, or a request
+/// waited its full `request_wait`): the next attempt may already be under way.
+const RETRY_AFTER_NO_ANSWER: Duration = Duration::from_secs(1);
 
 /// Timing of the cache.
 #[derive(Debug, Clone)]
@@ -115,7 +129,7 @@ impl TokenCache {
         source: Arc<dyn CredentialSource>,
         principal_override: Option<Principal>,
         timing: CacheTiming,
-        metrics: RefreshMetrics,
+        observer: Arc<dyn RefreshObserver>,
     ) -> Self {
         let (tx, rx) = watch::channel(Snapshot {
             token: None,
@@ -131,7 +145,7 @@ impl TokenCache {
             principal_override,
             tx,
             timing.clone(),
-            metrics,
+            observer,
         ));
         Self {
             snapshots: rx,
@@ -168,7 +182,7 @@ impl TokenCache {
                 Ok(Err(_)) => {
                     return Err(Unavailable {
                         error: CredentialError::transient("the token refresh task has stopped"),
-                        retry_after: Duration::from_secs(1),
+                        retry_after: RETRY_AFTER_NO_ANSWER,
                     });
                 }
                 Err(_) => {
@@ -177,7 +191,7 @@ impl TokenCache {
                             "Google did not answer within {} s",
                             self.timing.request_wait.as_secs()
                         )),
-                        retry_after: Duration::from_secs(1),
+                        retry_after: RETRY_AFTER_NO_ANSWER,
                     });
                 }
             }
@@ -289,7 +303,7 @@ async fn refresh_loop(
     principal_override: Option<Principal>,
     tx: watch::Sender<Snapshot>,
     timing: Arc<CacheTiming>,
-    metrics: RefreshMetrics,
+    observer: Arc<dyn RefreshObserver>,
 ) {
     let mut failures: u32 = 0;
     loop {
@@ -308,7 +322,7 @@ async fn refresh_loop(
         };
         let now = Instant::now();
         let elapsed = now - started;
-        metrics.observe_attempt(elapsed, outcome.is_ok());
+        observer.attempt_finished(elapsed, outcome.is_ok());
         let next_wake = match outcome {
             Ok(cached) => {
                 failures = 0;
@@ -343,7 +357,7 @@ async fn refresh_loop(
                     .as_ref()
                     .filter(|t| t.usable_at(now))
                     .map(|t| t.seconds_left(now));
-                let permanent = matches!(error.kind(), ErrorKind::Rejected | ErrorKind::Invalid);
+                let permanent = !error.is_transient();
                 tracing::warn!(
                     error = %error,
                     permanent,
