@@ -13,6 +13,7 @@ mod config;
 mod credential_types;
 mod doctor;
 mod faults;
+mod fidelity;
 mod library;
 mod load;
 mod operations;
