@@ -83,6 +83,7 @@ mod env;
 mod kafka_token;
 pub mod metrics;
 mod principal;
+pub mod proxy;
 mod provider;
 #[cfg(feature = "rdkafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
