@@ -83,8 +83,8 @@ mod env;
 mod kafka_token;
 pub mod metrics;
 mod principal;
-pub mod proxy;
 mod provider;
+pub mod proxy;
 #[cfg(feature = "rdkafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
 pub mod rdkafka;

@@ -294,8 +294,8 @@ mod tests {
         // v9: header v2: client id "c", one tagged field (tag 5, 2 bytes), then a compact
         // transactional_id "tx" (length + 1 = 3) and acks 0.
         let v9 = [
-            0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 1, b'c', 1, 5, 2, 0xee, 0xee, 3, b't', b'x',
-            0, 0,
+            0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 1, b'c', 1, 5, 2, 0xee, 0xee, 3, b't', b'x', 0,
+            0,
         ];
         assert_eq!(produce_acks(&v9), Some(0));
         // v11, null compact transactional_id (0), acks 1.

@@ -196,8 +196,7 @@ pub fn rewrite(
             reencode!(msg, version);
         }
         ApiKey::FindCoordinator => {
-            let mut msg =
-                FindCoordinatorResponse::decode(&mut buf, version).map_err(decode_err)?;
+            let mut msg = FindCoordinatorResponse::decode(&mut buf, version).map_err(decode_err)?;
             if version < 4 {
                 if msg.node_id.0 >= 0 {
                     swap(map, &mut seen, msg.node_id.0, &mut msg.host, &mut msg.port)?;
@@ -210,8 +209,7 @@ pub fn rewrite(
             reencode!(msg, version);
         }
         ApiKey::DescribeCluster => {
-            let mut msg =
-                DescribeClusterResponse::decode(&mut buf, version).map_err(decode_err)?;
+            let mut msg = DescribeClusterResponse::decode(&mut buf, version).map_err(decode_err)?;
             for b in &mut msg.brokers {
                 swap(map, &mut seen, b.broker_id.0, &mut b.host, &mut b.port)?;
             }
@@ -368,10 +366,7 @@ mod tests {
             let rack = (version >= 1).then_some("zone-a");
             assert_eq!(
                 brokers,
-                [
-                    (1, "127.0.0.1", 19001, rack),
-                    (3, "127.0.0.1", 19003, None)
-                ],
+                [(1, "127.0.0.1", 19001, rack), (3, "127.0.0.1", 19003, None)],
                 "v{version}"
             );
         }
@@ -385,7 +380,10 @@ mod tests {
             .with_port(9092);
         let out = rewrite(ApiKey::FindCoordinator, 3, encode(&single, 3), &map()).unwrap();
         let got = FindCoordinatorResponse::decode(&mut out.body.freeze(), 3).unwrap();
-        assert_eq!((got.node_id.0, got.host.as_str(), got.port), (2, "127.0.0.1", 19002));
+        assert_eq!(
+            (got.node_id.0, got.host.as_str(), got.port),
+            (2, "127.0.0.1", 19002)
+        );
 
         let batch = FindCoordinatorResponse::default().with_coordinators(vec![
             Coordinator::default()
@@ -423,8 +421,8 @@ mod tests {
 
     #[test]
     fn garbage_is_a_decode_error_naming_the_api() {
-        let err = rewrite(ApiKey::Metadata, 12, Bytes::from_static(&[1, 2, 3]), &map())
-            .unwrap_err();
+        let err =
+            rewrite(ApiKey::Metadata, 12, Bytes::from_static(&[1, 2, 3]), &map()).unwrap_err();
         assert!(
             err.to_string()
                 .starts_with("cannot decode the broker's Metadata v12 response"),

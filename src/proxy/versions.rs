@@ -197,10 +197,22 @@ mod tests {
                 "{key:?}: the crate decodes {theirs}, the proxy reviewed {ours:?}"
             );
         }
-        assert_eq!(ProduceResponse::VERSIONS.max, 13, "Produce: review new versions");
-        assert_eq!(FetchResponse::VERSIONS.max, 18, "Fetch: review new versions");
+        assert_eq!(
+            ProduceResponse::VERSIONS.max,
+            13,
+            "Produce: review new versions"
+        );
+        assert_eq!(
+            FetchResponse::VERSIONS.max,
+            18,
+            "Fetch: review new versions"
+        );
         let keys: Vec<i16> = ApiKey::iter().map(|k| k as i16).collect();
-        assert_eq!(keys.len(), 87, "the crate knows a different set of API keys: {keys:?}");
+        assert_eq!(
+            keys.len(),
+            87,
+            "the crate knows a different set of API keys: {keys:?}"
+        );
         assert_eq!(keys.last(), Some(&92));
     }
 
