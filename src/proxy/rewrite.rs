@@ -158,7 +158,7 @@ pub fn rewrite(
 ) -> Result<Rewritten, RewriteError> {
     let mut seen = Vec::new();
     let mut api_versions = None;
-    let decode_err = |e: anyhow::Error| RewriteError::Decode {
+    let decode_err = |e| RewriteError::Decode {
         key,
         version,
         detail: format!("{e:#}"),

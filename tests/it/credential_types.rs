@@ -2,18 +2,16 @@
 //! real binary against the fake Google, checking the `sub`, the `exp` and exactly the
 //! upstream calls made.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{
+    Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request, upstream_calls,
+};
 use fake_google::{
     AuthorizedUserOptions, FakeGoogle, SUBJECT_TOKEN_TYPE, aws, federated_principal,
     workforce_principal,
 };
 use serde_json::json;
-use support::{
-    Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request, upstream_calls,
-};
 
 const TARGET: &str = "kafka-client@test-project.iam.gserviceaccount.com";
 const DELEGATE: &str = "hop@test-project.iam.gserviceaccount.com";

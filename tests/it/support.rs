@@ -1,5 +1,4 @@
 //! Test support: the real binary started against the fake Google, and token decoding.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -504,9 +503,4 @@ pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
 pub fn raw_google_token(kafka_token: &str) -> String {
     let raw = kafka_token.rsplit('.').next().unwrap();
     String::from_utf8(URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
-}
-
-/// The claims part of a Kafka token, decoded the way kafka-clients before 4.2 do.
-pub fn decode_claims(part: &str) -> serde_json::Value {
-    serde_json::from_slice(&STANDARD_NO_PAD.decode(part).unwrap()).unwrap()
 }
