@@ -53,6 +53,23 @@ impl KafkaToken {
         self.encoded.expose_secret()
     }
 
+    /// The raw Google access token the Kafka token wraps, for SASL/PLAIN, whose password
+    /// Managed Kafka takes as the bare access token. It is a credential: never log it.
+    ///
+    /// ```
+    /// use gcp_kafka_auth_handler::{KafkaToken, Principal};
+    /// use secrecy::ExposeSecret;
+    /// let principal = Principal::new("app@p.iam.gserviceaccount.com").unwrap();
+    /// let token = KafkaToken::encode("ya29.a.b", &principal, 2, 1);
+    /// assert_eq!(token.access_token().expose_secret(), "ya29.a.b");
+    /// ```
+    pub fn access_token(&self) -> SecretString {
+        // The third part is base64url(access token), written by `encode`, so it decodes.
+        let raw = self.expose().rsplit('.').next().unwrap_or_default();
+        let bytes = URL_SAFE_NO_PAD.decode(raw).unwrap_or_default();
+        SecretString::from(String::from_utf8(bytes).unwrap_or_default())
+    }
+
     /// The principal in the `sub` claim.
     pub fn principal(&self) -> &Principal {
         &self.principal

@@ -34,6 +34,9 @@ enum Command {
     Completions(commands::completions::CompletionsArgs),
     /// Explain which credentials would be used and whether a token can be served.
     Doctor(commands::doctor::DoctorArgs),
+    /// Run a Kafka-protocol proxy: clients connect in plaintext with only bootstrap.servers
+    /// set; the proxy authenticates every broker connection and rewrites broker addresses.
+    Proxy(Box<commands::proxy::ProxyArgs>),
     /// Print the version, target and git commit as JSON.
     Version,
 }
@@ -53,6 +56,10 @@ fn main() -> ExitCode {
                     .await
                     .map(|()| ExitCode::SUCCESS)
             })
+        }
+        Command::Proxy(args) => {
+            commands::init_logging(&args.log);
+            commands::run_async(async move { commands::proxy::run(*args).await })
         }
         Command::Token(args) => {
             commands::init_logging(&args.log);

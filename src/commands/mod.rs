@@ -7,6 +7,7 @@ pub mod client_config;
 pub mod completions;
 pub mod doctor;
 pub mod healthcheck;
+pub mod proxy;
 pub mod serve;
 pub mod token;
 pub mod version;

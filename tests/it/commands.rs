@@ -256,6 +256,11 @@ const GOLDEN: &[(&str, &[&str])] = &[
         "kafka-cli-3.3.txt",
         &["--client", "kafka-cli", "--kafka-version", "3.3"],
     ),
+    ("proxy.txt", &["--client", "proxy"]),
+    (
+        "proxy-custom-address.txt",
+        &["--client", "proxy", "--proxy-address", "10.0.0.7:19092"],
+    ),
 ];
 
 fn golden_dir() -> PathBuf {

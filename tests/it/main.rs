@@ -19,6 +19,8 @@ mod load;
 mod operations;
 mod packaging;
 mod properties;
+mod proxy;
+mod proxy_support;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;
 mod security;

@@ -1,0 +1,899 @@
+//! A Kafka-protocol proxy that authenticates every client to Managed Kafka.
+//!
+//! Clients connect in plaintext with only `bootstrap.servers` set; the proxy opens TLS to the
+//! brokers, authenticates each broker connection itself (SASL/OAUTHBEARER with the provider's
+//! Kafka token, or SASL/PLAIN with the raw access token), re-authenticates before the session
+//! expires (KIP-368) and rewrites every broker address in the responses so that clients only
+//! ever talk to the proxy.
+//!
+//! ```text
+//!  client ──plaintext──▶ 127.0.0.1:9092 (bootstrap) ──TLS+SASL──▶ a bootstrap server
+//!         ──plaintext──▶ 127.0.0.1:<base + N>       ──TLS+SASL──▶ broker node N
+//! ```
+//!
+//! Node `N` is advertised as `advertised_host:(broker_port_base + N)`: deterministic, so
+//! clients holding cached metadata reconnect to the same port after a restart. A listener is
+//! bound for every node id seen in a Metadata, DescribeCluster, FindCoordinator or KIP-951 /
+//! KIP-932 answer before that answer reaches the client; a node id that moves host is
+//! retargeted (new connections go to the new host).
+//!
+//! ```no_run
+//! # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+//! use gcp_kafka_auth_handler::KafkaTokenProvider;
+//! use gcp_kafka_auth_handler::proxy::Proxy;
+//! let provider = KafkaTokenProvider::builder().build()?;
+//! let proxy = Proxy::builder(provider)
+//!     .with_bootstrap_servers(["bootstrap.my-cluster.us-central1.managedkafka.my-project.cloud.goog:9092"])
+//!     .with_broker_port_base(9093)
+//!     .build()?;
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:9092").await?;
+//! proxy.run(listener, async { let _ = tokio::signal::ctrl_c().await; }).await?;
+//! # Ok(()) }
+//! ```
+//!
+//! Modules: [`frame`] (framing, header peek), [`versions`] (the reviewed version table and
+//! ApiVersions filtering), [`rewrite`] (address rewriting by node id), `upstream` (TCP, TLS,
+//! SASL), `connection` (one client and its broker connection), `metrics`.
+
+mod connection;
+pub mod frame;
+mod metrics;
+pub mod rewrite;
+mod upstream;
+pub mod versions;
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use http::{HeaderValue, StatusCode, header};
+use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+use crate::KafkaTokenProvider;
+use connection::Target;
+pub use rewrite::{BrokerAddress, PortError, PortMap};
+pub use upstream::{SaslMechanism, UpstreamError};
+
+/// The default bootstrap listener.
+pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
+/// The default `--broker-port-base`: node N listens on 9093 + N.
+pub const DEFAULT_BROKER_PORT_BASE: u16 = 9093;
+/// Metadata version of the start-up probe (Kafka 2.4 and later, every Managed Kafka version).
+const PROBE_METADATA_VERSION: i16 = 9;
+
+/// Configures a [`Proxy`].
+#[derive(Debug)]
+pub struct ProxyBuilder {
+    provider: KafkaTokenProvider,
+    bootstrap: Vec<String>,
+    broker_port_base: u16,
+    advertised_host: String,
+    upstream_tls: bool,
+    ca_pem: Option<(String, Vec<u8>)>,
+    sasl: SaslMechanism,
+    resolve: HashMap<String, IpAddr>,
+    max_connections: usize,
+    max_frame_bytes: usize,
+    max_in_flight: usize,
+    connect_timeout: Duration,
+    drain_timeout: Duration,
+    probe_interval: Duration,
+}
+
+/// Why a [`Proxy`] could not be built.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyBuildError {
+    /// No bootstrap server.
+    #[error(
+        "no bootstrap server: set --bootstrap-server HOST:PORT (GCP_KAFKA_AUTH_BOOTSTRAP_SERVER), the cluster's bootstrapAddress, e.g. bootstrap.CLUSTER.REGION.managedkafka.PROJECT.cloud.goog:9092"
+    )]
+    NoBootstrap,
+    /// A bootstrap server is not `HOST:PORT`.
+    #[error(
+        "bootstrap server `{0}` is not HOST:PORT (write e.g. bootstrap.c.r.managedkafka.p.cloud.goog:9092)"
+    )]
+    BadBootstrap(String),
+    /// The CA file cannot be used.
+    #[error("--upstream-ca-file {path}: {detail}")]
+    CaFile {
+        /// The file.
+        path: String,
+        /// What is wrong.
+        detail: String,
+    },
+    /// No root certificates at all.
+    #[error(
+        "no system root certificates found to verify the brokers ({0}); install the ca-certificates package or pass --upstream-ca-file"
+    )]
+    NoRoots(String),
+    /// A TLS configuration error.
+    #[error("TLS configuration: {0}")]
+    Tls(String),
+    /// The advertised host is unusable.
+    #[error("--advertised-host `{0}`: {1}")]
+    AdvertisedHost(String, &'static str),
+}
+
+impl ProxyBuilder {
+    /// Bootstrap servers, `HOST:PORT` each; an entry may be a comma-separated list, as in
+    /// `bootstrap.servers`. Tried in order until one connects and authenticates.
+    pub fn with_bootstrap_servers<I, S>(mut self, servers: I) -> Self
+    where
+        I: IntoIterator<Item = S>,
+        S: AsRef<str>,
+    {
+        for entry in servers {
+            self.bootstrap.extend(
+                entry
+                    .as_ref()
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+        self
+    }
+
+    /// Node `N` listens on `base + N` (default 9093).
+    pub fn with_broker_port_base(mut self, base: u16) -> Self {
+        self.broker_port_base = base;
+        self
+    }
+
+    /// The host clients are told brokers are at (default `127.0.0.1`; never `0.0.0.0`).
+    pub fn with_advertised_host(mut self, host: impl Into<String>) -> Self {
+        self.advertised_host = host.into();
+        self
+    }
+
+    /// TLS to the brokers (default on). Off only for local test brokers.
+    pub fn with_upstream_tls(mut self, enabled: bool) -> Self {
+        self.upstream_tls = enabled;
+        self
+    }
+
+    /// Verify brokers against the CA certificates in this PEM file instead of the system's.
+    pub fn with_upstream_ca_file(
+        mut self,
+        path: impl AsRef<Path>,
+    ) -> Result<Self, ProxyBuildError> {
+        let path = path.as_ref();
+        let pem = std::fs::read(path).map_err(|e| ProxyBuildError::CaFile {
+            path: path.display().to_string(),
+            detail: format!("cannot read it: {e}"),
+        })?;
+        self.ca_pem = Some((path.display().to_string(), pem));
+        Ok(self)
+    }
+
+    /// Verify brokers against the CA certificates in this PEM text.
+    pub fn with_upstream_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(("(PEM given)".to_owned(), pem.into()));
+        self
+    }
+
+    /// The SASL mechanism towards the brokers (default OAUTHBEARER).
+    pub fn with_sasl(mut self, sasl: SaslMechanism) -> Self {
+        self.sasl = sasl;
+        self
+    }
+
+    /// Dial `ip` for broker host `host`; SNI and certificate verification still use `host`.
+    pub fn with_resolve(mut self, host: impl Into<String>, ip: IpAddr) -> Self {
+        self.resolve.insert(host.into(), ip);
+        self
+    }
+
+    /// Client connections served at once over all listeners (default 1024); more wait in
+    /// the listen backlog.
+    pub fn with_max_connections(mut self, max: usize) -> Self {
+        self.max_connections = max.max(1);
+        self
+    }
+
+    /// Largest frame accepted in either direction (default 100 MiB, Kafka's
+    /// `socket.request.max.bytes`).
+    pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
+        self.max_frame_bytes = max.max(64);
+        self
+    }
+
+    /// Requests a client may have in flight on one connection before the proxy stops reading
+    /// from it (default 1024).
+    pub fn with_max_in_flight(mut self, max: usize) -> Self {
+        self.max_in_flight = max.max(1);
+        self
+    }
+
+    /// How long in-flight requests may take to be answered after shutdown (default 10 s).
+    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
+        self.drain_timeout = timeout;
+        self
+    }
+
+    /// TCP connect and TLS handshake timeout towards brokers (default 10 s).
+    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
+        self.connect_timeout = timeout;
+        self
+    }
+
+    /// How often the bootstrap Metadata probe runs once it has succeeded (default 60 s):
+    /// it keeps `/readyz` honest and binds listeners for brokers added meanwhile.
+    pub fn with_probe_interval(mut self, interval: Duration) -> Self {
+        self.probe_interval = interval;
+        self
+    }
+
+    /// Checks the configuration and builds the proxy.
+    pub fn build(self) -> Result<Proxy, ProxyBuildError> {
+        if self.bootstrap.is_empty() {
+            return Err(ProxyBuildError::NoBootstrap);
+        }
+        let mut bootstrap = Vec::new();
+        for server in &self.bootstrap {
+            let (host, port) = server
+                .rsplit_once(':')
+                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
+                .filter(|(h, p)| !h.is_empty() && *p != 0)
+                .ok_or_else(|| ProxyBuildError::BadBootstrap(server.clone()))?;
+            bootstrap.push((host.to_owned(), port));
+        }
+        match self.advertised_host.as_str() {
+            "" => {
+                return Err(ProxyBuildError::AdvertisedHost(
+                    String::new(),
+                    "must not be empty",
+                ));
+            }
+            "0.0.0.0" | "::" | "[::]" => {
+                return Err(ProxyBuildError::AdvertisedHost(
+                    self.advertised_host.clone(),
+                    "an unspecified address cannot be connected to; advertise the address clients reach the proxy at",
+                ));
+            }
+            _ => {}
+        }
+        let tls = if self.upstream_tls {
+            Some(tls_connector(self.ca_pem.as_ref())?)
+        } else {
+            None
+        };
+        let (shutdown_tx, shutdown) = watch::channel(false);
+        let (tracker, tracker_rx) = mpsc::channel(1);
+        let shared = Arc::new(Shared {
+            provider: self.provider,
+            upstream: upstream::Upstream {
+                tls,
+                resolve: Arc::new(self.resolve),
+                sasl: self.sasl,
+                connect_timeout: self.connect_timeout,
+                max_frame: self.max_frame_bytes,
+            },
+            bootstrap,
+            ports: std::sync::OnceLock::new(),
+            broker_port_base: self.broker_port_base,
+            advertised_host: self.advertised_host,
+            nodes: Nodes::default(),
+            metrics: metrics::ProxyMetrics::default(),
+            max_frame: self.max_frame_bytes,
+            max_in_flight: self.max_in_flight,
+            connections: Arc::new(Semaphore::new(self.max_connections)),
+            shutdown,
+            readiness: Mutex::new(Probe::Pending),
+            tracker: Mutex::new(Some(tracker)),
+            bind_ip: Mutex::new(None),
+        });
+        Ok(Proxy {
+            shared,
+            shutdown_tx,
+            tracker_rx,
+            drain_timeout: self.drain_timeout,
+            probe_interval: self.probe_interval,
+        })
+    }
+}
+
+fn tls_connector(
+    ca: Option<&(String, Vec<u8>)>,
+) -> Result<tokio_rustls::TlsConnector, ProxyBuildError> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject as _;
+    let mut roots = rustls::RootCertStore::empty();
+    match ca {
+        Some((path, pem)) => {
+            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
+                .collect::<Result<_, _>>()
+                .map_err(|e| ProxyBuildError::CaFile {
+                    path: path.clone(),
+                    detail: format!("not a PEM certificate file: {e}"),
+                })?;
+            if certs.is_empty() {
+                return Err(ProxyBuildError::CaFile {
+                    path: path.clone(),
+                    detail: "holds no CERTIFICATE block".to_owned(),
+                });
+            }
+            for cert in certs {
+                roots.add(cert).map_err(|e| ProxyBuildError::CaFile {
+                    path: path.clone(),
+                    detail: format!("a certificate is not a usable CA: {e}"),
+                })?;
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            let (added, _) = roots.add_parsable_certificates(found.certs);
+            if added == 0 {
+                let why = found
+                    .errors
+                    .first()
+                    .map_or_else(|| "none installed".to_owned(), |e| e.to_string());
+                return Err(ProxyBuildError::NoRoots(why));
+            }
+        }
+    }
+    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+    let config = rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| ProxyBuildError::Tls(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth();
+    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+}
+
+/// The Kafka-protocol proxy; see the [module documentation](self).
+pub struct Proxy {
+    shared: Arc<Shared>,
+    shutdown_tx: watch::Sender<bool>,
+    tracker_rx: mpsc::Receiver<()>,
+    drain_timeout: Duration,
+    probe_interval: Duration,
+}
+
+impl std::fmt::Debug for Proxy {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Proxy")
+            .field("bootstrap", &self.shared.bootstrap)
+            .field("broker_port_base", &self.shared.broker_port_base)
+            .field("advertised_host", &self.shared.advertised_host)
+            .finish_non_exhaustive()
+    }
+}
+
+/// State shared by every listener and connection.
+pub(crate) struct Shared {
+    provider: KafkaTokenProvider,
+    upstream: upstream::Upstream,
+    bootstrap: Vec<(String, u16)>,
+    /// Set by `run`, which knows the bootstrap port.
+    ports: std::sync::OnceLock<PortMap>,
+    broker_port_base: u16,
+    advertised_host: String,
+    nodes: Nodes,
+    metrics: metrics::ProxyMetrics,
+    max_frame: usize,
+    max_in_flight: usize,
+    connections: Arc<Semaphore>,
+    shutdown: watch::Receiver<bool>,
+    readiness: Mutex<Probe>,
+    /// Held by every accept loop and connection; `run` waits for all clones to drop.
+    tracker: Mutex<Option<mpsc::Sender<()>>>,
+    /// The address broker listeners bind (the bootstrap listener's IP).
+    bind_ip: Mutex<Option<IpAddr>>,
+}
+
+impl Shared {
+    /// The node-id → port map (`run` sets the bootstrap port it must avoid).
+    fn ports(&self) -> &PortMap {
+        self.ports
+            .get_or_init(|| PortMap::new(&self.advertised_host, self.broker_port_base, 0))
+    }
+}
+
+/// The start-up probe's last outcome.
+#[derive(Debug, Clone)]
+enum Probe {
+    Pending,
+    Ok { brokers: usize },
+    Failed(String),
+}
+
+/// Broker node ids seen so far: their real address and local listener.
+#[derive(Default)]
+pub(crate) struct Nodes {
+    inner: Mutex<HashMap<i32, BrokerAddress>>,
+}
+
+impl Nodes {
+    /// Node `id`'s current real address.
+    pub fn address(&self, id: i32) -> Option<BrokerAddress> {
+        self.inner
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+            .cloned()
+    }
+
+    /// Records the addresses in an answer; binds a listener for each new node id (before
+    /// the answer is forwarded, so the client never learns a port nobody listens on) and
+    /// retargets an id whose host moved.
+    pub fn observe(
+        &self,
+        shared: &Arc<Shared>,
+        brokers: &[BrokerAddress],
+    ) -> Result<(), BindError> {
+        if brokers.is_empty() {
+            return Ok(());
+        }
+        let mut known = self.inner.lock().unwrap_or_else(|p| p.into_inner());
+        for broker in brokers {
+            match known.get_mut(&broker.node_id) {
+                Some(current) if current == broker => {}
+                Some(current) => {
+                    tracing::info!(
+                        node_id = broker.node_id,
+                        from = %format_args!("{}:{}", current.host, current.port),
+                        to = %format_args!("{}:{}", broker.host, broker.port),
+                        "broker moved; new connections to its listener go to the new address"
+                    );
+                    *current = broker.clone();
+                }
+                None => {
+                    let port = shared.ports().port(broker.node_id)?;
+                    let ip = shared
+                        .bind_ip
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                    let addr = SocketAddr::new(ip, port);
+                    let listener = std::net::TcpListener::bind(addr)
+                        .and_then(|l| l.set_nonblocking(true).map(|()| l))
+                        .and_then(TcpListener::from_std)
+                        .map_err(|e| BindError::Bind {
+                            node_id: broker.node_id,
+                            addr,
+                            detail: e.to_string(),
+                        })?;
+                    tracing::info!(
+                        node_id = broker.node_id,
+                        listen = %addr,
+                        broker = %format_args!("{}:{}", broker.host, broker.port),
+                        "listening for broker"
+                    );
+                    known.insert(broker.node_id, broker.clone());
+                    if let Some(tracker) = shared
+                        .tracker
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner())
+                        .clone()
+                    {
+                        tokio::spawn(accept_loop(
+                            shared.clone(),
+                            listener,
+                            Target::Node(broker.node_id),
+                            tracker,
+                        ));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Why a broker listener could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum BindError {
+    /// The node id has no port.
+    #[error(transparent)]
+    Port(#[from] PortError),
+    /// The port is taken.
+    #[error(
+        "cannot listen for broker node {node_id} on {addr}: {detail}; another process holds the port, or choose another --broker-port-base"
+    )]
+    Bind {
+        /// The node id.
+        node_id: i32,
+        /// The address.
+        addr: SocketAddr,
+        /// The error.
+        detail: String,
+    },
+}
+
+/// Why the proxy stopped.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ProxyError {
+    /// The bootstrap listener failed.
+    #[error("the bootstrap listener failed: {0}")]
+    Listener(#[from] std::io::Error),
+    /// Node ports collide with the bootstrap listener.
+    #[error(transparent)]
+    Port(#[from] PortError),
+}
+
+async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
+    let _ = rx.wait_for(|stop| *stop).await;
+}
+
+/// Accepts clients on one listener until shutdown, within the connection limit.
+async fn accept_loop(
+    shared: Arc<Shared>,
+    listener: TcpListener,
+    target: Target,
+    tracker: mpsc::Sender<()>,
+) {
+    let stop = wait_shutdown(shared.shutdown.clone());
+    tokio::pin!(stop);
+    loop {
+        let permit = tokio::select! {
+            permit = shared.connections.clone().acquire_owned() => match permit {
+                Ok(p) => p,
+                Err(_) => return,
+            },
+            () = &mut stop => return,
+        };
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(e) => {
+                    // EMFILE and friends: back off instead of spinning.
+                    tracing::warn!("accept failed on {:?}: {e}", target);
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = &mut stop => return,
+        };
+        let shared = shared.clone();
+        let tracker = tracker.clone();
+        tokio::spawn(async move {
+            connection::serve(shared, stream, target).await;
+            drop(permit);
+            drop(tracker);
+        });
+    }
+}
+
+impl Proxy {
+    /// A builder for a proxy whose broker connections authenticate with `provider`'s tokens.
+    pub fn builder(provider: KafkaTokenProvider) -> ProxyBuilder {
+        ProxyBuilder {
+            provider,
+            bootstrap: Vec::new(),
+            broker_port_base: DEFAULT_BROKER_PORT_BASE,
+            advertised_host: "127.0.0.1".to_owned(),
+            upstream_tls: true,
+            ca_pem: None,
+            sasl: SaslMechanism::default(),
+            resolve: HashMap::new(),
+            max_connections: 1024,
+            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
+            max_in_flight: 1024,
+            connect_timeout: Duration::from_secs(10),
+            drain_timeout: Duration::from_secs(10),
+            probe_interval: Duration::from_secs(60),
+        }
+    }
+
+    /// The start-up probe once, without binding listeners (`proxy --check`): waits for a
+    /// token, then connects to a bootstrap server, authenticates and asks Metadata. `Ok`
+    /// lists the brokers and the local port each would get; `Err` says what failed (no
+    /// credentials, unreachable bootstrap, TLS, SASL refusal, a node id without a port) and
+    /// how to fix it.
+    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, String> {
+        self.shared.provider.token().await.map_err(|e| {
+            format!(
+                "no Kafka token from {}: {e}",
+                self.shared.provider.describe_source()
+            )
+        })?;
+        let brokers = probe_brokers(&self.shared).await?;
+        brokers
+            .into_iter()
+            .map(|b| {
+                let port = self
+                    .shared
+                    .ports()
+                    .port(b.node_id)
+                    .map_err(|e| e.to_string())?;
+                Ok((b, port))
+            })
+            .collect()
+    }
+
+    /// Whether the proxy is ready (a token is cached and the bootstrap Metadata probe
+    /// succeeded), and why not.
+    pub fn readiness(&self) -> Result<String, String> {
+        readiness(&self.shared)
+    }
+
+    /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's).
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route(
+                "/healthz",
+                get(|| async { json(StatusCode::OK, serde_json::json!({"status": "ok"})) }),
+            )
+            .route("/readyz", get(readyz))
+            .route("/metrics", get(metrics_text))
+            .with_state(self.shared.clone())
+    }
+
+    /// Serves clients on `bootstrap` (and a listener per broker, on the same IP) until
+    /// `shutdown` completes; then stops accepting, lets requests in flight be answered for
+    /// up to the drain timeout, and returns.
+    pub async fn run(
+        mut self,
+        bootstrap: TcpListener,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let local = bootstrap.local_addr()?;
+        *self
+            .shared
+            .bind_ip
+            .lock()
+            .unwrap_or_else(|p| p.into_inner()) = Some(local.ip());
+        // A node id whose port would be the bootstrap port is refused when first seen.
+        let _ = self.shared.ports.set(PortMap::new(
+            &self.shared.advertised_host,
+            self.shared.broker_port_base,
+            local.port(),
+        ));
+        let Some(tracker) = self
+            .shared
+            .tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        else {
+            return Ok(());
+        };
+        tracing::info!(
+            listen = %local,
+            bootstrap = ?self.shared.bootstrap,
+            broker_port_base = self.shared.broker_port_base,
+            advertised_host = %self.shared.advertised_host,
+            sasl = self.shared.upstream.sasl.name(),
+            tls = self.shared.upstream.tls.is_some(),
+            "proxy listening; clients set only bootstrap.servers={local}"
+        );
+        if self.shared.upstream.tls.is_none() {
+            tracing::warn!(
+                "--upstream-tls=false: broker connections are plaintext and tokens cross the network readable; use this only with a local test broker"
+            );
+        }
+        let accept = tokio::spawn(accept_loop(
+            self.shared.clone(),
+            bootstrap,
+            Target::Bootstrap,
+            tracker,
+        ));
+        let probe = tokio::spawn(probe_loop(self.shared.clone(), self.probe_interval));
+        shutdown.await;
+        tracing::info!("shutting down: no new connections; answering requests in flight");
+        let _ = self.shutdown_tx.send(true);
+        probe.abort();
+        let _ = accept.await;
+        drop(
+            self.shared
+                .tracker
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .take(),
+        );
+        if tokio::time::timeout(self.drain_timeout, self.tracker_rx.recv())
+            .await
+            .is_err()
+        {
+            tracing::warn!(
+                "connections still open after the {:?} drain timeout; closing them",
+                self.drain_timeout
+            );
+        }
+        Ok(())
+    }
+}
+
+/// What a client behind the proxy sets, for every client family (`client-config --client
+/// proxy`): only the bootstrap address, in plaintext, without SASL.
+///
+/// ```
+/// let text = gcp_kafka_auth_handler::proxy::client_config("127.0.0.1:9092");
+/// assert!(text.contains("bootstrap.servers=127.0.0.1:9092\n"));
+/// ```
+pub fn client_config(bootstrap: &str) -> String {
+    format!(
+        "\
+# Clients behind `gcp-kafka-auth-handler proxy` set only the bootstrap address: the proxy
+# speaks TLS and SASL to Managed Kafka for them. No security.protocol other than PLAINTEXT,
+# no sasl.* settings, no token endpoint, no callback handler.
+
+# Java (kafka-clients, Kafka Connect, Kafka Streams, console tools' client.properties):
+bootstrap.servers={bootstrap}
+security.protocol=PLAINTEXT
+
+# librdkafka (confluent-kafka for Python, Go, .NET, JavaScript):
+#   bootstrap.servers={bootstrap}
+#   security.protocol=plaintext
+# kcat:
+#   kcat -b {bootstrap} -L
+# sarama (Go):      sarama.NewClient([]string{{\"{bootstrap}\"}}, config) with Net.SASL.Enable and Net.TLS.Enable false
+# franz-go (Go):    kgo.SeedBrokers(\"{bootstrap}\") with no kgo.SASL / kgo.DialTLSConfig
+# kafka-go (Go):    kafka.Dialer{{}} (no SASLMechanism, no TLS), address \"{bootstrap}\"
+# kafkajs:          new Kafka({{ brokers: ['{bootstrap}'] }})  // no ssl, no sasl
+"
+    )
+}
+
+fn readiness(shared: &Shared) -> Result<String, String> {
+    if !shared.provider.is_ready() {
+        return Err(format!(
+            "no Kafka token cached yet from {}",
+            shared.provider.describe_source()
+        ));
+    }
+    match &*shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) {
+        Probe::Ok { brokers } => Ok(format!(
+            "bootstrap Metadata round trip succeeded; {brokers} brokers"
+        )),
+        Probe::Pending => Err("the bootstrap Metadata round trip has not finished yet".to_owned()),
+        Probe::Failed(why) => Err(why.clone()),
+    }
+}
+
+/// Runs the start-up probe until it succeeds (backing off from 1 s to 30 s), then again
+/// every `interval`.
+async fn probe_loop(shared: Arc<Shared>, interval: Duration) {
+    let mut backoff = Duration::from_secs(1);
+    loop {
+        let outcome = probe(&shared).await;
+        let wait = match outcome {
+            Ok(brokers) => {
+                let first = !matches!(
+                    *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()),
+                    Probe::Ok { .. }
+                );
+                if first {
+                    tracing::info!(brokers, "ready: bootstrap Metadata round trip succeeded");
+                }
+                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Ok { brokers };
+                backoff = Duration::from_secs(1);
+                interval
+            }
+            Err(why) => {
+                tracing::error!("not ready: {why}");
+                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Failed(why);
+                let wait = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(30));
+                wait
+            }
+        };
+        tokio::time::sleep(wait).await;
+    }
+}
+
+/// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
+/// listener. Returns the broker count.
+async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
+    let brokers = probe_brokers(shared).await?;
+    shared
+        .nodes
+        .observe(shared, &brokers)
+        .map_err(|e| e.to_string())?;
+    Ok(brokers.len())
+}
+
+/// One bootstrap round trip: the first bootstrap server that connects, authenticates and
+/// answers Metadata names the brokers.
+async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
+    let mut last = String::from("no bootstrap server");
+    for (host, port) in &shared.bootstrap {
+        let mut seq = upstream::Sequence::default();
+        let (mut stream, _) = match connection::open_one(shared, host, *port, &mut seq).await {
+            Ok(ok) => ok,
+            Err(e) => {
+                last = e.to_string();
+                continue;
+            }
+        };
+        let id = seq.next_id();
+        let request = upstream::encode_request(
+            &MetadataRequest::default().with_topics(Some(Vec::new())),
+            PROBE_METADATA_VERSION,
+            id,
+        );
+        let answer = async {
+            stream.write_all(&request).await?;
+            let mut size = [0u8; 4];
+            stream.read_exact(&mut size).await?;
+            let len = u32::from_be_bytes(size) as usize;
+            if len > shared.max_frame {
+                return Err(std::io::Error::other(format!(
+                    "a {len}-byte Metadata answer"
+                )));
+            }
+            let mut frame = vec![0u8; 4 + len];
+            frame[..4].copy_from_slice(&size);
+            stream.read_exact(&mut frame[4..]).await?;
+            Ok(bytes::Bytes::from(frame))
+        }
+        .await;
+        let frame = match answer {
+            Ok(f) => f,
+            Err(e) => {
+                last = format!("bootstrap server {host}:{port}: Metadata failed: {e}");
+                continue;
+            }
+        };
+        let (_, metadata): (i32, MetadataResponse) =
+            match upstream::decode_response::<MetadataRequest>(frame, PROBE_METADATA_VERSION) {
+                Ok(m) => m,
+                Err(e) => {
+                    last = format!("bootstrap server {host}:{port}: {e}");
+                    continue;
+                }
+            };
+        let brokers: Vec<BrokerAddress> = metadata
+            .brokers
+            .iter()
+            .map(|b| BrokerAddress {
+                node_id: b.node_id.0,
+                host: b.host.as_str().to_owned(),
+                port: u16::try_from(b.port).unwrap_or(0),
+            })
+            .collect();
+        return Ok(brokers);
+    }
+    Err(last)
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
+    match readiness(&shared) {
+        Ok(detail) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "ready", "detail": detail}),
+        ),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not ready", "reason": reason}),
+        ),
+    }
+}
+
+async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
+    let mut text = shared.provider.metrics().render();
+    if text.ends_with("# EOF\n") {
+        text.truncate(text.len() - "# EOF\n".len());
+    }
+    shared.metrics.render_into(&mut text);
+    text.push_str("# EOF\n");
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+    );
+    response
+}

@@ -1,0 +1,476 @@
+//! A scripted fake Kafka broker on the `kafka-protocol` crate's broker side, and a tiny
+//! Kafka client, for the proxy's in-process tests over real TCP on loopback.
+//!
+//! The broker behaves as Kafka does where the proxy depends on it: it answers in request
+//! order, refuses every request but ApiVersions and SASL before authentication, sends no
+//! response to Produce `acks=0`, answers an ApiVersions version above its own with
+//! UNSUPPORTED_VERSION at v0 (KIP-511), and closes a connection whose SASL session
+//! (`session_lifetime_ms`) has expired without re-authentication (KIP-368).
+
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::{Buf as _, Bytes, BytesMut};
+use kafka_protocol::messages::api_versions_response::ApiVersion;
+use kafka_protocol::messages::describe_cluster_response::DescribeClusterBroker;
+use kafka_protocol::messages::fetch_response::NodeEndpoint;
+use kafka_protocol::messages::find_coordinator_response::Coordinator;
+use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, StrBytes};
+use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::net::{TcpListener, TcpStream};
+
+/// What the fake broker answers; shared, so a test can change it while running.
+#[derive(Debug, Clone)]
+pub struct Script {
+    /// Metadata / DescribeCluster brokers: (node id, host, port).
+    pub brokers: Vec<(i32, String, i32)>,
+    /// The ApiVersions list: (key, min, max).
+    pub api_versions: Vec<(i16, i16, i16)>,
+    /// `session_lifetime_ms` in SaslAuthenticate answers.
+    pub session_lifetime_ms: i64,
+    /// Refuse SaslAuthenticate with this message.
+    pub refuse: Option<String>,
+    /// FindCoordinator answers: the node id.
+    pub coordinator: i32,
+    /// Close the connection (as a broker going away) on a request with this key.
+    pub close_on_key: Option<i16>,
+}
+
+impl Default for Script {
+    fn default() -> Self {
+        Self {
+            brokers: Vec::new(),
+            api_versions: vec![
+                (0, 3, 13),
+                (1, 4, 18),
+                (3, 0, 13),
+                (10, 0, 6),
+                (17, 0, 1),
+                (18, 0, 4),
+                (19, 2, 7),
+                (36, 0, 2),
+                (38, 1, 3),
+                (60, 0, 2),
+                (10_000, 0, 3),
+            ],
+            session_lifetime_ms: 0,
+            refuse: None,
+            coordinator: 1,
+            close_on_key: None,
+        }
+    }
+}
+
+/// Something the broker saw.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Seen {
+    /// A connection was accepted.
+    Connected(u64),
+    /// A request: connection, key, version, correlation id.
+    Request(u64, i16, i16, i32),
+    /// SASL authenticate bytes on a connection.
+    Authenticated(u64, Vec<u8>),
+    /// The session expired and the broker closed the connection.
+    Expired(u64),
+}
+
+/// The fake broker.
+#[derive(Clone)]
+pub struct FakeBroker {
+    pub addr: SocketAddr,
+    pub script: Arc<Mutex<Script>>,
+    pub seen: Arc<Mutex<Vec<Seen>>>,
+}
+
+impl FakeBroker {
+    /// A plaintext broker on an ephemeral loopback port.
+    pub async fn start(script: Script) -> Self {
+        Self::start_with(script, None).await
+    }
+
+    /// A broker speaking TLS with `tls` when given.
+    pub async fn start_with(script: Script, tls: Option<tokio_rustls::TlsAcceptor>) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let broker = FakeBroker {
+            addr: listener.local_addr().unwrap(),
+            script: Arc::new(Mutex::new(script)),
+            seen: Arc::new(Mutex::new(Vec::new())),
+        };
+        let server = broker.clone();
+        tokio::spawn(async move {
+            let mut next = 0u64;
+            loop {
+                let Ok((stream, _)) = listener.accept().await else {
+                    return;
+                };
+                next += 1;
+                let conn = next;
+                let server = server.clone();
+                let tls = tls.clone();
+                tokio::spawn(async move {
+                    server.seen.lock().unwrap().push(Seen::Connected(conn));
+                    match tls {
+                        Some(tls) => {
+                            if let Ok(stream) = tls.accept(stream).await {
+                                server.serve(conn, stream).await;
+                            }
+                        }
+                        None => server.serve(conn, stream).await,
+                    }
+                });
+            }
+        });
+        broker
+    }
+
+    pub fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn set(&self, change: impl FnOnce(&mut Script)) {
+        change(&mut self.script.lock().unwrap());
+    }
+
+    async fn serve(&self, conn: u64, mut stream: impl AsyncRead + AsyncWrite + Unpin) {
+        let mut authenticated = false;
+        let mut expires: Option<Instant> = None;
+        let mut reauthenticating = false;
+        loop {
+            let Some(frame) = read_frame(&mut stream).await else {
+                return;
+            };
+            let key = i16::from_be_bytes([frame[0], frame[1]]);
+            let version = i16::from_be_bytes([frame[2], frame[3]]);
+            let correlation = i32::from_be_bytes([frame[4], frame[5], frame[6], frame[7]]);
+            self.seen
+                .lock()
+                .unwrap()
+                .push(Seen::Request(conn, key, version, correlation));
+            // As Kafka does, a SaslHandshake on an authenticated connection starts a
+            // re-authentication, during which the old session's expiry is not enforced.
+            if key == ApiKey::SaslHandshake as i16 && authenticated {
+                reauthenticating = true;
+            }
+            if let Some(at) = expires.filter(|_| !reauthenticating) {
+                if Instant::now() > at {
+                    self.seen.lock().unwrap().push(Seen::Expired(conn));
+                    return;
+                }
+            }
+            let script = self.script.lock().unwrap().clone();
+            if script.close_on_key == Some(key) {
+                return;
+            }
+            if key == 10_000 {
+                // A proprietary API: echo its body.
+                let mut out = correlation.to_be_bytes().to_vec();
+                out.extend_from_slice(b"proprietary");
+                write_frame(&mut stream, &out).await;
+                continue;
+            }
+            let Ok(api) = ApiKey::try_from(key) else {
+                return;
+            };
+            let mut body = frame.clone();
+            let header =
+                RequestHeader::decode(&mut body, api.request_header_version(version)).unwrap();
+            let reply: Option<Bytes> = match api {
+                ApiKeys::ApiVersions => {
+                    let (answer_version, response) = if version > 3
+                        && script
+                            .api_versions
+                            .iter()
+                            .any(|(k, _, max)| *k == 18 && *max < version)
+                    {
+                        (
+                            0,
+                            ApiVersionsResponse::default()
+                                .with_error_code(35)
+                                .with_api_keys(vec![
+                                    ApiVersion::default()
+                                        .with_api_key(18)
+                                        .with_min_version(0)
+                                        .with_max_version(3),
+                                ]),
+                        )
+                    } else {
+                        (
+                            version,
+                            ApiVersionsResponse::default().with_api_keys(
+                                script
+                                    .api_versions
+                                    .iter()
+                                    .map(|(k, min, max)| {
+                                        ApiVersion::default()
+                                            .with_api_key(*k)
+                                            .with_min_version(*min)
+                                            .with_max_version(*max)
+                                    })
+                                    .collect(),
+                            ),
+                        )
+                    };
+                    Some(encode_response(
+                        &response,
+                        ApiKey::ApiVersions,
+                        answer_version,
+                        correlation,
+                    ))
+                }
+                ApiKey::SaslHandshake => {
+                    let request = SaslHandshakeRequest::decode(&mut body, version).unwrap();
+                    let ok = ["OAUTHBEARER", "PLAIN"].contains(&request.mechanism.as_str());
+                    let response = SaslHandshakeResponse::default()
+                        .with_error_code(if ok { 0 } else { 33 })
+                        .with_mechanisms(vec![
+                            StrBytes::from_static_str("OAUTHBEARER"),
+                            StrBytes::from_static_str("PLAIN"),
+                        ]);
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::SaslAuthenticate => {
+                    let request = SaslAuthenticateRequest::decode(&mut body, version).unwrap();
+                    self.seen
+                        .lock()
+                        .unwrap()
+                        .push(Seen::Authenticated(conn, request.auth_bytes.to_vec()));
+                    let response = match &script.refuse {
+                        Some(message) => SaslAuthenticateResponse::default()
+                            .with_error_code(58)
+                            .with_error_message(Some(StrBytes::from_string(message.clone()))),
+                        None => {
+                            authenticated = true;
+                            reauthenticating = false;
+                            expires = (script.session_lifetime_ms > 0).then(|| {
+                                Instant::now()
+                                    + Duration::from_millis(script.session_lifetime_ms as u64)
+                            });
+                            SaslAuthenticateResponse::default()
+                                .with_session_lifetime_ms(script.session_lifetime_ms)
+                        }
+                    };
+                    let refused = script.refuse.is_some();
+                    write_frame(
+                        &mut stream,
+                        &encode_response(&response, api, version, correlation),
+                    )
+                    .await;
+                    if refused {
+                        return;
+                    }
+                    continue;
+                }
+                _ if !authenticated => return,
+                ApiKey::Metadata => {
+                    let response = MetadataResponse::default()
+                        .with_cluster_id(Some(StrBytes::from_static_str("fake-cluster")))
+                        .with_controller_id(BrokerId(script.brokers.first().map_or(-1, |b| b.0)))
+                        .with_brokers(
+                            script
+                                .brokers
+                                .iter()
+                                .map(|(id, host, port)| {
+                                    MetadataResponseBroker::default()
+                                        .with_node_id(BrokerId(*id))
+                                        .with_host(StrBytes::from_string(host.clone()))
+                                        .with_port(*port)
+                                        .with_rack(Some(StrBytes::from_string(format!(
+                                            "rack-{id}"
+                                        ))))
+                                })
+                                .collect(),
+                        );
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::DescribeCluster => {
+                    let response = DescribeClusterResponse::default()
+                        .with_cluster_id(StrBytes::from_static_str("fake-cluster"))
+                        .with_brokers(
+                            script
+                                .brokers
+                                .iter()
+                                .map(|(id, host, port)| {
+                                    DescribeClusterBroker::default()
+                                        .with_broker_id(BrokerId(*id))
+                                        .with_host(StrBytes::from_string(host.clone()))
+                                        .with_port(*port)
+                                })
+                                .collect(),
+                        );
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::FindCoordinator => {
+                    let (_, host, port) = script
+                        .brokers
+                        .iter()
+                        .find(|b| b.0 == script.coordinator)
+                        .cloned()
+                        .unwrap();
+                    let mut response = FindCoordinatorResponse::default();
+                    if version < 4 {
+                        response = response
+                            .with_node_id(BrokerId(script.coordinator))
+                            .with_host(StrBytes::from_string(host))
+                            .with_port(port);
+                    } else {
+                        let request = FindCoordinatorRequest::decode(&mut body, version).unwrap();
+                        response = response.with_coordinators(
+                            request
+                                .coordinator_keys
+                                .iter()
+                                .map(|k| {
+                                    Coordinator::default()
+                                        .with_key(k.clone())
+                                        .with_node_id(BrokerId(script.coordinator))
+                                        .with_host(StrBytes::from_string(host.clone()))
+                                        .with_port(port)
+                                })
+                                .collect(),
+                        );
+                    }
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::Produce => {
+                    let request = ProduceRequest::decode(&mut body, version).unwrap();
+                    (request.acks != 0).then(|| {
+                        encode_response(&ProduceResponse::default(), api, version, correlation)
+                    })
+                }
+                ApiKey::Fetch => {
+                    let response = FetchResponse::default().with_node_endpoints(
+                        script
+                            .brokers
+                            .iter()
+                            .map(|(id, host, port)| {
+                                NodeEndpoint::default()
+                                    .with_node_id(BrokerId(*id))
+                                    .with_host(StrBytes::from_string(host.clone()))
+                                    .with_port(*port)
+                            })
+                            .collect(),
+                    );
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                _ => {
+                    let _ = header;
+                    return;
+                }
+            };
+            if let Some(reply) = reply {
+                write_frame(&mut stream, &reply).await;
+            }
+        }
+    }
+}
+
+type ApiKeys = ApiKey;
+
+/// Response header + body (no size prefix).
+pub fn encode_response(
+    body: &impl Encodable,
+    key: ApiKey,
+    version: i16,
+    correlation: i32,
+) -> Bytes {
+    let mut out = BytesMut::new();
+    ResponseHeader::default()
+        .with_correlation_id(correlation)
+        .encode(&mut out, key.response_header_version(version))
+        .unwrap();
+    body.encode(&mut out, version).unwrap();
+    out.freeze()
+}
+
+/// One frame without its size prefix, `None` at EOF.
+pub async fn read_frame(stream: &mut (impl AsyncRead + Unpin)) -> Option<Bytes> {
+    let mut size = [0u8; 4];
+    stream.read_exact(&mut size).await.ok()?;
+    let mut body = vec![0u8; u32::from_be_bytes(size) as usize];
+    stream.read_exact(&mut body).await.ok()?;
+    Some(Bytes::from(body))
+}
+
+pub async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), body: &[u8]) {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    let _ = stream.write_all(&out).await;
+}
+
+/// A hand-rolled Kafka client; records every byte it receives.
+pub struct Client {
+    pub stream: TcpStream,
+    next: i32,
+    pub received: Vec<u8>,
+}
+
+impl Client {
+    pub async fn connect(addr: SocketAddr) -> Self {
+        Self::from_stream(TcpStream::connect(addr).await.unwrap())
+    }
+
+    pub fn from_stream(stream: TcpStream) -> Self {
+        Self {
+            stream,
+            next: 100,
+            received: Vec::new(),
+        }
+    }
+
+    /// Sends `request` at `version`; returns its correlation id.
+    pub async fn send<R: Request>(&mut self, request: &R, version: i16) -> i32 {
+        let id = self.next;
+        self.next += 1;
+        let mut out = BytesMut::new();
+        RequestHeader::default()
+            .with_request_api_key(R::KEY)
+            .with_request_api_version(version)
+            .with_correlation_id(id)
+            .with_client_id(Some(StrBytes::from_static_str("test-client")))
+            .encode(&mut out, R::header_version(version))
+            .unwrap();
+        request.encode(&mut out, version).unwrap();
+        write_frame(&mut self.stream, &out).await;
+        id
+    }
+
+    /// Sends raw frame bytes (without size prefix).
+    pub async fn send_raw(&mut self, body: &[u8]) {
+        write_frame(&mut self.stream, body).await;
+    }
+
+    /// Reads one response frame (no size prefix), `None` if the proxy closed.
+    pub async fn recv_raw(&mut self) -> Option<Bytes> {
+        let frame = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut self.stream))
+            .await
+            .expect("a response or a close within 10 s")?;
+        self.received.extend_from_slice(&frame);
+        Some(frame)
+    }
+
+    /// Reads and decodes the response to a request `R` at `version`.
+    pub async fn recv<R: Request>(&mut self, version: i16) -> (i32, R::Response) {
+        let frame = self.recv_raw().await.expect("a response, not a close");
+        decode::<R>(frame, version)
+    }
+
+    /// Whether the proxy closed the connection (EOF or reset) without sending more.
+    pub async fn closed(&mut self) -> bool {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte)).await {
+            Ok(Ok(0)) | Ok(Err(_)) => true,
+            Ok(Ok(_)) => false,
+            Err(_) => panic!("neither data nor close within 10 s"),
+        }
+    }
+}
+
+pub fn decode<R: Request>(frame: Bytes, version: i16) -> (i32, R::Response) {
+    let mut buf = frame;
+    let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version)).unwrap();
+    let body = R::Response::decode(&mut buf, version).unwrap();
+    assert_eq!(buf.remaining(), 0, "trailing bytes after the response");
+    (header.correlation_id, body)
+}
