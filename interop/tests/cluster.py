@@ -170,6 +170,8 @@ replica.lag.time.max.ms=10000
 broker.session.timeout.ms=9000
 broker.heartbeat.interval.ms=1000
 controlled.shutdown.enable=true
+# ... and gets its preferred leaderships back within seconds, so clients reconnect to it.
+leader.imbalance.check.interval.seconds=5
 """
 
 

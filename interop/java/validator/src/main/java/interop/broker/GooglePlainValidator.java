@@ -20,6 +20,7 @@ import java.time.Duration;
 import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
+import java.util.Set;
 import java.util.concurrent.atomic.AtomicLong;
 import javax.security.auth.callback.Callback;
 import javax.security.auth.callback.NameCallback;
@@ -35,9 +36,10 @@ import org.slf4j.LoggerFactory;
  * PLAIN: the username is the principal's email and the password is a Google access token
  * (Managed Kafka also accepts a base64-encoded service account key file as the password; this
  * suite never uses that, so it is refused here). The token is looked up at Google's tokeninfo
- * (here the fake's) and accepted only when tokeninfo knows it, it has not expired, and its
- * {@code email} equals the username. The authenticated principal is {@code User:<username>}
- * (Kafka's {@code PlainSaslServer} uses the username as the authorization id).
+ * (here the fake's) and accepted only when tokeninfo knows it, it has not expired, it carries
+ * the {@code cloud-platform} scope and its {@code email} equals the username. The authenticated
+ * principal is {@code User:<username>} (Kafka's {@code PlainSaslServer} uses the username as
+ * the authorization id).
  *
  * <p>Every decision is appended as one JSON line to {@code decisionLog}, in the same shape as
  * {@link GoogleTokenValidator}'s (decision, reason, detail, principal, token_fp), plus
@@ -50,6 +52,8 @@ import org.slf4j.LoggerFactory;
 public class GooglePlainValidator implements AuthenticateCallbackHandler {
   private static final Logger LOG = LoggerFactory.getLogger(GooglePlainValidator.class);
   private static final ObjectMapper JSON = new ObjectMapper();
+  /** The OAuth scope Managed Kafka requires of the Google access token. */
+  static final String CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
   static final AtomicLong ACCEPTED = new AtomicLong();
   static final AtomicLong REFUSED = new AtomicLong();
 
@@ -144,6 +148,8 @@ public class GooglePlainValidator implements AuthenticateCallbackHandler {
           "password is empty; Managed Kafka wants a Google access token");
     }
     rec.put("token_fp", fingerprint(password));
+    // What was presented is the access token itself (GoogleTokenValidator's presented_fp).
+    rec.put("presented_fp", rec.path("token_fp").asText());
     if (password.chars().filter(c -> c == '.').count() == 2) {
       // The OAUTHBEARER token (header.claims.access-token) sent as a PLAIN password: a client
       // mixed the mechanisms up.
@@ -159,8 +165,14 @@ public class GooglePlainValidator implements AuthenticateCallbackHandler {
     } catch (NumberFormatException e) {
       throw new Refusal("tokeninfo_bad_exp", "tokeninfo exp=" + info.path("exp"));
     }
+    String scope = info.path("scope").asText("");
     rec.put("tokeninfo_email", email);
     rec.put("tokeninfo_exp", infoExp);
+    rec.put("tokeninfo_scope", scope);
+    if (!Set.of(scope.split(" ")).contains(CLOUD_PLATFORM)) {
+      throw new Refusal("missing_scope",
+          "tokeninfo scope=\"" + scope + "\" lacks " + CLOUD_PLATFORM);
+    }
     long now = System.currentTimeMillis() / 1000L;
     if (infoExp <= now) {
       throw new Refusal("expired",
