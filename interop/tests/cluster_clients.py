@@ -57,6 +57,19 @@ class RdLog(logging.Handler):
         with self._lock:
             return [l for l in self.lines + self.errors if LEAK_MARK in l][:5]
 
+    def metadata_brokers(self) -> dict[int, set[str]]:
+        """Every broker address librdkafka's Metadata answers gave it (debug=metadata lines
+        'Broker #i/n: host:port NodeId id'), by node id."""
+        import re
+        pat = re.compile(r"Broker #\d+/\d+: (\S+) NodeId (-?\d+)")
+        out: dict[int, set[str]] = {}
+        with self._lock:
+            for l in self.lines:
+                m = pat.search(l)
+                if m:
+                    out.setdefault(int(m.group(2)), set()).add(m.group(1))
+        return out
+
     def conf(self) -> dict:
         # debug=metadata logs every broker address librdkafka learns ("Broker #i/n: host:port").
         return {"logger": self.logger, "error_cb": self.error_cb, "debug": "metadata"}

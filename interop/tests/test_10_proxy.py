@@ -178,6 +178,9 @@ def test_proxy_librdkafka_round_trip(kafka_cluster, start_proxy, workdir):
         assert offs == list(range(want_end[part])), (part, offs[:5])
     assert not rdlog.leaks(), cluster.report(what, "addresses",
                                              f"librdkafka was told {rdlog.leaks()}", proxy=proxy)
+    # Every Metadata answer librdkafka logged named the proxy's address for each node id.
+    assert rdlog.metadata_brokers() == {i: {a} for i, a in proxy.broker_addresses().items()}, \
+        rdlog.metadata_brokers()
     assert not rdlog.errors, cluster.report(what, "client errors", str(rdlog.errors[:5]),
                                             proxy=proxy)
     assert_brokers_accepted_only(cluster, proxy, d0, "OAUTHBEARER", what)
@@ -250,6 +253,8 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
     assert not rdlog.errors, cluster.report(what_r, "client errors", str(rdlog.errors[:5]),
                                             proxy=proxy)
     assert not rdlog.leaks(), rdlog.leaks()
+    assert rdlog.metadata_brokers() == {i: {a} for i, a in proxy.broker_addresses().items()}, \
+        rdlog.metadata_brokers()
 
     assert elapsed >= 3 * LIFETIME, f"the soak lasted {elapsed:.0f} s, less than 3 lifetimes"
     refused = [d for d in decisions if d["decision"] == "refuse"]
