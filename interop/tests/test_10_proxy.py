@@ -10,7 +10,7 @@ client: a passing scenario proves none did. Each scenario also asserts it on the
 the client logged), that the brokers accepted only the proxy's authentications as
 `User:<principal>` and refused none, and that the proxy logged no broker refusal.
 
-Until the proxy subcommand is merged these scenarios are selected only with `-m proxy`.
+They run by default; `INTEROP_PROXY=0` leaves them out (the run's measurements say so).
 """
 
 from __future__ import annotations
