@@ -228,6 +228,8 @@ class KafkaCluster:
         self.hosts_file.write_text("127.0.0.1 localhost " +
                                    " ".join(n.host for n in self.nodes.values()) + "\n")
         self.startup_secs: float | None = None
+        self._admin_client = None
+        self._admin_for: str | None = None
 
     # -- addresses
 
@@ -280,16 +282,18 @@ class KafkaCluster:
         cluster_id = b64url(uuid.uuid4().bytes)
         procs = []
         for n in self.nodes.values():
-            procs.append((n, subprocess.Popen(
-                self._jvm() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
-                               "-c", str(n.config)],
-                stdout=open(n.dir / "format.log", "wb"), stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)))
+            with open(n.dir / "format.log", "wb") as out:  # the child keeps its own copy
+                procs.append((n, subprocess.Popen(
+                    self._jvm() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                   "-c", str(n.config)],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)))
         for n, p in procs:
             try:
                 status = p.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
                 status = -9
             if status != 0:
                 pytest.fail(f"cluster node {n.id}: formatting storage failed (status {status}); "
@@ -349,10 +353,15 @@ class KafkaCluster:
     # -- administration through the INTERNAL listener (confluent-kafka, PLAINTEXT)
 
     def _admin(self):
+        """An AdminClient on the live nodes' INTERNAL listeners (one per set of live nodes)."""
         from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": ",".join(
-            f"127.0.0.1:{n.internal_port}" for n in self.nodes.values() if n.alive()),
-            "socket.timeout.ms": 10000})
+        bootstrap = ",".join(f"127.0.0.1:{n.internal_port}" for n in self.nodes.values()
+                             if n.alive())
+        if self._admin_for != bootstrap:
+            self._admin_client = AdminClient({"bootstrap.servers": bootstrap,
+                                              "socket.timeout.ms": 10000})
+            self._admin_for = bootstrap
+        return self._admin_client
 
     def out_of_sync(self) -> list[str]:
         """What is not yet healthy: missing brokers, partitions without leader or with a
