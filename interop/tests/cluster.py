@@ -76,7 +76,7 @@ class TestCA:
     keystores: dict[str, Path] = field(default_factory=dict)
 
 
-def make_test_ca(d: Path, hosts: list[str]) -> TestCA:
+def make_test_ca(d: Path, hosts: list[str], name: str = "interop test CA") -> TestCA:
     """An EC P-256 CA and a leaf certificate per host (SAN = DNS:host, serverAuth), valid 2 days.
 
     Kafka reads the leaf's PEM keystore (`ssl.keystore.type=PEM`: an unencrypted PKCS#8 key
@@ -87,7 +87,7 @@ def make_test_ca(d: Path, hosts: list[str]) -> TestCA:
     ca_key, ca_pem = d / "ca.key", d / "ca.pem"
     _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
               "-keyout", str(ca_key), "-out", str(ca_pem), "-days", "2",
-              "-subj", "/O=gcp-kafka-auth-handler interop/CN=interop test CA",
+              "-subj", f"/O=gcp-kafka-auth-handler interop/CN={name}",
               "-addext", "basicConstraints=critical,CA:TRUE",
               "-addext", "keyUsage=critical,keyCertSign,cRLSign"], log)
     ca = TestCA(d, ca_pem)
@@ -583,7 +583,11 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
     binary = Path(os.environ.get("INTEROP_PROXY_BIN", str(SIDECAR_BIN)))
 
     def start(cluster: KafkaCluster, name: str = "proxy", upstream_sasl: str = "oauthbearer",
-              extra_args: list[str] | None = None, ready_timeout: float = 60) -> Proxy:
+              extra_args: list[str] | None = None, ready_timeout: float = 60,
+              wait_ready: bool = True, ca_file: Path | None = None) -> Proxy:
+        """Starts a proxy and waits for /readyz to answer 200 (with wait_ready=False: for its
+        HTTP port to answer at all, for scenarios where it must not become ready). It trusts
+        the cluster's CA unless `ca_file` names another."""
         if not binary.exists():
             pytest.fail(f"proxy binary {binary} is missing: cargo build --bins "
                         f"(or set INTEROP_PROXY_BIN)")
@@ -605,7 +609,7 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
                 "--listen", f"127.0.0.1:{listen}",
                 "--broker-port-base", str(base),
                 "--advertised-host", "127.0.0.1",
-                "--upstream-ca-file", str(cluster.ca_file),
+                "--upstream-ca-file", str(ca_file or cluster.ca_file),
                 "--upstream-sasl", upstream_sasl,
                 "--http-address", "127.0.0.1", "--http-port", str(http_port)] \
             + cluster.resolve_args() + (extra_args or [])
@@ -615,9 +619,10 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
 
         def ready():
             status, _, _ = http("GET", f"http://127.0.0.1:{http_port}/readyz", timeout=2)
-            return status == 200
+            return status == 200 or not wait_ready
 
-        wait_until(f"the proxy ({name}) /readyz to answer 200", ready, timeout=ready_timeout,
+        wait_until(f"the proxy ({name}) /readyz to answer "
+                   f"{'200' if wait_ready else 'at all'}", ready, timeout=ready_timeout,
                    proc=proc)
         return p
 
