@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JAVA, JAVA_BIN, PRINCIPAL, SIDECAR_BIN, FakeGoogle, classpath, note
-from harness import Proc, b64url, free_port, http, read_jsonl, run_bounded, tail, wait_until
+from harness import Proc, b64url, free_port, http, read_jsonl, tail, wait_until
 
 NODE_IDS = (1, 2, 3)
 # The brokers' client listener (its name is the `listener` tag of the broker's SASL metrics).

@@ -19,6 +19,7 @@ import time
 import pytest
 
 from cluster import make_test_ca
+from conftest import note
 from harness import http
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
@@ -106,7 +107,6 @@ def test_proxy_reports_broker_refusal(mechanism, reason, broker_message, kafka_c
     assert refused_lines, cluster.report(
         what, "proxy log", f"no line names the refusal with the broker's message "
         f"{broker_message!r}", proxy=proxy)
-    from conftest import note
     note(f"proxy refused ({mechanism}, principal {OTHER}): /readyz {history[-1][0]} "
          f"'{last.strip()[:200]}'; client connection {how}; brokers refused "
          f"{len(refusals)}x ({reason}); log: {refused_lines[0][:300]}")
@@ -131,6 +131,5 @@ def test_proxy_reports_unknown_ca(kafka_cluster, start_proxy, workdir):
     assert closed, cluster.report(what, "client", how, proxy=proxy)
     # TLS failed before any SASL: no broker saw a token.
     assert cluster.decision_log()[d0:] == []
-    from conftest import note
     note(f"proxy with an unknown CA: /readyz {history[-1][0]} '{last.strip()[:200]}'; client "
          f"connection {how}")
