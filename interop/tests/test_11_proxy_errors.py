@@ -59,7 +59,7 @@ def client_is_closed(address: str, timeout: float = 20) -> tuple[bool, str]:
 # Kafka's OAUTHBEARER server answers a refused token per RFC 7628 §3.2.2: SaslAuthenticate
 # with error_code 0 and auth_bytes {"status":"invalid_token"}, waiting for the client's %x01;
 # only then does it fail the authentication (error 58, that JSON as the message). The proxy
-# (as of 0095691) takes the first answer for success: it goes on to Metadata, the broker closes
+# (as of 2a8d5bc) takes the first answer for success: it goes on to Metadata, the broker closes
 # the connection ("Unexpected Kafka request of type METADATA during SASL authentication"),
 # /readyz says ready with "0 brokers", and the refusal is never logged. strict: the day the
 # proxy handles the challenge this XPASSes, fails, and the marker must go.
