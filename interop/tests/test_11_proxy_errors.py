@@ -60,20 +60,12 @@ def client_is_closed(address: str, timeout: float = 20) -> tuple[bool, str]:
 
 # Kafka's OAUTHBEARER server answers a refused token per RFC 7628 §3.2.2: SaslAuthenticate
 # with error_code 0 and auth_bytes {"status":"invalid_token"}, waiting for the client's %x01;
-# only then does it fail the authentication (error 58, that JSON as the message). The proxy
-# (as of 2a8d5bc) takes the first answer for success: it goes on to Metadata, the broker closes
-# the connection ("Unexpected Kafka request of type METADATA during SASL authentication"),
-# /readyz says ready with "0 brokers", and the refusal is never logged. strict: the day the
-# proxy handles the challenge this XPASSes, fails, and the marker must go.
-OAUTH_CHALLENGE_BUG = pytest.mark.xfail(
-    strict=True, reason="proxy takes the RFC 7628 error challenge for success (see comment)")
-
-
+# only then does it fail the authentication (error 58). The proxy acknowledges the challenge
+# and reports the broker's message with the challenge's JSON, so "invalid_token" must appear.
 @pytest.mark.parametrize("mechanism,reason,broker_message", [
     # (the broker's error_message: Kafka's PlainSaslServer's text; for OAUTHBEARER the
     # RFC 7628 error JSON our validator's status puts in it)
-    pytest.param("oauthbearer", "sub_mismatch", "invalid_token", marks=OAUTH_CHALLENGE_BUG,
-                 id="oauthbearer"),
+    pytest.param("oauthbearer", "sub_mismatch", "invalid_token", id="oauthbearer"),
     pytest.param("plain", "username_mismatch",
                  "Authentication failed: Invalid username or password", id="plain")])
 def test_proxy_reports_broker_refusal(mechanism, reason, broker_message, kafka_cluster,

@@ -399,14 +399,29 @@ async fn reauthenticate(
             seq.next_id(),
         );
         let answer = own_request(tx, up_w, id, &request).await?;
-        let lifetime = upstream::check_authenticate(
+        match upstream::check_authenticate(
             shared.upstream.sasl,
             host,
             id,
             answer,
             session.authenticate_version,
-        )?;
-        Ok::<i64, ConnError>(lifetime)
+        )? {
+            upstream::AuthAnswer::Done(lifetime) => Ok::<i64, ConnError>(lifetime),
+            upstream::AuthAnswer::Challenge(challenge) => {
+                let (id, request) =
+                    upstream::challenge_ack_request(session.authenticate_version, seq.next_id());
+                let answer = own_request(tx, up_w, id, &request).await?;
+                Err(upstream::refusal_after_challenge(
+                    shared.upstream.sasl,
+                    host,
+                    id,
+                    answer,
+                    session.authenticate_version,
+                    &challenge,
+                )
+                .into())
+            }
+        }
     }
     .await;
     match &result {

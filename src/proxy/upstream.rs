@@ -351,7 +351,24 @@ impl Upstream {
             .await
             .map_err(io_err("SaslAuthenticate"))?;
         let lifetime_ms =
-            check_authenticate(self.sasl, host, request.0, frame, authenticate_version)?;
+            match check_authenticate(self.sasl, host, request.0, frame, authenticate_version)? {
+                AuthAnswer::Done(lifetime_ms) => lifetime_ms,
+                AuthAnswer::Challenge(challenge) => {
+                    let (id, request) = challenge_ack_request(authenticate_version, seq.next_id());
+                    let frame = self
+                        .exchange(stream, &request)
+                        .await
+                        .map_err(io_err("SaslAuthenticate"))?;
+                    return Err(refusal_after_challenge(
+                        self.sasl,
+                        host,
+                        id,
+                        frame,
+                        authenticate_version,
+                        &challenge,
+                    ));
+                }
+            };
         Ok(Session {
             lifetime_ms,
             ..session
@@ -433,14 +450,75 @@ pub(crate) fn check_handshake(
     Ok(())
 }
 
-/// Checks a SaslAuthenticate response; returns `session_lifetime_ms`.
+/// What a SaslAuthenticate answer without an error code means.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AuthAnswer {
+    /// Authenticated; the broker's `session_lifetime_ms`.
+    Done(i64),
+    /// RFC 7628 §3.2.2: an OAUTHBEARER server refuses a token with an error *challenge*
+    /// (`{"status":"invalid_token",...}` in `auth_bytes`, error code 0) and fails the
+    /// authentication only once the client answers `%x01`. Kafka's broker does exactly this,
+    /// so the challenge is a refusal, never a success.
+    Challenge(String),
+}
+
+/// Checks a SaslAuthenticate response: the session lifetime, or the broker's RFC 7628 error
+/// challenge (OAUTHBEARER only) that the caller must acknowledge with
+/// [`challenge_ack_request`] before reading the refusal with [`refusal_after_challenge`].
 pub(crate) fn check_authenticate(
     sasl: SaslMechanism,
     host: &str,
     id: i32,
     frame: Bytes,
     version: i16,
-) -> Result<i64, UpstreamError> {
+) -> Result<AuthAnswer, UpstreamError> {
+    let response = decode_authenticate(host, id, frame, version)?;
+    if response.error_code != 0 {
+        return Err(refused(sasl, host, &response, None));
+    }
+    if sasl == SaslMechanism::OauthBearer && !response.auth_bytes.is_empty() {
+        return Ok(AuthAnswer::Challenge(
+            String::from_utf8_lossy(&response.auth_bytes).into_owned(),
+        ));
+    }
+    Ok(AuthAnswer::Done(response.session_lifetime_ms))
+}
+
+/// The client's `%x01` answer to an RFC 7628 error challenge: (correlation id, frame).
+pub(crate) fn challenge_ack_request(version: i16, id: i32) -> (i32, BytesMut) {
+    let request = SaslAuthenticateRequest::default().with_auth_bytes(Bytes::from_static(b"\x01"));
+    (id, encode_request(&request, version, id))
+}
+
+/// The refusal that follows an acknowledged error challenge: the broker's error code and
+/// message with the challenge's JSON (which names the reason, e.g. `invalid_token`).
+pub(crate) fn refusal_after_challenge(
+    sasl: SaslMechanism,
+    host: &str,
+    id: i32,
+    frame: Bytes,
+    version: i16,
+    challenge: &str,
+) -> UpstreamError {
+    match decode_authenticate(host, id, frame, version) {
+        Ok(response) if response.error_code != 0 => refused(sasl, host, &response, Some(challenge)),
+        Ok(_) => UpstreamError::Protocol {
+            host: host.to_owned(),
+            detail: format!(
+                "it sent the SASL/{} error challenge {challenge} and then accepted the authentication",
+                sasl.name()
+            ),
+        },
+        Err(err) => err,
+    }
+}
+
+fn decode_authenticate(
+    host: &str,
+    id: i32,
+    frame: Bytes,
+    version: i16,
+) -> Result<SaslAuthenticateResponse, UpstreamError> {
     let protocol = |detail: String| UpstreamError::Protocol {
         host: host.to_owned(),
         detail,
@@ -448,19 +526,30 @@ pub(crate) fn check_authenticate(
     let (got, response) =
         decode_response::<SaslAuthenticateRequest>(frame, version).map_err(protocol)?;
     check_id(got, id).map_err(protocol)?;
-    let response: SaslAuthenticateResponse = response;
-    if response.error_code != 0 {
-        return Err(UpstreamError::Refused {
-            host: host.to_owned(),
-            mechanism: sasl.name(),
-            code: response.error_code,
-            message: response
-                .error_message
-                .map(|m| m.as_str().to_owned())
-                .unwrap_or_else(|| "(the broker sent no message)".to_owned()),
-        });
+    Ok(response)
+}
+
+fn refused(
+    sasl: SaslMechanism,
+    host: &str,
+    response: &SaslAuthenticateResponse,
+    challenge: Option<&str>,
+) -> UpstreamError {
+    let mut message = response
+        .error_message
+        .as_ref()
+        .map(|m| m.as_str().to_owned())
+        .unwrap_or_else(|| "(the broker sent no message)".to_owned());
+    if let Some(challenge) = challenge {
+        message.push_str("; the broker's error challenge: ");
+        message.push_str(challenge);
     }
-    Ok(response.session_lifetime_ms)
+    UpstreamError::Refused {
+        host: host.to_owned(),
+        mechanism: sasl.name(),
+        code: response.error_code,
+        message,
+    }
 }
 
 /// The TLS failure in words, naming the certificate problem and the fix.

@@ -557,7 +557,7 @@ async fn a_sasl_refusal_closes_the_client_and_is_named_in_readyz() {
         body
     };
     assert!(
-        body.contains("refused SASL/OAUTHBEARER authentication (error 58): Authentication failed: the principal has no roles/managedkafka.client"),
+        body.contains("refused SASL/OAUTHBEARER authentication (error 58): Authentication failed: the principal has no roles/managedkafka.client; the broker's error challenge: {\\\"status\\\":\\\"invalid_token\\\"}"),
         "{body}"
     );
     let mut client = Client::connect(proxy.bootstrap).await;

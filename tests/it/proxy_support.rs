@@ -138,6 +138,9 @@ impl FakeBroker {
         let mut authenticated = false;
         let mut expires: Option<Instant> = None;
         let mut reauthenticating = false;
+        // The mechanism of the last SaslHandshake: Kafka refuses OAUTHBEARER tokens with an
+        // RFC 7628 error challenge first, PLAIN credentials at once.
+        let mut oauthbearer = false;
         loop {
             let Some(frame) = read_frame(&mut stream).await else {
                 return;
@@ -223,6 +226,7 @@ impl FakeBroker {
                 ApiKey::SaslHandshake => {
                     let request = SaslHandshakeRequest::decode(&mut body, version).unwrap();
                     let ok = ["OAUTHBEARER", "PLAIN"].contains(&request.mechanism.as_str());
+                    oauthbearer = request.mechanism.as_str() == "OAUTHBEARER";
                     let response = SaslHandshakeResponse::default()
                         .with_error_code(if ok { 0 } else { 33 })
                         .with_mechanisms(vec![
@@ -233,10 +237,27 @@ impl FakeBroker {
                 }
                 ApiKey::SaslAuthenticate => {
                     let request = SaslAuthenticateRequest::decode(&mut body, version).unwrap();
-                    self.seen
-                        .lock()
-                        .unwrap()
-                        .push(Seen::Authenticated(conn, request.auth_bytes.to_vec()));
+                    let challenge_ack = request.auth_bytes.as_ref() == b"\x01";
+                    if !challenge_ack {
+                        self.seen
+                            .lock()
+                            .unwrap()
+                            .push(Seen::Authenticated(conn, request.auth_bytes.to_vec()));
+                    }
+                    if script.refuse.is_some() && oauthbearer && !challenge_ack {
+                        // RFC 7628 §3.2.2, as Kafka's OAuthBearerSaslServer does it: error
+                        // code 0, the error JSON as a challenge; the refusal follows the
+                        // client's %x01.
+                        let response = SaslAuthenticateResponse::default().with_auth_bytes(
+                            bytes::Bytes::from_static(br#"{"status":"invalid_token"}"#),
+                        );
+                        write_frame(
+                            &mut stream,
+                            &encode_response(&response, api, version, correlation),
+                        )
+                        .await;
+                        continue;
+                    }
                     let response = match &script.refuse {
                         Some(message) => SaslAuthenticateResponse::default()
                             .with_error_code(58)
