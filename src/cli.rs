@@ -98,6 +98,11 @@ pub struct SecurityArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_SECRET_FILE")]
     pub client_secret_file: Option<PathBuf>,
 
+    /// Also require the client id and secret (HTTP Basic) on /readyz and /metrics, which show
+    /// the principal, the token's expiry and upstream failure reasons. /healthz stays open.
+    #[arg(long, env = "GCP_KAFKA_AUTH_AUTHENTICATE_OPERATIONS")]
+    pub authenticate_operations: bool,
+
     /// Connections served at once; more wait in the listen backlog.
     #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 2048)]
     pub max_connections: usize,

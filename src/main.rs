@@ -197,5 +197,12 @@ fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
             "a client secret is set but no --client-id (GCP_KAFKA_AUTH_CLIENT_ID); set both"
         ),
     }
+    if security.authenticate_operations {
+        anyhow::ensure!(
+            config.client_credentials_required(),
+            "--authenticate-operations needs --client-id and a client secret: it requires them on /readyz and /metrics"
+        );
+        config = config.with_authenticated_operations();
+    }
     Ok(config)
 }

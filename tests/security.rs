@@ -60,9 +60,9 @@ async fn loopback_hosts_are_answered_and_foreign_hosts_refused_before_any_creden
             assert!(description.contains("--allowed-host"), "{description}");
         }
     }
-    // HTTP/1.0 without Host.
+    // HTTP/1.0 without Host (RFC 9112 §3.2: 400).
     let response = raw_request(sidecar.addr, b"GET / HTTP/1.0\r\n\r\n").await;
-    let description = response.assert_oauth_error(403, "access_denied");
+    let description = response.assert_oauth_error(400, "invalid_request");
     assert!(description.contains("no Host header"), "{description}");
     // An absolute-form request line naming a foreign authority is refused too.
     let response = raw_request(
@@ -405,4 +405,239 @@ fn pem_fragment(key: &serde_json::Value) -> String {
         .replace("-----BEGIN PRIVATE KEY-----", "")
         .replace('\n', "");
     pem[..40].to_owned()
+}
+
+/// RFC 9112 §3.2: a request with no Host, more than one, or an invalid one is answered 400,
+/// and only after that is a well-formed foreign Host refused with 403.
+#[tokio::test]
+async fn host_must_be_exactly_one_valid_header() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(SidecarEnv::new(&fake), &[]);
+    sidecar.wait_ready().await;
+    // Two Host lines: the second must not slip past a check of the first.
+    for extra in ["Host: evil.example\r\n", "Host: localhost\r\n"] {
+        let response = raw_request(sidecar.addr, &get_with_host("localhost", extra)).await;
+        let description = response.assert_oauth_error(400, "invalid_request");
+        assert!(
+            description.contains("more than one Host header"),
+            "{description}"
+        );
+    }
+    let response = raw_request(sidecar.addr, b"GET / HTTP/1.0\r\n\r\n").await;
+    let description = response.assert_oauth_error(400, "invalid_request");
+    assert!(description.contains("no Host header"), "{description}");
+    for host in [
+        "localhost:99999",
+        "127.0.0.1:65536",
+        "localhost:port",
+        "a b",
+    ] {
+        let response = raw_request(sidecar.addr, &get_with_host(host, "")).await;
+        let description = response.assert_oauth_error(400, "invalid_request");
+        assert!(
+            description.contains(&format!("Host `{host}` is not a valid host")),
+            "{description}"
+        );
+    }
+    let response = raw_request(sidecar.addr, &get_with_host("localhost:65535", "")).await;
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
+/// RFC 6749 §2.3.1: client credentials must not be sent in the request URI.
+#[tokio::test]
+async fn a_client_secret_in_the_query_string_is_refused_with_where_it_belongs() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(
+        SidecarEnv::new(&fake)
+            .set("GCP_KAFKA_AUTH_CLIENT_ID", "app")
+            .set("GCP_KAFKA_AUTH_CLIENT_SECRET", "query-secret-1"),
+        &[],
+    );
+    for path in [
+        "/?grant_type=client_credentials&client_id=app&client_secret=query-secret-1",
+        "/token?client_secret=wrong",
+    ] {
+        for method in ["GET", "POST"] {
+            let request = format!(
+                "{method} {path} HTTP/1.1\r\nHost: localhost\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            let response = raw_request(sidecar.addr, request.as_bytes()).await;
+            let description = response.assert_oauth_error(400, "invalid_request");
+            assert!(
+                description.contains("client_secret must not be sent in the URL")
+                    && description.contains("Authorization: Basic"),
+                "{method} {path}: {description}"
+            );
+        }
+    }
+    // The same credentials in a Basic header are accepted.
+    let response = client()
+        .get(sidecar.url("/?grant_type=client_credentials"))
+        .basic_auth("app", Some("query-secret-1"))
+        .send()
+        .await
+        .unwrap();
+    decode_response(response).await;
+    assert!(!sidecar.logs().contains("query-secret-1"));
+}
+
+/// A body that cannot be read is the client's mistake (400, saying what was wrong); only a
+/// body over the limit is 413, and a declared length over it is refused before `100 Continue`.
+#[tokio::test]
+async fn body_errors_are_400_and_oversized_bodies_413_without_100_continue() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(SidecarEnv::new(&fake), &[]);
+    sidecar.wait_ready().await;
+    let head = "POST / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n";
+    // A chunk size that is not hexadecimal.
+    let response = raw_request(
+        sidecar.addr,
+        format!("{head}Transfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let description = response.assert_oauth_error(400, "invalid_request");
+    assert!(
+        description.starts_with("the request body could not be read"),
+        "{description}"
+    );
+    // A body shorter than its Content-Length: the client stops sending and half-closes.
+    let mut stream = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
+    stream
+        .write_all(format!("{head}Content-Length: 50\r\n\r\ngrant_type=").as_bytes())
+        .await
+        .unwrap();
+    stream.shutdown().await.unwrap();
+    let mut bytes = Vec::new();
+    tokio::time::timeout(Duration::from_secs(10), stream.read_to_end(&mut bytes))
+        .await
+        .unwrap()
+        .unwrap();
+    let response = support::parse_raw_response(&bytes);
+    let description = response.assert_oauth_error(400, "invalid_request");
+    assert!(
+        description.starts_with("the request body could not be read"),
+        "{description}"
+    );
+    // A declared length over the limit: 413 at once, no `100 Continue` first.
+    let response = raw_request(
+        sidecar.addr,
+        format!("{head}Content-Length: 100000\r\nExpect: 100-continue\r\n\r\n").as_bytes(),
+    )
+    .await;
+    let description = response.assert_oauth_error(413, "invalid_request");
+    assert!(description.contains("8192 bytes"), "{description}");
+    // A chunked body that grows over the limit: still 413.
+    let chunk = "a".repeat(5000);
+    let response = raw_request(
+        sidecar.addr,
+        format!("{head}Transfer-Encoding: chunked\r\n\r\n1388\r\n{chunk}\r\n1388\r\n{chunk}\r\n0\r\n\r\n")
+            .as_bytes(),
+    )
+    .await;
+    response.assert_oauth_error(413, "invalid_request");
+}
+
+/// `X-Content-Type-Options: nosniff` on every answer: tokens, refusals, operations, deadline.
+#[tokio::test]
+async fn every_response_says_nosniff() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(SidecarEnv::new(&fake), &["--request-deadline", "1s"]);
+    sidecar.wait_ready().await;
+    let requests: Vec<(Vec<u8>, u16)> = vec![
+        (get_with_host("localhost", ""), 200),
+        (get_with_host("evil.example", ""), 403),
+        (get_with_host("localhost", "Origin: http://x\r\n"), 403),
+        (
+            b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+            200,
+        ),
+        (
+            b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+            200,
+        ),
+        (
+            b"GET /metrics HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+            200,
+        ),
+        (
+            b"DELETE / HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n".to_vec(),
+            405,
+        ),
+        (
+            b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            503,
+        ),
+    ];
+    for (request, status) in requests {
+        let response = raw_request(sidecar.addr, &request).await;
+        assert_eq!(response.status, status, "{response:?}");
+        assert_eq!(
+            response.header("x-content-type-options"),
+            Some("nosniff"),
+            "{response:?}"
+        );
+    }
+}
+
+/// `--authenticate-operations`: `/readyz` and `/metrics` disclose the principal, expiry and
+/// failure reasons, so they can be put behind the client credentials; `/healthz` stays open.
+#[tokio::test]
+async fn operations_endpoints_can_require_the_client_credentials() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(
+        SidecarEnv::new(&fake)
+            .set("GCP_KAFKA_AUTH_CLIENT_ID", "app")
+            .set("GCP_KAFKA_AUTH_CLIENT_SECRET", "ops-secret-1"),
+        &["--authenticate-operations"],
+    );
+    let client = client();
+    for path in ["/readyz", "/metrics"] {
+        let response = client.get(sidecar.url(path)).send().await.unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+        let body: serde_json::Value = response.json().await.unwrap();
+        assert_eq!(body["error"], "invalid_client", "{path}");
+        let response = client
+            .get(sidecar.url(path))
+            .basic_auth("app", Some("wrong"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 401, "{path}");
+    }
+    let started = Instant::now();
+    loop {
+        let response = client
+            .get(sidecar.url("/readyz"))
+            .basic_auth("app", Some("ops-secret-1"))
+            .send()
+            .await
+            .unwrap();
+        if response.status() == 200 {
+            let body: serde_json::Value = response.json().await.unwrap();
+            assert_eq!(body["status"], "ready");
+            break;
+        }
+        assert!(started.elapsed() < Duration::from_secs(10), "never ready");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let response = client
+        .get(sidecar.url("/metrics"))
+        .basic_auth("app", Some("ops-secret-1"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let health = client.get(sidecar.url("/healthz")).send().await.unwrap();
+    assert_eq!(health.status(), 200);
+    // Without client credentials the option has nothing to require.
+    let (code, _, stderr) = support::run(
+        &SidecarEnv::new(&fake),
+        &["serve", "--port", "0", "--authenticate-operations"],
+    );
+    assert_eq!(code, 2, "{stderr}");
+    assert!(
+        stderr.contains("--authenticate-operations needs --client-id"),
+        "{stderr}"
+    );
 }
