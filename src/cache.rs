@@ -18,9 +18,16 @@ use tokio::time::Instant;
 
 use crate::credentials::{CredentialError, CredentialSource, ErrorKind};
 use crate::kafka_token::KafkaToken;
-use crate::metrics::RefreshMetrics;
 use crate::principal::Principal;
 use crate::token_response::ResponsePrefix;
+
+/// Told about every refresh attempt; the metrics implement it. The cache defines it so that
+/// it reports without knowing who listens (the metrics module reads the cache, not the
+/// other way round).
+pub(crate) trait RefreshObserver: Send + Sync + 'static {
+    /// One attempt to get a token from the source ended after `took`, with a token or not.
+    fn attempt_finished(&self, took: Duration, ok: bool);
+}
 
 /// A token is served only while it has at least this long left.
 pub(crate) const SERVE_FLOOR: Duration = Duration::from_secs(10);
@@ -115,7 +122,7 @@ impl TokenCache {
         source: Arc<dyn CredentialSource>,
         principal_override: Option<Principal>,
         timing: CacheTiming,
-        metrics: RefreshMetrics,
+        observer: Arc<dyn RefreshObserver>,
     ) -> Self {
         let (tx, rx) = watch::channel(Snapshot {
             token: None,
@@ -131,7 +138,7 @@ impl TokenCache {
             principal_override,
             tx,
             timing.clone(),
-            metrics,
+            observer,
         ));
         Self {
             snapshots: rx,
@@ -289,7 +296,7 @@ async fn refresh_loop(
     principal_override: Option<Principal>,
     tx: watch::Sender<Snapshot>,
     timing: Arc<CacheTiming>,
-    metrics: RefreshMetrics,
+    observer: Arc<dyn RefreshObserver>,
 ) {
     let mut failures: u32 = 0;
     loop {
@@ -308,7 +315,7 @@ async fn refresh_loop(
         };
         let now = Instant::now();
         let elapsed = now - started;
-        metrics.observe_attempt(elapsed, outcome.is_ok());
+        observer.attempt_finished(elapsed, outcome.is_ok());
         let next_wake = match outcome {
             Ok(cached) => {
                 failures = 0;

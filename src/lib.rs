@@ -40,6 +40,9 @@
 //!
 //! # Feature flags
 //!
+//! - `cli` (on by default): the `gcp-kafka-auth-handler` binary and the dependencies only it
+//!   uses (clap, clap_complete, tracing-subscriber, anyhow, humantime, tempfile). A library
+//!   user sets `default-features = false`; the library's API is the same either way.
 //! - `rdkafka` (off by default): the `rdkafka` module. It builds
 //!   librdkafka from source (static, with OpenSSL: a C compiler, `make`, `perl` and the
 //!   OpenSSL headers must be installed).

@@ -3,8 +3,9 @@
 //! One [`Metrics`] per provider, with its own registry (no process-global state, so two
 //! providers in one program, or tests in one process, never mix counts). Three sources feed it:
 //!
-//! - the request middleware (`count_requests`): requests by path class and status;
-//! - the refresh task, through `RefreshMetrics`: how long each upstream attempt took;
+//! - the endpoint, through [`Metrics::count_request`]: requests by path class and status;
+//! - the refresh task, through `RefreshMetrics` (the cache's `RefreshObserver`): how long each
+//!   upstream attempt took;
 //! - the cache snapshot, read at scrape time by a collector: refreshes by result, whether a
 //!   token is ready, seconds until it expires, time of the last failure. Reading the snapshot
 //!   at scrape time keeps one source of truth (the cache) and makes "seconds left" exact.
@@ -14,9 +15,6 @@
 use std::fmt::Write as _;
 use std::time::Duration;
 
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::Response;
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeLabelSet, EncodeMetric};
 use prometheus_client::metrics::counter::{ConstCounter, Counter};
@@ -27,8 +25,7 @@ use prometheus_client::metrics::info::Info;
 use prometheus_client::registry::Registry;
 use tokio::time::Instant;
 
-use crate::cache::TokenCache;
-use crate::endpoint::RESERVED_PATHS;
+use crate::cache::{RefreshObserver, TokenCache};
 
 /// `Content-Type` of the exposition.
 pub const CONTENT_TYPE: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
@@ -77,9 +74,11 @@ impl RefreshMetrics {
             upstream: Family::new_with_constructor(|| Histogram::new(UPSTREAM_BUCKETS)),
         }
     }
+}
 
+impl RefreshObserver for RefreshMetrics {
     /// Records one refresh attempt: how long it took and whether it produced a token.
-    pub(crate) fn observe_attempt(&self, took: Duration, ok: bool) {
+    fn attempt_finished(&self, took: Duration, ok: bool) {
         let result = if ok { "ok" } else { "error" };
         self.upstream
             .get_or_create(&ResultLabels { result })
@@ -122,31 +121,14 @@ impl Metrics {
         text
     }
 
-    fn count(&self, path: &'static str, status: u16) {
+    /// Counts one answered request. `path` is a path class the endpoint chose from a fixed
+    /// set (`token`, `healthz`, `readyz`, `metrics`), never the raw path, which clients choose
+    /// freely and would make the label set unbounded.
+    pub(crate) fn count_request(&self, path: &'static str, status: u16) {
         self.requests
             .get_or_create(&RequestLabels { path, status })
             .inc();
     }
-}
-
-/// The path class of a request: the reserved path's name, or `token` for every other path.
-fn path_class(path: &str) -> &'static str {
-    match RESERVED_PATHS.iter().find(|reserved| **reserved == path) {
-        Some(reserved) => &reserved[1..],
-        None => "token",
-    }
-}
-
-/// Middleware counting every answered request by path class and status.
-pub(crate) async fn count_requests(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let class = path_class(request.uri().path());
-    let response = next.run(request).await;
-    metrics.count(class, response.status().as_u16());
-    response
 }
 
 /// Reads the cache snapshot at scrape time.
@@ -197,21 +179,5 @@ impl Collector for CacheCollector {
             prometheus_client::metrics::MetricType::Gauge,
         )?)?;
         Ok(())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::path_class;
-
-    #[test]
-    fn paths_are_classed_without_unbounded_labels() {
-        assert_eq!(path_class("/healthz"), "healthz");
-        assert_eq!(path_class("/readyz"), "readyz");
-        assert_eq!(path_class("/metrics"), "metrics");
-        assert_eq!(path_class("/"), "token");
-        assert_eq!(path_class("/oauth/token"), "token");
-        assert_eq!(path_class("/metrics/x"), "token");
-        assert_eq!(path_class("/healthz/"), "token");
     }
 }

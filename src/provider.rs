@@ -4,6 +4,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::runtime::{Handle, RuntimeFlavor};
+use tokio::time::Instant;
 
 use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
@@ -31,7 +32,7 @@ use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 /// ```
 #[derive(Clone)]
 pub struct KafkaTokenProvider {
-    pub(crate) cache: TokenCache,
+    cache: TokenCache,
     source: Arc<dyn CredentialSource>,
     metrics: Arc<Metrics>,
     /// The runtime the refresh task runs on, for callers outside any runtime.
@@ -342,7 +343,7 @@ impl ProviderBuilder {
             source.clone(),
             principal,
             self.timing,
-            refresh_metrics.clone(),
+            Arc::new(refresh_metrics.clone()),
         );
         Ok(KafkaTokenProvider {
             metrics: Arc::new(Metrics::new(cache.clone(), &refresh_metrics)),
@@ -442,8 +443,7 @@ impl KafkaTokenProvider {
     pub fn try_token(&self) -> Option<KafkaToken> {
         let snapshot = self.cache.snapshot();
         let cached = snapshot.token.as_ref()?;
-        (cached.seconds_left(tokio::time::Instant::now()) >= SERVE_FLOOR.as_secs())
-            .then(|| cached.token.clone())
+        (cached.seconds_left(Instant::now()) >= SERVE_FLOOR.as_secs()).then(|| cached.token.clone())
     }
 
     /// The current Kafka token, for synchronous code such as librdkafka's token callback.
@@ -522,55 +522,46 @@ impl KafkaTokenProvider {
         self.source.describe()
     }
 
-    /// This provider's metrics (also served on `/metrics` by [`KafkaTokenProvider::router`]).
+    /// This provider's metrics (also served on `/metrics` by the router of
+    /// [`crate::endpoint`]).
     pub fn metrics(&self) -> &Arc<Metrics> {
         &self.metrics
     }
 
-    /// The OAuth2 token endpoint for this provider, as an axum [`Router`](axum::Router).
-    ///
-    /// Token requests are answered on every path but `/healthz` and `/readyz` (see
-    /// [`crate::endpoint`]), so nest it under the path your clients are given. A `Router` is
-    /// a tower `Service`: serve it with `axum::serve`, or with hyper directly through
-    /// `hyper_util::service::TowerToHyperService`.
-    ///
-    /// ```no_run
-    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
-    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
-    /// let provider = KafkaTokenProvider::builder().build()?;
-    /// let app = axum::Router::new().nest("/oauth/token", provider.router());
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// axum::serve(listener, app).await?;
-    /// # Ok(()) }
-    /// ```
-    ///
-    /// With hyper and no axum server:
-    ///
-    /// ```no_run
-    /// # async fn run(provider: gcp_kafka_auth_handler::KafkaTokenProvider) -> Result<(), Box<dyn std::error::Error>> {
-    /// use hyper_util::rt::TokioIo;
-    /// use hyper_util::service::TowerToHyperService;
-    ///
-    /// let service = TowerToHyperService::new(provider.router());
-    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
-    /// loop {
-    ///     let (stream, _) = listener.accept().await?;
-    ///     let service = service.clone();
-    ///     tokio::spawn(async move {
-    ///         let _ = hyper::server::conn::http1::Builder::new()
-    ///             .serve_connection(TokioIo::new(stream), service)
-    ///             .await;
-    ///     });
-    /// }
-    /// # }
-    /// ```
-    pub fn router(&self) -> axum::Router {
-        crate::endpoint::router(self.clone())
+    /// The serialized OAuth2 token response for the current token, waiting as
+    /// [`token`](Self::token) does: what the endpoint sends, rendered once per refresh and
+    /// completed with the seconds left per request.
+    pub(crate) async fn token_response(&self) -> Result<bytes::Bytes, TokenError> {
+        let cached = self.cache.get().await?;
+        Ok(cached.response.render(cached.seconds_left(Instant::now())))
     }
 
-    /// The token endpoint with explicit checks (allowed hosts, client credentials); see
-    /// [`crate::endpoint::EndpointConfig`].
-    pub fn router_with(&self, config: crate::endpoint::EndpointConfig) -> axum::Router {
-        crate::endpoint::router_with(self.clone(), config)
+    /// Whether a token can be served now, and whose and for how long, or why not.
+    pub(crate) fn readiness(&self) -> Readiness {
+        let snapshot = self.cache.snapshot();
+        let now = Instant::now();
+        match snapshot.token.as_ref().filter(|_| self.cache.is_ready()) {
+            Some(token) => Readiness::Ready {
+                principal: token.token.principal().as_str().to_owned(),
+                expires_in: token.seconds_left(now),
+            },
+            None => Readiness::NotReady {
+                reason: snapshot
+                    .last_error
+                    .as_ref()
+                    .map(|e| e.message().to_owned())
+                    .unwrap_or_else(|| "the first token is being fetched".to_owned()),
+            },
+        }
     }
+}
+
+/// What `/readyz` reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Readiness {
+    /// A token for `principal` can be served at once; it has `expires_in` seconds left.
+    Ready { principal: String, expires_in: u64 },
+    /// No token can be served at once, because of `reason` (the last error, or the first
+    /// fetch still running).
+    NotReady { reason: String },
 }

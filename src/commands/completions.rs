@@ -1,9 +1,7 @@
 //! `completions <shell>`: shell completion scripts generated from the clap definition.
 
-use clap::{Args, CommandFactory as _};
+use clap::Args;
 use clap_complete::Shell;
-
-use crate::cli::Cli;
 
 #[derive(Debug, Args)]
 pub struct CompletionsArgs {
@@ -15,9 +13,8 @@ pub struct CompletionsArgs {
     pub shell: Shell,
 }
 
-/// Writes the completion script to stdout.
-pub fn run(args: &CompletionsArgs) {
-    let mut command = Cli::command();
+/// Writes the completion script for `command` (the whole command line, from `main`) to stdout.
+pub fn run(args: &CompletionsArgs, mut command: clap::Command) {
     let name = command.get_name().to_owned();
     clap_complete::generate(args.shell, &mut command, name, &mut std::io::stdout());
 }

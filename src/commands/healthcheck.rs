@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use clap::Args;
 
-use crate::cli::parse_duration;
+use crate::commands::args::parse_duration;
 
 #[derive(Debug, Args)]
 pub struct HealthcheckArgs {

@@ -1,17 +1,25 @@
-//! The binary's subcommands beyond `serve` and `version`, one module each. Each owns its clap
-//! arguments, so adding a command touches `cli.rs` only to list it.
+//! The binary's subcommands, one module each. Each owns its clap arguments and its `run`;
+//! argument groups several commands share live in the leaf `args`. Adding a command means a
+//! module here and a variant in `main.rs`'s `Command`.
 
+pub mod args;
 pub mod client_config;
 pub mod completions;
+pub mod doctor;
 pub mod healthcheck;
+pub mod serve;
 pub mod token;
+pub mod version;
 
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::anyhow;
 use gcp_kafka_auth_handler::BuildError;
 use gcp_kafka_auth_handler::ImpersonationChain;
 use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
+
+use crate::commands::args::{LogArgs, LogFormat};
 
 /// A provider for the process environment, with errors that name the option to fix.
 pub fn build_provider(
@@ -37,4 +45,36 @@ pub fn build_provider(
         }
         _ => anyhow!("{err}"),
     })
+}
+
+/// Runs `task` on a multi-threaded runtime; an error is logged, printed and exits with 2.
+pub fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("the tokio runtime starts");
+    match runtime.block_on(task) {
+        Ok(code) => code,
+        Err(err) => {
+            tracing::error!("{err:#}");
+            eprintln!("error: {err:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+/// Installs the tracing subscriber `--log` and `--log-format` describe, writing to stderr.
+pub fn init_logging(args: &LogArgs) {
+    // `--log` was checked by `args::parse_log_filter`.
+    let filter = tracing_subscriber::EnvFilter::builder()
+        .parse(&args.log)
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
+        .with_writer(std::io::stderr);
+    match args.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
 }

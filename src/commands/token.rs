@@ -14,7 +14,7 @@ use anyhow::Context as _;
 use clap::Args;
 use gcp_kafka_auth_handler::{KafkaToken, KafkaTokenProvider, server};
 
-use crate::cli::{LogArgs, parse_duration};
+use crate::commands::args::{LogArgs, parse_duration};
 
 /// How often `--output` checks the cache for a refreshed token. Reading the cache costs a
 /// lock-free borrow; the refresh itself happens on the cache's own schedule, minutes before
@@ -41,7 +41,7 @@ pub struct TokenArgs {
     pub principal: Option<String>,
 
     #[command(flatten)]
-    pub impersonation: crate::cli::ImpersonationArgs,
+    pub impersonation: crate::commands::args::ImpersonationArgs,
 
     #[command(flatten)]
     pub log: LogArgs,

@@ -21,12 +21,13 @@ mod guard;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::{FromRef, Request, State};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
-use tokio::time::Instant;
 
-use crate::provider::{KafkaTokenProvider, TokenError};
+use crate::metrics::{self, Metrics};
+use crate::provider::{KafkaTokenProvider, Readiness};
 pub(crate) use error::EndpointError;
 pub use guard::{
     ClientCredentials, EndpointConfig, form_client_credentials, host_without_port, parse_basic,
@@ -67,7 +68,7 @@ pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Rout
         // Outermost, so refusals are counted too.
         .layer(axum::middleware::from_fn_with_state(
             metrics,
-            crate::metrics::count_requests,
+            count_requests,
         ))
         .layer(axum::middleware::map_response(nosniff))
 }
@@ -82,6 +83,78 @@ async fn nosniff(mut response: Response) -> Response {
 }
 
 pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
+/// The path class of a request for the metrics: the reserved path's name, or `token` for
+/// every other path (never the raw path, which would make the label set unbounded).
+fn path_class(path: &str) -> &'static str {
+    match RESERVED_PATHS.iter().find(|reserved| **reserved == path) {
+        Some(reserved) => &reserved[1..],
+        None => "token",
+    }
+}
+
+/// Middleware counting every answered request by path class and status.
+async fn count_requests(
+    State(metrics): State<std::sync::Arc<Metrics>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let class = path_class(request.uri().path());
+    let response = next.run(request).await;
+    metrics.count_request(class, response.status().as_u16());
+    response
+}
+
+// Here rather than in `provider`, so that the endpoint depends on the provider and not the
+// other way round.
+impl KafkaTokenProvider {
+    /// The OAuth2 token endpoint for this provider, as an axum [`Router`](axum::Router).
+    ///
+    /// Token requests are answered on every path but `/healthz` and `/readyz` (see
+    /// [`crate::endpoint`](self)), so nest it under the path your clients are given. A `Router` is
+    /// a tower `Service`: serve it with `axum::serve`, or with hyper directly through
+    /// `hyper_util::service::TowerToHyperService`.
+    ///
+    /// ```no_run
+    /// # async fn run() -> Result<(), Box<dyn std::error::Error>> {
+    /// use gcp_kafka_auth_handler::KafkaTokenProvider;
+    /// let provider = KafkaTokenProvider::builder().build()?;
+    /// let app = axum::Router::new().nest("/oauth/token", provider.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// axum::serve(listener, app).await?;
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// With hyper and no axum server:
+    ///
+    /// ```no_run
+    /// # async fn run(provider: gcp_kafka_auth_handler::KafkaTokenProvider) -> Result<(), Box<dyn std::error::Error>> {
+    /// use hyper_util::rt::TokioIo;
+    /// use hyper_util::service::TowerToHyperService;
+    ///
+    /// let service = TowerToHyperService::new(provider.router());
+    /// let listener = tokio::net::TcpListener::bind("127.0.0.1:8080").await?;
+    /// loop {
+    ///     let (stream, _) = listener.accept().await?;
+    ///     let service = service.clone();
+    ///     tokio::spawn(async move {
+    ///         let _ = hyper::server::conn::http1::Builder::new()
+    ///             .serve_connection(TokioIo::new(stream), service)
+    ///             .await;
+    ///     });
+    /// }
+    /// # }
+    /// ```
+    pub fn router(&self) -> axum::Router {
+        router(self.clone())
+    }
+
+    /// The token endpoint with explicit checks (allowed hosts, client credentials); see
+    /// [`EndpointConfig`].
+    pub fn router_with(&self, config: EndpointConfig) -> axum::Router {
+        router_with(self.clone(), config)
+    }
+}
 
 #[derive(Clone)]
 struct EndpointState {
@@ -119,7 +192,7 @@ async fn metrics_exposition(
     let mut response = (StatusCode::OK, provider.metrics().render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
+        HeaderValue::from_static(metrics::CONTENT_TYPE),
     );
     response
 }
@@ -132,28 +205,24 @@ async fn readyz(State(state): State<EndpointState>, headers: http::HeaderMap) ->
     if let Err(err) = check_operations_access(&state.config, &headers) {
         return err.into_response();
     }
-    let provider = &state.provider;
-    let snapshot = provider.cache.snapshot();
-    let now = Instant::now();
-    match snapshot.token.as_ref().filter(|_| provider.is_ready()) {
-        Some(token) => json_response(
+    match state.provider.readiness() {
+        Readiness::Ready {
+            principal,
+            expires_in,
+        } => json_response(
             StatusCode::OK,
             serde_json::json!({
                 "status": "ready",
-                "principal": token.token.principal().as_str(),
-                "expires_in": token.seconds_left(now),
+                "principal": principal,
+                "expires_in": expires_in,
             })
             .to_string(),
         ),
-        None => json_response(
+        Readiness::NotReady { reason } => json_response(
             StatusCode::SERVICE_UNAVAILABLE,
             serde_json::json!({
                 "status": "not ready",
-                "reason": snapshot
-                    .last_error
-                    .as_ref()
-                    .map(|e| e.message().to_owned())
-                    .unwrap_or_else(|| "the first token is being fetched".to_owned()),
+                "reason": reason,
             })
             .to_string(),
         ),
@@ -197,12 +266,10 @@ async fn serve_token(
     {
         return Err(EndpointError::UnsupportedGrantType(grant));
     }
-    let cached = provider
-        .cache
-        .get()
+    let body = provider
+        .token_response()
         .await
-        .map_err(|u| EndpointError::Token(TokenError::from(u)))?;
-    let body = cached.response.render(cached.seconds_left(Instant::now()));
+        .map_err(EndpointError::Token)?;
     let mut response = Response::new(Body::from(body));
     let headers = response.headers_mut();
     headers.insert(
@@ -273,7 +340,18 @@ fn grant_type(form: &[u8]) -> Option<String> {
 
 #[cfg(test)]
 mod tests {
-    use super::grant_type;
+    use super::{grant_type, path_class};
+
+    #[test]
+    fn paths_are_classed_without_unbounded_labels() {
+        assert_eq!(path_class("/healthz"), "healthz");
+        assert_eq!(path_class("/readyz"), "readyz");
+        assert_eq!(path_class("/metrics"), "metrics");
+        assert_eq!(path_class("/"), "token");
+        assert_eq!(path_class("/oauth/token"), "token");
+        assert_eq!(path_class("/metrics/x"), "token");
+        assert_eq!(path_class("/healthz/"), "token");
+    }
 
     #[test]
     fn grant_type_is_read_from_form_bodies() {
