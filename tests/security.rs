@@ -641,3 +641,127 @@ async fn operations_endpoints_can_require_the_client_credentials() {
         "{stderr}"
     );
 }
+
+/// Runs `serve` with `env` and `args`, which must refuse to start within 10 s; returns stderr.
+async fn serve_refuses_to_start(env: &SidecarEnv, args: &[&str]) -> String {
+    let mut all = vec!["serve", "--port", "0"];
+    all.extend_from_slice(args);
+    let mut command = tokio::process::Command::from(support::command(env, &all));
+    command.kill_on_drop(true);
+    let output = tokio::time::timeout(Duration::from_secs(10), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("`serve {args:?}` still running after 10 s"))
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    String::from_utf8(output.stderr).unwrap()
+}
+
+/// A FIFO used to hang the start with nothing logged, and `/dev/zero` to exhaust memory:
+/// secret files must be regular files of at most 64 KiB.
+#[cfg(unix)]
+#[tokio::test]
+async fn the_client_secret_file_must_be_a_small_regular_file() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake).set("GCP_KAFKA_AUTH_CLIENT_ID", "app");
+    let fifo = env.home().join("secret-fifo");
+    let status = std::process::Command::new("mkfifo")
+        .arg(&fifo)
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let big = env.home().join("big-secret");
+    std::fs::write(&big, "a".repeat(64 * 1024 + 1)).unwrap();
+    let fifo = fifo.display().to_string();
+    let big = big.display().to_string();
+    for (path, message) in [
+        (fifo.as_str(), format!("cannot read the client secret file {fifo}: it is a FIFO (named pipe), not a regular file")),
+        (big.as_str(), format!("cannot read the client secret file {big}: it is larger than 65536 bytes, the limit for a client secret file")),
+        ("/dev/zero", "cannot read the client secret file /dev/zero: it is a character device, not a regular file".to_owned()),
+    ] {
+        let stderr = serve_refuses_to_start(&env, &["--client-secret-file", path]).await;
+        assert!(stderr.contains(&message), "{path}: {stderr}");
+    }
+}
+
+/// The credentials file and `credential_source.file` are read on every refresh: both capped.
+#[tokio::test]
+async fn credential_files_over_64_kib_are_refused_naming_the_limit() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let big = env.home().join("big.json");
+    std::fs::write(&big, format!("{{{}}}", " ".repeat(64 * 1024))).unwrap();
+    let sidecar = Sidecar::start(
+        env.set("GOOGLE_APPLICATION_CREDENTIALS", big.display().to_string()),
+        &[],
+    );
+    let response = raw_request(sidecar.addr, &get_with_host("localhost", "")).await;
+    let description = response.assert_oauth_error(400, "invalid_grant");
+    assert!(
+        description.contains(&format!(
+            "cannot read {}: it is larger than 65536 bytes, the limit for a credentials file",
+            big.display()
+        )),
+        "{description}"
+    );
+    // A subject token file, read before every exchange.
+    let env = SidecarEnv::new(&fake);
+    let subject_file = env.home().join("oidc-token");
+    std::fs::write(&subject_file, "a".repeat(64 * 1024 + 1)).unwrap();
+    env.write_gcloud_adc(&fake.external_account_json(
+        &subject_file.display().to_string(),
+        Some("kafka-client@test-project.iam.gserviceaccount.com"),
+    ));
+    let sidecar = Sidecar::start(env, &[]);
+    let response = raw_request(sidecar.addr, &get_with_host("localhost", "")).await;
+    let description = response.assert_oauth_error(400, "invalid_grant");
+    assert!(
+        description.contains("it is larger than 65536 bytes, the limit for a subject token file"),
+        "{description}"
+    );
+}
+
+/// A symbolic-link loop used to be reported as "does not exist".
+#[cfg(unix)]
+#[tokio::test]
+async fn a_symlink_loop_in_google_application_credentials_is_named() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let a = env.home().join("a.json");
+    let b = env.home().join("b.json");
+    std::os::unix::fs::symlink(&b, &a).unwrap();
+    std::os::unix::fs::symlink(&a, &b).unwrap();
+    let sidecar = Sidecar::start(
+        env.set("GOOGLE_APPLICATION_CREDENTIALS", a.display().to_string()),
+        &[],
+    );
+    let response = raw_request(sidecar.addr, &get_with_host("localhost", "")).await;
+    let description = response.assert_oauth_error(400, "invalid_grant");
+    assert!(
+        description.contains(&format!(
+            "GOOGLE_APPLICATION_CREDENTIALS names {}, which is a symbolic link loop (ELOOP)",
+            a.display()
+        )),
+        "{description}"
+    );
+}
+
+/// A client secret other users can read is not a secret: warn at start.
+#[cfg(unix)]
+#[tokio::test]
+async fn a_world_readable_client_secret_file_is_warned_about() {
+    use std::os::unix::fs::PermissionsExt as _;
+    let fake = FakeGoogle::start().await;
+    for (mode, warned) in [(0o644, true), (0o640, false), (0o600, false)] {
+        let env = SidecarEnv::new(&fake).set("GCP_KAFKA_AUTH_CLIENT_ID", "app");
+        let file = env.home().join("secret");
+        std::fs::write(&file, "s3cret-value\n").unwrap();
+        std::fs::set_permissions(&file, std::fs::Permissions::from_mode(mode)).unwrap();
+        let sidecar = Sidecar::start(env, &["--client-secret-file", file.to_str().unwrap()]);
+        let logs = sidecar.logs();
+        let expected = format!(
+            "the client secret file {} is readable by every user on this host (mode 644); restrict it with chmod 600",
+            file.display()
+        );
+        assert_eq!(logs.contains(&expected), warned, "mode {mode:o}: {logs}");
+    }
+}

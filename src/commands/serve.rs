@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use gcp_kafka_auth_handler::endpoint::{ClientCredentials, EndpointConfig};
+use gcp_kafka_auth_handler::files;
 use gcp_kafka_auth_handler::server;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, Secret, parse_duration};
@@ -165,12 +166,7 @@ fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     }
     let secret = match (&security.client_secret, &security.client_secret_file) {
         (Some(secret), _) => Some(secret.0.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the client secret file {}", path.display())
-            })?;
-            Some(text.trim_end_matches(['\r', '\n']).to_owned())
-        }
+        (None, Some(path)) => Some(read_secret_file(path)?),
         (None, None) => None,
     };
     match (&security.client_id, secret) {
@@ -197,4 +193,31 @@ fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
         config = config.with_authenticated_operations();
     }
     Ok(config)
+}
+
+/// The client secret in `path` without its trailing newline: a regular file of at most
+/// [`files::MAX_SECRET_FILE_BYTES`] (a FIFO or `/dev/zero` is refused, not read), in UTF-8.
+/// A file every user may read is served anyway, with a warning: the secret is then shared with
+/// every local account, which is what client authentication is meant to prevent.
+fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let what = || format!("cannot read the client secret file {}", path.display());
+    let bytes = files::read_capped(path, files::MAX_SECRET_FILE_BYTES, "a client secret file")
+        .with_context(what)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: it is not UTF-8 text", what()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o004 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the client secret file {} is readable by every user on this host (mode {mode:o}); restrict it with chmod 600",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -102,7 +102,17 @@ impl ExecutableSource {
     /// garbage, expired, a failure) means: run the program.
     async fn cached(&self) -> Option<SecretString> {
         let path = self.output_file.as_ref()?;
-        let content = tokio::fs::read(path).await.ok()?;
+        let owned = std::path::PathBuf::from(path);
+        let content = tokio::task::spawn_blocking(move || {
+            crate::files::read_capped(
+                &owned,
+                crate::files::MAX_SUBJECT_TOKEN_FILE_BYTES,
+                "an executable's output file",
+            )
+        })
+        .await
+        .ok()?
+        .ok()?;
         if content.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
