@@ -1,6 +1,6 @@
 //! Ready-to-paste Kafka client configuration for the sidecar's token endpoint.
 //!
-//! The rules come from the clients' sources (see FACTS §4 in the project notes):
+//! The rules come from the clients' own sources (kafka-clients, librdkafka, Beam):
 //!
 //! - kafka-clients 3.1–3.3 only know the login callback handler under `...oauthbearer.secured.`;
 //!   3.4 moved it to `...oauthbearer.` (the old name is deprecated in 3.4, **removed in 4.0**).
@@ -271,7 +271,7 @@ impl JavaRules {
         })
     }
 
-    /// The SASL properties, in the order the FACTS list them.
+    /// The SASL properties, in a fixed order (the golden files in tests/golden pin it).
     fn properties<'a>(&'a self, url: &'a str) -> [(&'static str, &'a str); 5] {
         [
             ("security.protocol", "SASL_SSL"),

@@ -15,6 +15,15 @@ use crate::kafka_token::KafkaToken;
 use crate::metrics::{Metrics, RefreshMetrics};
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 
+/// Longest refresh margin accepted. Google's tokens live about 3600 s, so a margin near that
+/// is a mistake (seconds meant, minutes written, or the reverse) rather than a wish; the cache
+/// never refreshes before half a token's life anyway.
+const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(3000);
+
+/// The `retry_after` of a blocking call refused on a current-thread runtime: the caller can
+/// retry as soon as the first fetch may have finished, which is typically within a second.
+const RETRY_AFTER_CURRENT_THREAD: Duration = Duration::from_secs(1);
+
 /// Kafka tokens for one set of Google credentials, cached and refreshed in the background.
 ///
 /// Build one per process with [`KafkaTokenProvider::builder`] and share it: clones are cheap
@@ -320,10 +329,11 @@ impl ProviderBuilder {
             Some(p) => Some(Principal::new(p)?),
             None => None,
         };
-        if self.timing.refresh_margin > Duration::from_secs(3000) {
+        if self.timing.refresh_margin > MAX_REFRESH_MARGIN {
             return Err(BuildError::Timing(format!(
-                "the refresh margin is {} s; it must be at most 3000 s (tokens live about 3600 s)",
-                self.timing.refresh_margin.as_secs()
+                "the refresh margin is {} s; it must be at most {} s (tokens live about 3600 s)",
+                self.timing.refresh_margin.as_secs(),
+                MAX_REFRESH_MARGIN.as_secs()
             )));
         }
         let http = self.http.unwrap_or_default();
@@ -485,7 +495,7 @@ impl KafkaTokenProvider {
                               stopping that runtime; call it from a multi-thread runtime or \
                               another thread, or await `token()` first"
                         .to_owned(),
-                    retry_after: Duration::from_secs(1),
+                    retry_after: RETRY_AFTER_CURRENT_THREAD,
                 })
             }
             Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(self.token())),

@@ -20,6 +20,12 @@ pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(20);
 /// Longest token lifetime accepted from upstream (Google's maximum is 12 hours).
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// Connect timeout for the metadata server: it is a link-local hop away, so a connect that
+/// takes longer means there is none (not on Google Cloud), and ADC should say so quickly.
+const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Whole-request timeout for the metadata server, which answers in milliseconds when healthy.
+const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The HTTP clients used to talk to Google: cheap to clone (connection pools are shared).
 #[derive(Clone, Debug)]
 pub struct HttpClients {
@@ -42,8 +48,8 @@ impl HttpClients {
             .expect("TLS backend initialises");
         let metadata = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
+            .connect_timeout(METADATA_CONNECT_TIMEOUT)
+            .timeout(METADATA_REQUEST_TIMEOUT)
             .user_agent(concat!(
                 "gcp-kafka-auth-handler/",
                 env!("CARGO_PKG_VERSION")

@@ -1,14 +1,12 @@
 //! Who may fetch a token from the real binary: Host checks (DNS rebinding), browsers, client
 //! authentication, IPv6 loopback, and the connection limits, over real sockets.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
+use crate::support::{Sidecar, SidecarEnv, decode_response, get_with_host, raw_request};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE};
 use fake_google::{FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, decode_response, get_with_host, raw_request};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 fn client() -> reqwest::Client {
@@ -196,7 +194,7 @@ fn client_authentication_flags_must_come_in_pairs() {
             "is not a host name or address",
         ),
     ] {
-        let output = std::process::Command::new(support::BIN)
+        let output = std::process::Command::new(crate::support::BIN)
             .args(["serve", "--port", "0"])
             .args(args)
             .env_clear()

@@ -1,12 +1,10 @@
 //! The real binary over real HTTP against the fake Google: credential sources, ADC order,
 //! principal rules, the token format, the cache and every error path.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request};
 use fake_google::{AuthorizedUserOptions, FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 
@@ -481,7 +479,7 @@ async fn sigterm_stops_the_server_within_the_drain_time() {
 
 #[test]
 fn version_prints_json() {
-    let output = std::process::Command::new(support::BIN)
+    let output = std::process::Command::new(crate::support::BIN)
         .arg("version")
         .output()
         .unwrap();

@@ -1,5 +1,4 @@
 //! Test support: the real binary started against the fake Google, and token decoding.
-#![allow(dead_code)] // each test file uses a different part
 
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -244,6 +243,48 @@ impl Drop for Sidecar {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// The library's token endpoint served in this process, as `serve` serves it (default
+/// endpoint checks), for scenarios about credential types: what they exercise is the library,
+/// and a process of their own would add nothing but start-up time. Stopped on drop.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+    _home: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Builds a provider that reads only `env` (as the binary reads its environment) and
+    /// serves its router on a free loopback port.
+    pub async fn start(env: SidecarEnv) -> InProcess {
+        let provider = gcp_kafka_auth_handler::KafkaTokenProvider::builder()
+            .with_env(gcp_kafka_auth_handler::Env::from_pairs(env.vars))
+            .build()
+            .expect("the provider builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, provider.router())
+                .await
+                .expect("the endpoint serves");
+        });
+        InProcess {
+            addr,
+            server,
+            _home: env.home,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.server.abort();
     }
 }
 
@@ -504,9 +545,4 @@ pub async fn run_doctor(env: &SidecarEnv, args: &[&str]) -> DoctorRun {
 pub fn raw_google_token(kafka_token: &str) -> String {
     let raw = kafka_token.rsplit('.').next().unwrap();
     String::from_utf8(URL_SAFE_NO_PAD.decode(raw).unwrap()).unwrap()
-}
-
-/// The claims part of a Kafka token, decoded the way kafka-clients before 4.2 do.
-pub fn decode_claims(part: &str) -> serde_json::Value {
-    serde_json::from_slice(&STANDARD_NO_PAD.decode(part).unwrap()).unwrap()
 }

@@ -2,13 +2,13 @@
 //! command, environment and health check run against the real binary, and the Dataflow
 //! worker entrypoint starts the sidecar and hands over to the boot program.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
+use crate::support::{
+    BIN, Sidecar, SidecarEnv, decode_response, free_port, java_style_request, run,
+};
 use fake_google::FakeGoogle;
-use support::{BIN, Sidecar, SidecarEnv, decode_response, free_port, java_style_request, run};
 
 fn repo_file(path: &str) -> String {
     std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(path)).unwrap()

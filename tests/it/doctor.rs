@@ -1,11 +1,9 @@
 //! `gcp-kafka-auth-handler doctor` through the real binary: each source, and the failures
 //! people hit, each with its fix. Secrets never appear in its output.
 
-mod support;
-
+use crate::support::{SidecarEnv, run_doctor, upstream_calls};
 use fake_google::{FakeGoogle, federated_principal};
 use serde_json::json;
-use support::{SidecarEnv, run_doctor, upstream_calls};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 const TARGET: &str = "kafka-client@test-project.iam.gserviceaccount.com";

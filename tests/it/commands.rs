@@ -2,18 +2,16 @@
 //! `client-config` (golden files checked against the client rules), `healthcheck`,
 //! `completions`.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Sidecar, SidecarEnv, command, free_port, run};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use fake_google::{FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, command, free_port, run};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 
@@ -442,7 +440,8 @@ fn property(text: &str, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The rules of FACTS §4, checked on the golden files themselves (so a regenerated golden file
+/// The client-configuration rules (the handler class per kafka-clients version, the 4.0+
+/// `allowed.urls` system property, librdkafka's `oidc` method), checked on the golden files themselves (so a regenerated golden file
 /// cannot drift from them).
 #[test]
 fn golden_files_follow_the_kafka_client_rules() {

@@ -2,16 +2,14 @@
 //! tokens expire every 20 s. Every 200 must carry a valid, unexpired token Google issued;
 //! every other answer a well-formed OAuth2 error; memory must stay flat.
 //!
-//! CI runs 24 s (one rotation, one outage, one recovery). The long run: `GCP_KAFKA_AUTH_SOAK_SECS=600 cargo test --release --test soak -- --nocapture`.
-
-mod support;
+//! CI runs 24 s (one rotation, one outage, one recovery). The long run: `GCP_KAFKA_AUTH_SOAK_SECS=600 cargo test --release --test it soak:: -- --nocapture`.
 
 use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Sidecar, SidecarEnv, memory_kib, read_response};
 use fake_google::{FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, memory_kib, read_response};
 use tokio::io::{AsyncWriteExt as _, BufReader};
 
 const CLIENTS: usize = 32;

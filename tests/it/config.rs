@@ -2,12 +2,10 @@
 //! environment variable, `--help` shows both with the default, and invalid values stop the
 //! start with a message naming the option.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{Sidecar, SidecarEnv, decode_response, free_port, java_style_request, run};
 use fake_google::{FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, decode_response, free_port, java_style_request, run};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

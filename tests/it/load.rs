@@ -2,13 +2,11 @@
 //! requests over them. Every answer must be the token; the sidecar's peak memory is read from
 //! `/proc`.
 
-mod support;
-
 use std::sync::Arc;
 use std::time::Instant;
 
+use crate::support::{Sidecar, SidecarEnv, memory_kib, read_response};
 use fake_google::FakeGoogle;
-use support::{Sidecar, SidecarEnv, memory_kib, read_response};
 use tokio::io::{AsyncWriteExt as _, BufReader};
 use tokio::sync::Barrier;
 

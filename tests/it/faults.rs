@@ -2,14 +2,12 @@
 //! connection, a hang, a revoked login; a cached token keeps being served, cold requests get
 //! a well-formed OAuth2 error, and the sidecar recovers by itself.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
-use fake_google::{AuthorizedUserOptions, FakeGoogle, Fault};
-use support::{
+use crate::support::{
     RawResponse, Sidecar, SidecarEnv, assert_claims, decode_response, get_with_host, raw_request,
 };
+use fake_google::{AuthorizedUserOptions, FakeGoogle, Fault};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 
@@ -237,7 +235,7 @@ async fn a_revoked_login_is_a_400_with_the_fix_and_recovers_when_google_accepts_
 }
 
 /// The `access_token` a decoded response carried, re-encoded as served.
-fn first_token(decoded: &support::Decoded) -> serde_json::Value {
+fn first_token(decoded: &crate::support::Decoded) -> serde_json::Value {
     serde_json::Value::String(decoded.served.clone())
 }
 

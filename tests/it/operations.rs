@@ -1,13 +1,11 @@
 //! What an operator sees: `/metrics` after known traffic, and the logs (JSON that parses, one
 //! line per refresh and per failure, nothing per request at info, no secrets).
 
-mod support;
-
 use std::collections::BTreeMap;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use crate::support::{Sidecar, SidecarEnv, decode_response, java_style_request};
 use fake_google::{FakeGoogle, Fault};
-use support::{Sidecar, SidecarEnv, decode_response, java_style_request};
 
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()

@@ -2,13 +2,11 @@
 //! hyper directly over real sockets, and the provider's synchronous and asynchronous getters,
 //! all against the fake Google.
 
-mod support;
-
 use std::time::Duration;
 
+use crate::support::{assert_claims, decode_response, java_style_request};
 use fake_google::FakeGoogle;
 use gcp_kafka_auth_handler::{BuildError, Env, KafkaTokenProvider, TokenErrorKind};
-use support::{assert_claims, decode_response, java_style_request};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 
@@ -144,7 +142,7 @@ async fn blocking_token_waits_for_the_first_fetch_on_plain_threads_and_workers()
         assert_eq!(token.expose(), awaited.expose());
     }
     assert_eq!(awaited.principal().as_str(), MDS_EMAIL);
-    let raw = support::raw_google_token(awaited.expose());
+    let raw = crate::support::raw_google_token(awaited.expose());
     let issued = fake.lookup(&raw).unwrap();
     assert!(
         awaited.expires_at_unix() == issued.expires_at_unix
@@ -236,7 +234,7 @@ fn blocking_token_from_a_plain_thread_uses_the_runtime_the_provider_was_built_in
         .unwrap();
     assert_eq!(token.principal().as_str(), MDS_EMAIL);
     assert!(
-        fake.lookup(&support::raw_google_token(token.expose()))
+        fake.lookup(&crate::support::raw_google_token(token.expose()))
             .is_some()
     );
     runtime.shutdown_timeout(Duration::from_secs(1));
