@@ -510,7 +510,7 @@ async fn body_errors_are_400_and_oversized_bodies_413_without_100_continue() {
         .await
         .unwrap()
         .unwrap();
-    let response = support::parse_raw_response(&bytes);
+    let response = crate::support::parse_raw_response(&bytes);
     let description = response.assert_oauth_error(400, "invalid_request");
     assert!(
         description.starts_with("the request body could not be read"),
@@ -629,7 +629,7 @@ async fn operations_endpoints_can_require_the_client_credentials() {
     let health = client.get(sidecar.url("/healthz")).send().await.unwrap();
     assert_eq!(health.status(), 200);
     // Without client credentials the option has nothing to require.
-    let (code, _, stderr) = support::run(
+    let (code, _, stderr) = crate::support::run(
         &SidecarEnv::new(&fake),
         &["serve", "--port", "0", "--authenticate-operations"],
     );
@@ -644,7 +644,7 @@ async fn operations_endpoints_can_require_the_client_credentials() {
 async fn serve_refuses_to_start(env: &SidecarEnv, args: &[&str]) -> String {
     let mut all = vec!["serve", "--port", "0"];
     all.extend_from_slice(args);
-    let mut command = tokio::process::Command::from(support::command(env, &all));
+    let mut command = tokio::process::Command::from(crate::support::command(env, &all));
     command.kill_on_drop(true);
     let output = tokio::time::timeout(Duration::from_secs(10), command.output())
         .await
