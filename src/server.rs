@@ -1,4 +1,5 @@
-//! Serving the endpoint on a listener, with connection limits, until a shutdown signal.
+//! Serving the endpoint on one or more listeners (by default both loopback families, see
+//! [`bind_loopback`]), with connection limits, until a shutdown signal.
 //!
 //! `axum::serve` does not expose hyper's connection settings, so this is a small accept loop
 //! over hyper's HTTP/1 server (the only protocol Kafka clients speak to a token endpoint):
@@ -15,6 +16,7 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -62,17 +64,121 @@ impl Default for Limits {
 /// hyper refuses a read buffer smaller than this.
 const MIN_HEADER_BYTES: usize = 8192;
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes, then stops accepting,
-/// lets requests in flight finish, and returns after at most `drain` more.
+/// Binds `127.0.0.1:port` and `[::1]:port`: the default, so that no other local process can
+/// take the half of `localhost` the sidecar does not hold. Clients that try `::1` first for
+/// `localhost` (Python, Go, Java with `java.net.preferIPv6Addresses`) would otherwise send
+/// their client secret to a process that bound `[::1]:port` and accept its forged token.
 ///
-/// Takes a bound listener so callers (and tests) choose the address, port 0 included.
+/// Port 0 picks a port free on both: IPv4 is bound first with port 0, then IPv6 on the port
+/// it got, retried with a new port a few times if that one is taken on IPv6. A fixed port
+/// taken on either family is an error: half a sidecar is the squatting this prevents. A host
+/// without IPv6 (the `::1` bind fails with `EADDRNOTAVAIL` or `EAFNOSUPPORT`) gets IPv4 alone,
+/// logged at info. The IPv6 socket has `IPV6_V6ONLY` set.
+pub async fn bind_loopback(port: u16) -> io::Result<Vec<TcpListener>> {
+    const ATTEMPTS: usize = 8;
+    for _ in 0..ATTEMPTS {
+        let v4 = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .await
+            .map_err(|e| annotate_bind_error(e, SocketAddr::from((Ipv4Addr::LOCALHOST, port))))?;
+        let chosen = v4.local_addr()?.port();
+        let v6_addr = SocketAddr::from((Ipv6Addr::LOCALHOST, chosen));
+        match bind_v6_only(v6_addr) {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if no_ipv6(&e) => {
+                tracing::info!(error = %e, "no IPv6 loopback on this host; listening on 127.0.0.1 only");
+                return Ok(vec![v4]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && port == 0 => continue,
+            Err(e) => return Err(annotate_bind_error(e, v6_addr)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no port was free on both 127.0.0.1 and ::1 in {ATTEMPTS} attempts"),
+    ))
+}
+
+/// An IPv6 listener that accepts IPv6 only (never IPv4-mapped connections).
+fn bind_v6_only(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(true)?;
+    // As tokio and std do for IPv4: a restart may rebind while old connections linger in
+    // TIME_WAIT. (On Linux this never lets another process bind a port being listened on.)
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Whether a failed `::1` socket or bind means the host has no IPv6 (rather than a taken port).
+fn no_ipv6(err: &io::Error) -> bool {
+    if err.kind() == io::ErrorKind::AddrNotAvailable {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        err.raw_os_error() == Some(libc::EAFNOSUPPORT)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// "cannot listen on ADDR: ..." with, for a taken port, who may hold it and what to do.
+fn annotate_bind_error(err: io::Error, addr: SocketAddr) -> io::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        return io::Error::new(
+            err.kind(),
+            format!(
+                "cannot listen on {addr}: another process holds it (an earlier sidecar, or one squatting the port to receive client secrets: find it with `ss -ltnp 'sport = :{port}'`); stop it, pick another --port, or pass --bind to listen on one address only",
+                port = addr.port()
+            ),
+        );
+    }
+    io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+}
+
+/// Accepts the next connection on any of `listeners`, starting the scan at a rotating index
+/// so that a busy listener cannot starve the others.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let index = (*next + offset) % listeners.len();
+            if let std::task::Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                *next = index + 1;
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Serves `app` on `listeners` within `limits` until `shutdown` completes, then stops
+/// accepting, lets requests in flight finish, and returns after at most `drain` more.
+///
+/// Takes bound listeners so callers (and tests) choose the addresses, port 0 included; the
+/// connection limit is shared by all of them. See [`bind_loopback`] for the default pair.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> io::Result<()> {
+    if listeners.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "server::serve needs at least one listener",
+        ));
+    }
     let max_connections = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max_connections));
     // Connections watch this to start their graceful shutdown.
@@ -85,13 +191,14 @@ pub async fn serve(
         .keep_alive(true);
     let builder = Arc::new(builder);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut next_listener = 0;
     loop {
         let permit = tokio::select! {
             permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
             () = &mut shutdown => break,
         };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners, &mut next_listener) => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -143,7 +250,7 @@ pub async fn serve(
             drop(permit);
         });
     }
-    drop(listener);
+    drop(listeners);
     let _ = stop_tx.send(true);
     tracing::info!(
         drain_s = drain.as_secs(),

@@ -14,9 +14,11 @@ use crate::commands::args::{ImpersonationArgs, LogArgs, Secret, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Anything but loopback lets other hosts fetch tokens.
-    #[arg(long, env = "GCP_KAFKA_AUTH_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
+    /// Address to listen on [default: 127.0.0.1 and ::1 on the same port, so that no other
+    /// local process can take the IPv6 half of `localhost`]. Anything but loopback lets other
+    /// hosts fetch tokens.
+    #[arg(long, env = "GCP_KAFKA_AUTH_BIND")]
+    pub bind: Option<IpAddr>,
 
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "GCP_KAFKA_AUTH_PORT", default_value_t = 14293)]
@@ -105,17 +107,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Listen first: building the provider loads the system's root certificates for the HTTPS
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listeners = match args.bind {
+        None => server::bind_loopback(args.port).await?,
+        Some(ip) => {
+            let addr = SocketAddr::new(ip, args.port);
+            vec![
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ]
+        }
+    };
     let provider = super::build_provider(
         args.principal.as_deref(),
         args.refresh_margin,
         args.impersonation.impersonate_service_account,
     )?;
-    let local = listener.local_addr()?;
-    if !args.bind.is_loopback() {
+    let addresses = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let local = addresses[0];
+    let also: String = addresses[1..]
+        .iter()
+        .map(|a| format!(" (also http://{a})"))
+        .collect();
+    if args.bind.is_some_and(|ip| !ip.is_loopback()) {
         let who = if endpoint.client_credentials_required() {
             "every host that can reach this address and knows the client id and secret"
         } else {
@@ -135,10 +152,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         refresh_margin_s = args.refresh_margin.as_secs(),
         shutdown_timeout_s = args.shutdown_timeout.as_secs(),
         principal_override = args.principal.as_deref(),
-        "listening; token endpoint is http://{local}"
+        "listening; token endpoint is http://{local}{also}"
     );
     server::serve(
-        listener,
+        listeners,
         provider.router_with(endpoint),
         limits,
         shutdown,
@@ -156,8 +173,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     let security = &args.security;
     let mut config = EndpointConfig::default();
-    if !args.bind.is_unspecified() && !args.bind.is_loopback() {
-        config = config.with_allowed_host(args.bind.to_string());
+    if let Some(ip) = args.bind
+        && !ip.is_unspecified()
+        && !ip.is_loopback()
+    {
+        config = config.with_allowed_host(ip.to_string());
     }
     for host in &security.allowed_hosts {
         anyhow::ensure!(

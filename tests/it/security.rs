@@ -763,3 +763,57 @@ async fn a_world_readable_client_secret_file_is_warned_about() {
         assert_eq!(logs.contains(&expected), warned, "mode {mode:o}: {logs}");
     }
 }
+
+/// Clients that try `::1` first for `localhost` (Python, Go, Java with preferIPv6Addresses)
+/// would send their secret to whoever binds `[::1]:PORT`: by default the sidecar holds both.
+#[tokio::test]
+async fn the_default_bind_holds_both_loopback_families_so_neither_can_be_squatted() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(SidecarEnv::new(&fake), &[]);
+    let port = sidecar.addr.port();
+    assert_eq!(sidecar.addr.ip().to_string(), "127.0.0.1");
+    // A second process (this test) cannot take either family's port.
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let err = std::net::TcpListener::bind(&addr).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::AddrInUse, "{addr}");
+    }
+    for addr in [format!("127.0.0.1:{port}"), format!("[::1]:{port}")] {
+        let response = client()
+            .get(format!("http://{addr}/"))
+            .send()
+            .await
+            .unwrap();
+        decode_response(response).await;
+    }
+    let logs = sidecar.logs();
+    assert!(
+        logs.contains(&format!(
+            "token endpoint is http://127.0.0.1:{port} (also http://[::1]:{port})"
+        )),
+        "{logs}"
+    );
+    // --bind still picks one address: the other family's port stays free.
+    let single = Sidecar::start(SidecarEnv::new(&fake), &["--bind", "127.0.0.1"]);
+    let squatter = std::net::TcpListener::bind(format!("[::1]:{}", single.addr.port()));
+    assert!(squatter.is_ok(), "{squatter:?}");
+    drop(squatter);
+    // A port already held on ::1 is a refusal to start, not a half-bound sidecar.
+    let squatter = std::net::TcpListener::bind("[::1]:0").unwrap();
+    let taken = squatter.local_addr().unwrap().port().to_string();
+    let mut command = tokio::process::Command::from(crate::support::command(
+        &SidecarEnv::new(&fake),
+        &["serve", "--port", &taken],
+    ));
+    let output = tokio::time::timeout(Duration::from_secs(10), command.kill_on_drop(true).output())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(output.status.code(), Some(2), "{output:?}");
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert!(
+        stderr.contains(&format!(
+            "cannot listen on [::1]:{taken}: another process holds it"
+        )),
+        "{stderr}"
+    );
+}
