@@ -4,8 +4,11 @@
 //! `axum::serve` does not expose hyper's connection settings, so this is a small accept loop
 //! over hyper's HTTP/1 server (the only protocol Kafka clients speak to a token endpoint):
 //!
-//! - at most [`Limits::max_connections`] connections at once: the loop takes a permit before
-//!   it accepts, so excess clients wait in the kernel's backlog instead of being refused;
+//! - at most [`Limits::max_connections`] connections at once: at the limit the loop accepts
+//!   one more, closes the connection idle longest (no request in flight) to make room for it,
+//!   and leaves the rest in the kernel's backlog instead of refusing them. So idle keep-alive
+//!   connections, however many one process opens, cannot keep a new request waiting; only
+//!   connections with a request in flight hold their slot, for at most the request deadline;
 //! - request heads larger than [`Limits::max_header_bytes`] are refused by hyper (431);
 //! - a client must send a complete request head within [`Limits::header_read_timeout`]
 //!   (slowloris). hyper starts that timer whenever it waits for a head, on a new connection
@@ -18,6 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -37,7 +41,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Limits on what one client can hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; more wait in the listen backlog. Default 2048.
+    /// Connections served at once; at the limit the longest-idle one is closed for each new
+    /// one, and more wait in the listen backlog while all have a request in flight. Default 2048.
     pub max_connections: usize,
     /// Largest request head (request line and headers) in bytes. Default 16 KiB.
     pub max_header_bytes: usize,
@@ -57,6 +62,138 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_deadline: Duration::from_secs(18),
+        }
+    }
+}
+
+/// The connections being served, for the accept loop to choose one to close when a new client
+/// arrives at the connection limit.
+///
+/// Idle keep-alive connections (and connections that never sent a request) cost a slot while
+/// doing nothing: one local process holding every slot with them would make every other
+/// client wait for the idle timeout. So at the limit, the connection that has been idle
+/// longest (no request in flight, oldest last activity) is closed for each new one. A
+/// connection with a request in flight is never chosen; those are bounded by the request
+/// deadline instead.
+struct Connections {
+    epoch: std::time::Instant,
+    next_id: AtomicU64,
+    slots: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnectionSlot>>>,
+    /// When "connection limit reached" was last logged (ms since `epoch`), so an attack logs
+    /// a line a minute, not one per connection.
+    last_warning_ms: AtomicU64,
+}
+
+/// What the accept loop knows of one connection.
+struct ConnectionSlot {
+    id: u64,
+    epoch: std::time::Instant,
+    /// Requests being answered (0 or 1 on HTTP/1.1 without pipelining).
+    in_flight: AtomicUsize,
+    /// Accepted, or a request last started or finished, in ms since `epoch`.
+    last_active_ms: AtomicU64,
+    /// Set once chosen, so the next eviction picks another.
+    evicting: AtomicBool,
+    /// Woken to close the connection.
+    evict: tokio::sync::Notify,
+}
+
+/// Counts a request in flight on its connection until dropped (also when the request's
+/// future is dropped unfinished).
+struct RequestInFlight(Arc<ConnectionSlot>);
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionSlot {
+    fn touch(&self) {
+        self.last_active_ms
+            .store(millis_since(self.epoch), Ordering::Release);
+    }
+
+    fn begin_request(self: &Arc<Self>) -> RequestInFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        RequestInFlight(self.clone())
+    }
+}
+
+fn millis_since(epoch: std::time::Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// Log "connection limit reached" at most this often.
+const LIMIT_WARNING_INTERVAL_MS: u64 = 60_000;
+
+impl Connections {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            next_id: AtomicU64::new(0),
+            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
+            last_warning_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn register(&self) -> Arc<ConnectionSlot> {
+        let slot = Arc::new(ConnectionSlot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            epoch: self.epoch,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(millis_since(self.epoch)),
+            evicting: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(slot.id, slot.clone());
+        slot
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<ConnectionSlot>>> {
+        // A panic while holding this lock leaves the map consistent (single inserts/removes).
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells the connection idle longest to close; logs (rate-limited) that the limit was
+    /// reached. Does nothing when every connection has a request in flight.
+    fn make_room(&self, max_connections: usize) {
+        let now = millis_since(self.epoch);
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        if (last == u64::MAX || now.saturating_sub(last) >= LIMIT_WARNING_INTERVAL_MS)
+            && self
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached; closing the longest-idle connections to make room for new ones (logged at most once a minute)"
+            );
+        }
+        let chosen = self
+            .lock()
+            .values()
+            .filter(|slot| {
+                slot.in_flight.load(Ordering::Acquire) == 0
+                    && !slot.evicting.load(Ordering::Relaxed)
+            })
+            .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
+            .cloned();
+        if let Some(slot) = chosen {
+            slot.evicting.store(true, Ordering::Relaxed);
+            // notify_one keeps the wake-up if the task is not waiting yet.
+            slot.evict.notify_one();
         }
     }
 }
@@ -192,11 +329,8 @@ pub async fn serve(
     let builder = Arc::new(builder);
     let mut shutdown = std::pin::pin!(shutdown);
     let mut next_listener = 0;
+    let connections = Arc::new(Connections::new());
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
             accepted = accept_any(&listeners, &mut next_listener) => match accepted {
                 Ok(accepted) => accepted,
@@ -213,11 +347,26 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Accepted before its permit, so at the limit exactly one connection waits here while
+        // the rest wait in the kernel's backlog; the one idle longest makes room for it.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                connections.make_room(max_connections);
+                tokio::select! {
+                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
+                    () = &mut shutdown => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let deadline = limits.request_deadline;
+        let slot = connections.register();
+        let service_slot = slot.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
+            let busy = service_slot.begin_request();
             async move {
                 let response = match tokio::time::timeout(
                     deadline,
@@ -229,11 +378,13 @@ pub async fn serve(
                     Ok(Err(never)) => match never {},
                     Err(_) => EndpointError::DeadlineExceeded { deadline }.into_response(),
                 };
+                drop(busy);
                 Ok::<_, Infallible>(response)
             }
         });
         let builder = builder.clone();
         let mut stop_rx = stop_rx.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
@@ -243,10 +394,23 @@ pub async fn serve(
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
+                () = slot.evict.notified() => {
+                    if slot.in_flight.load(Ordering::Acquire) == 0 {
+                        // Idle: dropping the connection closes it. A client that was about
+                        // to reuse it retries on a new one, as for any keep-alive close.
+                        tracing::debug!(%peer, "closed an idle connection to make room at the connection limit");
+                        Ok(())
+                    } else {
+                        // A request started since it was chosen: answer it, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
             };
             if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
+            connections.remove(slot.id);
             drop(permit);
         });
     }

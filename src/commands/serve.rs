@@ -80,7 +80,8 @@ pub struct SecurityArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_AUTHENTICATE_OPERATIONS")]
     pub authenticate_operations: bool,
 
-    /// Connections served at once; more wait in the listen backlog.
+    /// Connections served at once. At the limit the longest-idle connection is closed for each
+    /// new one; while all have a request in flight, more wait in the listen backlog.
     #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 2048)]
     pub max_connections: usize,
 

@@ -280,18 +280,23 @@ async fn slow_heads_and_idle_connections_are_closed_after_the_header_read_timeou
     );
 }
 
+/// Connections with a request in progress hold their slot: a connection over the limit waits
+/// in the backlog until one ends (they are never closed to make room).
 #[tokio::test]
-async fn connections_over_the_limit_wait_for_a_free_slot() {
+async fn connections_over_the_limit_wait_for_a_busy_slot_to_free() {
     let fake = FakeGoogle::start().await;
     let sidecar = Sidecar::start(
         SidecarEnv::new(&fake),
-        &["--max-connections", "2", "--header-read-timeout", "30s"],
+        &["--max-connections", "2", "--request-deadline", "30s"],
     );
     sidecar.wait_ready().await;
-    // Two connections that say nothing hold both slots (wait_ready's pool is closed by now).
-    let a = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
-    let b = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Two requests whose bodies never finish hold both slots (wait_ready's pool is closed by now).
+    let busy = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 30\r\n\r\ngrant_type=";
+    let mut a = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
+    a.write_all(busy).await.unwrap();
+    let mut b = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
+    b.write_all(busy).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
     let third = tokio::spawn({
         let addr = sidecar.addr;
         async move { raw_request(addr, &get_with_host("localhost", "")).await }
@@ -305,6 +310,101 @@ async fn connections_over_the_limit_wait_for_a_free_slot() {
         .unwrap();
     assert_eq!(response.status, 200, "{response:?}");
     drop(b);
+}
+
+/// One local process holding every slot with idle connections, reopened as they close, used to
+/// make every request wait for the idle timeout (9-11 s with ~2,100 connections). At the
+/// limit, the connection idle longest is closed for each new one, so a new request is served
+/// at once. Bounded: 16 slots, 16 attacker tasks, at most 400 reconnections, stops itself.
+#[tokio::test]
+async fn idle_connections_give_way_to_new_requests_at_the_limit() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const SLOTS: usize = 16;
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(
+        SidecarEnv::new(&fake),
+        &[
+            "--max-connections",
+            &SLOTS.to_string(),
+            "--header-read-timeout",
+            "60s",
+        ],
+    );
+    sidecar.wait_ready().await;
+    let addr = sidecar.addr;
+    let stop = Arc::new(AtomicBool::new(false));
+    let reconnections = Arc::new(AtomicUsize::new(0));
+    let opened = Arc::new(tokio::sync::Semaphore::new(0));
+    // Half the attacker's connections make one request and stay kept alive, half never speak.
+    let attackers: Vec<_> = (0..SLOTS)
+        .map(|i| {
+            let (stop, reconnections, opened) =
+                (stop.clone(), reconnections.clone(), opened.clone());
+            tokio::spawn(async move {
+                let mut first = true;
+                while !stop.load(Ordering::Relaxed) && reconnections.load(Ordering::Relaxed) < 400 {
+                    let Ok(stream) = tokio::net::TcpStream::connect(addr).await else {
+                        break;
+                    };
+                    let mut stream = tokio::io::BufReader::new(stream);
+                    if i % 2 == 0 {
+                        let request = b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n";
+                        if stream.get_mut().write_all(request).await.is_err() {
+                            continue;
+                        }
+                        let _ = crate::support::read_response(&mut stream).await;
+                    }
+                    if first {
+                        opened.add_permits(1);
+                        first = false;
+                    } else {
+                        reconnections.fetch_add(1, Ordering::Relaxed);
+                    }
+                    // Idle until the server closes it (or the test ends), then reopen.
+                    let mut buf = [0u8; 64];
+                    let _ =
+                        tokio::time::timeout(Duration::from_secs(20), stream.read(&mut buf)).await;
+                }
+            })
+        })
+        .collect();
+    let _ = tokio::time::timeout(Duration::from_secs(10), opened.acquire_many(SLOTS as u32))
+        .await
+        .expect("the attacker's connections opened");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Every request is served while the slots are held and retaken; the idle timeout is 60 s.
+    for _ in 0..5 {
+        let response = tokio::time::timeout(
+            Duration::from_secs(5),
+            raw_request(addr, &get_with_host("localhost", "")),
+        )
+        .await
+        .expect("a request served while idle connections held every slot");
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    // The first request found every slot held, so it closed one of the attacker's connections,
+    // which the attacker reopened (later ones may find the slot a previous request left, so
+    // the count is not one per request).
+    let waited = Instant::now();
+    while reconnections.load(Ordering::Relaxed) == 0 && waited.elapsed() < Duration::from_secs(5) {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for attacker in attackers {
+        attacker.abort();
+    }
+    assert!(
+        reconnections.load(Ordering::Relaxed) >= 1,
+        "the attacker's idle connections were not the ones closed: {} reconnections; {}",
+        reconnections.load(Ordering::Relaxed),
+        sidecar.logs()
+    );
+    assert!(
+        sidecar.logs().contains("connection limit reached"),
+        "{}",
+        sidecar.logs()
+    );
 }
 
 #[tokio::test]
