@@ -17,7 +17,7 @@ use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::credentials::upstream::MIN_LIFETIME;
-use crate::credentials::{CredentialError, CredentialSource, ErrorKind};
+use crate::credentials::{CredentialError, CredentialSource};
 use crate::kafka_token::KafkaToken;
 use crate::principal::Principal;
 use crate::token_response::ResponsePrefix;
@@ -357,7 +357,7 @@ async fn refresh_loop(
                     .as_ref()
                     .filter(|t| t.usable_at(now))
                     .map(|t| t.seconds_left(now));
-                let permanent = matches!(error.kind(), ErrorKind::Rejected | ErrorKind::Invalid);
+                let permanent = !error.is_transient();
                 tracing::warn!(
                     error = %error,
                     permanent,

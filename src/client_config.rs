@@ -42,6 +42,7 @@ const BOOTSTRAP: &str = "bootstrap.CLUSTER_ID.REGION.managedkafka.PROJECT_ID.clo
 
 /// Which client the configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Client {
     /// The Apache Kafka Java client (kafka-clients), Kafka Connect, Kafka Streams: a
     /// properties file.
@@ -144,6 +145,7 @@ impl FromStr for KafkaVersion {
 
 /// Why no configuration can be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientConfigError {
     /// kafka-clients before 3.1 cannot fetch tokens from a URL.
     #[error(

@@ -99,5 +99,6 @@ pub use env::Env;
 pub use kafka_token::KafkaToken;
 pub use principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 pub use provider::{
-    BuildError, ImpersonationChain, KafkaTokenProvider, ProviderBuilder, TokenError, TokenErrorKind,
+    BuildError, ImpersonationChain, ImpersonationChainError, KafkaTokenProvider, ProviderBuilder,
+    TokenError, TokenErrorKind,
 };

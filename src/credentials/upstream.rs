@@ -33,10 +33,30 @@ pub struct HttpClients {
     pub(crate) metadata: reqwest::Client,
 }
 
+/// The HTTP clients could not be created: the TLS backend did not initialise (no usable root
+/// certificates, for instance).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot create the HTTPS client for Google: {reason}; check that the system's root \
+     certificates are installed (Debian/Ubuntu: the ca-certificates package)"
+)]
+pub struct HttpClientError {
+    reason: String,
+}
+
+impl From<HttpClientError> for CredentialError {
+    fn from(err: HttpClientError) -> Self {
+        CredentialError::invalid(err.to_string())
+    }
+}
+
 impl HttpClients {
     /// New clients (own connection pools) with connect and total timeouts; the metadata client
-    /// never uses a proxy. [`HttpClients::default`] shares one set per process instead.
-    pub fn new() -> Self {
+    /// never uses a proxy. [`HttpClients::shared`] shares one set per process instead.
+    pub fn try_new() -> Result<Self, HttpClientError> {
+        let failed = |err: reqwest::Error| HttpClientError {
+            reason: err.to_string(),
+        };
         let google = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -45,7 +65,7 @@ impl HttpClients {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .expect("TLS backend initialises");
+            .map_err(failed)?;
         let metadata = reqwest::Client::builder()
             .no_proxy()
             .connect_timeout(METADATA_CONNECT_TIMEOUT)
@@ -55,8 +75,27 @@ impl HttpClients {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .expect("TLS backend initialises");
-        Self { google, metadata }
+            .map_err(failed)?;
+        Ok(Self { google, metadata })
+    }
+
+    /// Like [`try_new`](Self::try_new), for tests and examples.
+    ///
+    /// # Panics
+    ///
+    /// When the clients cannot be created; the library itself never calls this.
+    pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The process-wide shared clients (cheap to clone; created on first success).
+    pub fn shared() -> Result<Self, HttpClientError> {
+        if let Some(shared) = SHARED.get() {
+            return Ok(shared.clone());
+        }
+        let created = Self::try_new()?;
+        // Two first callers at once both create a set; one is kept, the other dropped.
+        Ok(SHARED.get_or_init(|| created).clone())
     }
 }
 
@@ -67,9 +106,13 @@ impl HttpClients {
 static SHARED: std::sync::OnceLock<HttpClients> = std::sync::OnceLock::new();
 
 impl Default for HttpClients {
-    /// The process-wide shared clients (cheap to clone; created on first use).
+    /// The process-wide shared clients, as [`HttpClients::shared`].
+    ///
+    /// # Panics
+    ///
+    /// When the clients cannot be created; the library itself never calls this.
     fn default() -> Self {
-        SHARED.get_or_init(Self::new).clone()
+        Self::shared().unwrap_or_else(|err| panic!("{err}"))
     }
 }
 

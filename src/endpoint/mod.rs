@@ -20,18 +20,22 @@ mod guard;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRef, Request, State};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
 
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::provider::{KafkaTokenProvider, Readiness};
 pub(crate) use error::EndpointError;
-pub use guard::{
-    ClientCredentials, EndpointConfig, form_client_credentials, host_without_port, parse_basic,
-};
+pub use guard::{ClientCredentials, EndpointConfig, host_without_port};
+/// The client-authentication parsers, public for the fuzz targets in `fuzz/` only: not part of
+/// the API, free to change in any release.
+#[doc(hidden)]
+pub use guard::{form_client_credentials, parse_basic};
 
 /// Largest request body accepted; a token request is `grant_type=client_credentials` plus an
 /// optional scope or client credentials.
@@ -50,39 +54,52 @@ pub fn router(provider: KafkaTokenProvider) -> Router {
 /// request checked against `config` first (`Host`, browser headers), token requests also
 /// against its client credentials.
 pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Router {
-    let state = EndpointState {
-        provider,
-        config: config.clone(),
-    };
-    let metrics = state.provider.metrics().clone();
+    let endpoint = Arc::new(Endpoint { provider, config });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_exposition))
         .fallback(token)
-        .with_state(state)
+        .with_state(endpoint.clone())
         .layer(axum::middleware::from_fn_with_state(
-            config,
-            guard::check_request,
+            endpoint,
+            check_and_count,
         ))
-        // Outermost, so refusals are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            count_requests,
-        ))
-        .layer(axum::middleware::map_response(nosniff))
 }
 
-/// `X-Content-Type-Options: nosniff` on every answer, so no browser ever renders a token or an
-/// error body as HTML or script whatever its `Content-Type`.
-async fn nosniff(mut response: Response) -> Response {
+/// `X-Content-Type-Options: nosniff`, on every answer so that no browser ever renders a token
+/// or an error body as HTML or script whatever its `Content-Type`.
+pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
+/// Everything a request needs, behind one `Arc`: axum clones the state for every request, and
+/// one reference-count increment is all that clone should cost.
+struct Endpoint {
+    provider: KafkaTokenProvider,
+    config: EndpointConfig,
+}
+
+/// The one middleware in front of every route: refuses foreign `Host`s and browsers before
+/// any handler runs, counts every answer, refusals included, by path class and status, and
+/// marks every answer `nosniff`.
+async fn check_and_count(
+    State(endpoint): State<Arc<Endpoint>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let class = path_class(request.uri().path());
+    let mut response = match guard::refusal(&endpoint.config, request.headers(), request.uri()) {
+        Some(err) => err.into_response(),
+        None => next.run(request).await,
+    };
     response
         .headers_mut()
         .insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+    endpoint
+        .provider
+        .metrics()
+        .count_request(class, response.status().as_u16());
     response
 }
-
-pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
 
 /// The path class of a request for the metrics: the reserved path's name, or `token` for
 /// every other path (never the raw path, which would make the label set unbounded).
@@ -91,18 +108,6 @@ fn path_class(path: &str) -> &'static str {
         Some(reserved) => &reserved[1..],
         None => "token",
     }
-}
-
-/// Middleware counting every answered request by path class and status.
-async fn count_requests(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let class = path_class(request.uri().path());
-    let response = next.run(request).await;
-    metrics.count_request(class, response.status().as_u16());
-    response
 }
 
 // Here rather than in `provider`, so that the endpoint depends on the provider and not the
@@ -156,18 +161,6 @@ impl KafkaTokenProvider {
     }
 }
 
-#[derive(Clone)]
-struct EndpointState {
-    provider: KafkaTokenProvider,
-    config: EndpointConfig,
-}
-
-impl FromRef<EndpointState> for KafkaTokenProvider {
-    fn from_ref(state: &EndpointState) -> Self {
-        state.provider.clone()
-    }
-}
-
 /// With [`EndpointConfig::with_authenticated_operations`], `/readyz` and `/metrics` need the
 /// client credentials as HTTP Basic (a GET has no form body, and the URL must not carry them).
 fn check_operations_access(
@@ -182,14 +175,13 @@ fn check_operations_access(
 
 /// `/metrics`: the Prometheus (OpenMetrics text) exposition.
 async fn metrics_exposition(
-    State(state): State<EndpointState>,
+    State(endpoint): State<Arc<Endpoint>>,
     headers: http::HeaderMap,
 ) -> Response {
-    if let Err(err) = check_operations_access(&state.config, &headers) {
+    if let Err(err) = check_operations_access(&endpoint.config, &headers) {
         return err.into_response();
     }
-    let provider = &state.provider;
-    let mut response = (StatusCode::OK, provider.metrics().render()).into_response();
+    let mut response = (StatusCode::OK, endpoint.provider.metrics().render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(metrics::CONTENT_TYPE),
@@ -201,11 +193,11 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
 }
 
-async fn readyz(State(state): State<EndpointState>, headers: http::HeaderMap) -> Response {
-    if let Err(err) = check_operations_access(&state.config, &headers) {
+async fn readyz(State(endpoint): State<Arc<Endpoint>>, headers: http::HeaderMap) -> Response {
+    if let Err(err) = check_operations_access(&endpoint.config, &headers) {
         return err.into_response();
     }
-    match state.provider.readiness() {
+    match endpoint.provider.readiness() {
         Readiness::Ready {
             principal,
             expires_in,
@@ -242,8 +234,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The token endpoint: checks the request, then serves the cached token.
-async fn token(State(state): State<EndpointState>, request: Request) -> Response {
-    match serve_token(&state.provider, &state.config, request).await {
+async fn token(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    match serve_token(&endpoint.provider, &endpoint.config, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }

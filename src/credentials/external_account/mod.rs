@@ -50,6 +50,7 @@ pub trait SubjectTokenSource: Send + Sync + std::fmt::Debug {
 
 /// How a file or URL presents the subject token (`credential_source.format`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubjectTokenFormat {
     /// The whole content is the token.
     Text,
