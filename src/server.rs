@@ -126,6 +126,9 @@ fn millis_since(epoch: std::time::Instant) -> u64 {
     u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
 }
 
+/// At the limit with every connection busy, how often to look again for one turned idle.
+const MAKE_ROOM_RETRY: Duration = Duration::from_millis(100);
+
 /// Log "connection limit reached" at most this often.
 const LIMIT_WARNING_INTERVAL_MS: u64 = 60_000;
 
@@ -165,9 +168,10 @@ impl Connections {
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
-    /// Tells the connection idle longest to close; logs (rate-limited) that the limit was
-    /// reached. Does nothing when every connection has a request in flight.
-    fn make_room(&self, max_connections: usize) {
+    /// Tells the connection idle longest to close, and says whether there was one; logs
+    /// (rate-limited) that the limit was reached. Does nothing when every connection has a
+    /// request in flight.
+    fn make_room(&self, max_connections: usize) -> bool {
         let now = millis_since(self.epoch);
         let last = self.last_warning_ms.load(Ordering::Relaxed);
         if (last == u64::MAX || now.saturating_sub(last) >= LIMIT_WARNING_INTERVAL_MS)
@@ -190,10 +194,14 @@ impl Connections {
             })
             .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
             .cloned();
-        if let Some(slot) = chosen {
-            slot.evicting.store(true, Ordering::Relaxed);
-            // notify_one keeps the wake-up if the task is not waiting yet.
-            slot.evict.notify_one();
+        match chosen {
+            Some(slot) => {
+                slot.evicting.store(true, Ordering::Relaxed);
+                // notify_one keeps the wake-up if the task is not waiting yet.
+                slot.evict.notify_one();
+                true
+            }
+            None => false,
         }
     }
 }
@@ -352,10 +360,21 @@ pub async fn serve(
         let permit = match permits.clone().try_acquire_owned() {
             Ok(permit) => permit,
             Err(_) => {
-                connections.make_room(max_connections);
-                tokio::select! {
-                    permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-                    () = &mut shutdown => break,
+                // When every connection has a request in flight there is none to close yet;
+                // look again while waiting, since one may turn idle and sit in keep-alive.
+                let mut asked = connections.make_room(max_connections);
+                let permit = loop {
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => break Some(permit.expect("the semaphore is never closed")),
+                        () = tokio::time::sleep(MAKE_ROOM_RETRY), if !asked => {
+                            asked = connections.make_room(max_connections);
+                        }
+                        () = &mut shutdown => break None,
+                    }
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => break,
                 }
             }
         };

@@ -312,6 +312,54 @@ async fn connections_over_the_limit_wait_for_a_busy_slot_to_free() {
     drop(b);
 }
 
+/// A connection waiting at the limit while every slot was busy is served as soon as one of
+/// them finishes its request and sits idle in keep-alive, not after its idle timeout.
+#[tokio::test]
+async fn a_waiting_connection_is_served_once_a_busy_one_turns_idle() {
+    let fake = FakeGoogle::start().await;
+    let sidecar = Sidecar::start(
+        SidecarEnv::new(&fake),
+        &[
+            "--max-connections",
+            "2",
+            "--header-read-timeout",
+            "60s",
+            "--request-deadline",
+            "60s",
+        ],
+    );
+    sidecar.wait_ready().await;
+    let head = b"POST / HTTP/1.1\r\nHost: localhost\r\nContent-Length: 29\r\n\r\ngrant_type=";
+    let mut busy = Vec::new();
+    for _ in 0..2 {
+        let mut stream = tokio::net::TcpStream::connect(sidecar.addr).await.unwrap();
+        stream.write_all(head).await.unwrap();
+        busy.push(tokio::io::BufReader::new(stream));
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let third = tokio::spawn({
+        let addr = sidecar.addr;
+        async move { raw_request(addr, &get_with_host("localhost", "")).await }
+    });
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    assert!(!third.is_finished(), "a third connection was served");
+    // Both finish their request and stay open, idle.
+    for stream in &mut busy {
+        stream
+            .get_mut()
+            .write_all(b"client_credentials")
+            .await
+            .unwrap();
+        let response = crate::support::read_response(stream).await;
+        assert_eq!(response.status, 200, "{response:?}");
+    }
+    let response = tokio::time::timeout(Duration::from_secs(5), third)
+        .await
+        .expect("served once a connection turned idle")
+        .unwrap();
+    assert_eq!(response.status, 200, "{response:?}");
+}
+
 /// One local process holding every slot with idle connections, reopened as they close, used to
 /// make every request wait for the idle timeout (9-11 s with ~2,100 connections). At the
 /// limit, the connection idle longest is closed for each new one, so a new request is served
