@@ -280,7 +280,9 @@ mod tests {
         for (failures, low, high) in [
             (1, 500, 1000),
             (2, 1000, 2000),
-            (4, 5000, 10_000),
+            (3, 2000, 4000),
+            (4, 4000, 8000),
+            (5, 5000, 10_000),
             (30, 5000, 10_000),
         ] {
             let delay = write_retry_delay(failures).as_millis();
