@@ -297,7 +297,11 @@ async fn describe_file_or_server(
 ) {
     match location {
         Location::EnvironmentFile(path) | Location::WellKnownFile(path) => {
-            let Ok(bytes) = std::fs::read(path) else {
+            let Ok(bytes) = crate::files::read_capped(
+                path,
+                crate::files::MAX_CREDENTIALS_FILE_BYTES,
+                "a credentials file",
+            ) else {
                 return;
             };
             let Ok(json) = serde_json::from_slice::<serde_json::Value>(&bytes) else {

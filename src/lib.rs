@@ -89,6 +89,7 @@ pub mod credentials;
 pub mod doctor;
 pub mod endpoint;
 mod env;
+pub mod files;
 mod kafka_token;
 pub mod metrics;
 mod principal;

@@ -21,7 +21,7 @@ struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
-    /// Serve the token endpoint (default: http://127.0.0.1:14293).
+    /// Serve the token endpoint (default: http://localhost:14293, on 127.0.0.1 and ::1).
     Serve(Box<commands::serve::ServeArgs>),
     /// Print the Kafka token once (for scripts), or keep a file fresh with it (--output).
     Token(commands::token::TokenArgs),

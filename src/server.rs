@@ -1,10 +1,14 @@
-//! Serving the endpoint on a listener, with connection limits, until a shutdown signal.
+//! Serving the endpoint on one or more listeners (by default both loopback families, see
+//! [`bind_loopback`]), with connection limits, until a shutdown signal.
 //!
 //! `axum::serve` does not expose hyper's connection settings, so this is a small accept loop
 //! over hyper's HTTP/1 server (the only protocol Kafka clients speak to a token endpoint):
 //!
-//! - at most [`Limits::max_connections`] connections at once: the loop takes a permit before
-//!   it accepts, so excess clients wait in the kernel's backlog instead of being refused;
+//! - at most [`Limits::max_connections`] connections at once: at the limit the loop accepts
+//!   one more, closes the connection idle longest (no request in flight) to make room for it,
+//!   and leaves the rest in the kernel's backlog instead of refusing them. So idle keep-alive
+//!   connections, however many one process opens, cannot keep a new request waiting; only
+//!   connections with a request in flight hold their slot, for at most the request deadline;
 //! - request heads larger than [`Limits::max_header_bytes`] are refused by hyper (431);
 //! - a client must send a complete request head within [`Limits::header_read_timeout`]
 //!   (slowloris). hyper starts that timer whenever it waits for a head, on a new connection
@@ -15,7 +19,9 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::io;
+use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use axum::Router;
@@ -35,7 +41,8 @@ const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
 /// Limits on what one client can hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
-    /// Connections served at once; more wait in the listen backlog. Default 2048.
+    /// Connections served at once; at the limit the longest-idle one is closed for each new
+    /// one, and more wait in the listen backlog while all have a request in flight. Default 2048.
     pub max_connections: usize,
     /// Largest request head (request line and headers) in bytes. Default 16 KiB.
     pub max_header_bytes: usize,
@@ -59,20 +66,264 @@ impl Default for Limits {
     }
 }
 
+/// The connections being served, for the accept loop to choose one to close when a new client
+/// arrives at the connection limit.
+///
+/// Idle keep-alive connections (and connections that never sent a request) cost a slot while
+/// doing nothing: one local process holding every slot with them would make every other
+/// client wait for the idle timeout. So at the limit, the connection that has been idle
+/// longest (no request in flight, oldest last activity) is closed for each new one. A
+/// connection with a request in flight is never chosen; those are bounded by the request
+/// deadline instead.
+struct Connections {
+    epoch: std::time::Instant,
+    next_id: AtomicU64,
+    slots: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnectionSlot>>>,
+    /// When "connection limit reached" was last logged (ms since `epoch`), so an attack logs
+    /// a line a minute, not one per connection.
+    last_warning_ms: AtomicU64,
+}
+
+/// What the accept loop knows of one connection.
+struct ConnectionSlot {
+    id: u64,
+    epoch: std::time::Instant,
+    /// Requests being answered (0 or 1 on HTTP/1.1 without pipelining).
+    in_flight: AtomicUsize,
+    /// Accepted, or a request last started or finished, in ms since `epoch`.
+    last_active_ms: AtomicU64,
+    /// Set once chosen, so the next eviction picks another.
+    evicting: AtomicBool,
+    /// Woken to close the connection.
+    evict: tokio::sync::Notify,
+}
+
+/// Counts a request in flight on its connection until dropped (also when the request's
+/// future is dropped unfinished).
+struct RequestInFlight(Arc<ConnectionSlot>);
+
+impl Drop for RequestInFlight {
+    fn drop(&mut self) {
+        self.0.touch();
+        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
+    }
+}
+
+impl ConnectionSlot {
+    fn touch(&self) {
+        self.last_active_ms
+            .store(millis_since(self.epoch), Ordering::Release);
+    }
+
+    fn begin_request(self: &Arc<Self>) -> RequestInFlight {
+        self.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.touch();
+        RequestInFlight(self.clone())
+    }
+}
+
+fn millis_since(epoch: std::time::Instant) -> u64 {
+    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
+}
+
+/// At the limit with every connection busy, how often to look again for one turned idle.
+const MAKE_ROOM_RETRY: Duration = Duration::from_millis(100);
+
+/// Log "connection limit reached" at most this often.
+const LIMIT_WARNING_INTERVAL_MS: u64 = 60_000;
+
+impl Connections {
+    fn new() -> Self {
+        Self {
+            epoch: std::time::Instant::now(),
+            next_id: AtomicU64::new(0),
+            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
+            last_warning_ms: AtomicU64::new(u64::MAX),
+        }
+    }
+
+    fn register(&self) -> Arc<ConnectionSlot> {
+        let slot = Arc::new(ConnectionSlot {
+            id: self.next_id.fetch_add(1, Ordering::Relaxed),
+            epoch: self.epoch,
+            in_flight: AtomicUsize::new(0),
+            last_active_ms: AtomicU64::new(millis_since(self.epoch)),
+            evicting: AtomicBool::new(false),
+            evict: tokio::sync::Notify::new(),
+        });
+        self.lock().insert(slot.id, slot.clone());
+        slot
+    }
+
+    fn remove(&self, id: u64) {
+        self.lock().remove(&id);
+    }
+
+    fn lock(
+        &self,
+    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<ConnectionSlot>>> {
+        // A panic while holding this lock leaves the map consistent (single inserts/removes).
+        self.slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Tells the connection idle longest to close, and says whether there was one; logs
+    /// (rate-limited) that the limit was reached. Does nothing when every connection has a
+    /// request in flight.
+    fn make_room(&self, max_connections: usize) -> bool {
+        let now = millis_since(self.epoch);
+        let last = self.last_warning_ms.load(Ordering::Relaxed);
+        if (last == u64::MAX || now.saturating_sub(last) >= LIMIT_WARNING_INTERVAL_MS)
+            && self
+                .last_warning_ms
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok()
+        {
+            tracing::warn!(
+                max_connections,
+                "connection limit reached; closing the longest-idle connections to make room for new ones (logged at most once a minute)"
+            );
+        }
+        let chosen = self
+            .lock()
+            .values()
+            .filter(|slot| {
+                slot.in_flight.load(Ordering::Acquire) == 0
+                    && !slot.evicting.load(Ordering::Relaxed)
+            })
+            .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
+            .cloned();
+        match chosen {
+            Some(slot) => {
+                slot.evicting.store(true, Ordering::Relaxed);
+                // notify_one keeps the wake-up if the task is not waiting yet.
+                slot.evict.notify_one();
+                true
+            }
+            None => false,
+        }
+    }
+}
+
 /// hyper refuses a read buffer smaller than this.
 const MIN_HEADER_BYTES: usize = 8192;
 
-/// Serves `app` on `listener` within `limits` until `shutdown` completes, then stops accepting,
-/// lets requests in flight finish, and returns after at most `drain` more.
+/// Binds `127.0.0.1:port` and `[::1]:port`: the default, so that no other local process can
+/// take the half of `localhost` the sidecar does not hold. Clients that try `::1` first for
+/// `localhost` (Python, Go, Java with `java.net.preferIPv6Addresses`) would otherwise send
+/// their client secret to a process that bound `[::1]:port` and accept its forged token.
 ///
-/// Takes a bound listener so callers (and tests) choose the address, port 0 included.
+/// Port 0 picks a port free on both: IPv4 is bound first with port 0, then IPv6 on the port
+/// it got, retried with a new port a few times if that one is taken on IPv6. A fixed port
+/// taken on either family is an error: half a sidecar is the squatting this prevents. A host
+/// without IPv6 (the `::1` bind fails with `EADDRNOTAVAIL` or `EAFNOSUPPORT`) gets IPv4 alone,
+/// logged at info. The IPv6 socket has `IPV6_V6ONLY` set.
+pub async fn bind_loopback(port: u16) -> io::Result<Vec<TcpListener>> {
+    const ATTEMPTS: usize = 8;
+    for _ in 0..ATTEMPTS {
+        let v4 = TcpListener::bind((std::net::Ipv4Addr::LOCALHOST, port))
+            .await
+            .map_err(|e| annotate_bind_error(e, SocketAddr::from((Ipv4Addr::LOCALHOST, port))))?;
+        let chosen = v4.local_addr()?.port();
+        let v6_addr = SocketAddr::from((Ipv6Addr::LOCALHOST, chosen));
+        match bind_v6_only(v6_addr) {
+            Ok(v6) => return Ok(vec![v4, v6]),
+            Err(e) if no_ipv6(&e) => {
+                tracing::info!(error = %e, "no IPv6 loopback on this host; listening on 127.0.0.1 only");
+                return Ok(vec![v4]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::AddrInUse && port == 0 => continue,
+            Err(e) => return Err(annotate_bind_error(e, v6_addr)),
+        }
+    }
+    Err(io::Error::new(
+        io::ErrorKind::AddrInUse,
+        format!("no port was free on both 127.0.0.1 and ::1 in {ATTEMPTS} attempts"),
+    ))
+}
+
+/// An IPv6 listener that accepts IPv6 only (never IPv4-mapped connections).
+fn bind_v6_only(addr: SocketAddr) -> io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
+    socket.set_only_v6(true)?;
+    // As tokio and std do for IPv4: a restart may rebind while old connections linger in
+    // TIME_WAIT. (On Linux this never lets another process bind a port being listened on.)
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
+}
+
+/// Whether a failed `::1` socket or bind means the host has no IPv6 (rather than a taken port).
+fn no_ipv6(err: &io::Error) -> bool {
+    if err.kind() == io::ErrorKind::AddrNotAvailable {
+        return true;
+    }
+    #[cfg(unix)]
+    {
+        err.raw_os_error() == Some(libc::EAFNOSUPPORT)
+    }
+    #[cfg(not(unix))]
+    {
+        false
+    }
+}
+
+/// "cannot listen on ADDR: ..." with, for a taken port, who may hold it and what to do.
+fn annotate_bind_error(err: io::Error, addr: SocketAddr) -> io::Error {
+    if err.kind() == io::ErrorKind::AddrInUse {
+        return io::Error::new(
+            err.kind(),
+            format!(
+                "cannot listen on {addr}: another process holds it (an earlier sidecar, or one squatting the port to receive client secrets: find it with `ss -ltnp 'sport = :{port}'`); stop it, pick another --port, or pass --bind to listen on one address only",
+                port = addr.port()
+            ),
+        );
+    }
+    io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
+}
+
+/// Accepts the next connection on any of `listeners`, starting the scan at a rotating index
+/// so that a busy listener cannot starve the others.
+async fn accept_any(
+    listeners: &[TcpListener],
+    next: &mut usize,
+) -> io::Result<(tokio::net::TcpStream, SocketAddr)> {
+    std::future::poll_fn(|cx| {
+        for offset in 0..listeners.len() {
+            let index = (*next + offset) % listeners.len();
+            if let std::task::Poll::Ready(accepted) = listeners[index].poll_accept(cx) {
+                *next = index + 1;
+                return std::task::Poll::Ready(accepted);
+            }
+        }
+        std::task::Poll::Pending
+    })
+    .await
+}
+
+/// Serves `app` on `listeners` within `limits` until `shutdown` completes, then stops
+/// accepting, lets requests in flight finish, and returns after at most `drain` more.
+///
+/// Takes bound listeners so callers (and tests) choose the addresses, port 0 included; the
+/// connection limit is shared by all of them. See [`bind_loopback`] for the default pair.
 pub async fn serve(
-    listener: TcpListener,
+    listeners: Vec<TcpListener>,
     app: Router,
     limits: Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> io::Result<()> {
+    if listeners.is_empty() {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "server::serve needs at least one listener",
+        ));
+    }
     let max_connections = limits.max_connections.max(1);
     let permits = Arc::new(Semaphore::new(max_connections));
     // Connections watch this to start their graceful shutdown.
@@ -85,13 +336,11 @@ pub async fn serve(
         .keep_alive(true);
     let builder = Arc::new(builder);
     let mut shutdown = std::pin::pin!(shutdown);
+    let mut next_listener = 0;
+    let connections = Arc::new(Connections::new());
     loop {
-        let permit = tokio::select! {
-            permit = permits.clone().acquire_owned() => permit.expect("the semaphore is never closed"),
-            () = &mut shutdown => break,
-        };
         let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
+            accepted = accept_any(&listeners, &mut next_listener) => match accepted {
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait instead of spinning.
@@ -106,11 +355,37 @@ pub async fn serve(
             },
             () = &mut shutdown => break,
         };
+        // Accepted before its permit, so at the limit exactly one connection waits here while
+        // the rest wait in the kernel's backlog; the one idle longest makes room for it.
+        let permit = match permits.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                // When every connection has a request in flight there is none to close yet;
+                // look again while waiting, since one may turn idle and sit in keep-alive.
+                let mut asked = connections.make_room(max_connections);
+                let permit = loop {
+                    tokio::select! {
+                        permit = permits.clone().acquire_owned() => break Some(permit.expect("the semaphore is never closed")),
+                        () = tokio::time::sleep(MAKE_ROOM_RETRY), if !asked => {
+                            asked = connections.make_room(max_connections);
+                        }
+                        () = &mut shutdown => break None,
+                    }
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => break,
+                }
+            }
+        };
         let _ = stream.set_nodelay(true);
         let app = app.clone();
         let deadline = limits.request_deadline;
+        let slot = connections.register();
+        let service_slot = slot.clone();
         let service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
             let app = app.clone();
+            let busy = service_slot.begin_request();
             async move {
                 let response = match tokio::time::timeout(
                     deadline,
@@ -122,11 +397,13 @@ pub async fn serve(
                     Ok(Err(never)) => match never {},
                     Err(_) => EndpointError::DeadlineExceeded { deadline }.into_response(),
                 };
+                drop(busy);
                 Ok::<_, Infallible>(response)
             }
         });
         let builder = builder.clone();
         let mut stop_rx = stop_rx.clone();
+        let connections = connections.clone();
         tokio::spawn(async move {
             let connection = builder.serve_connection(TokioIo::new(stream), service);
             let mut connection = std::pin::pin!(connection);
@@ -136,14 +413,27 @@ pub async fn serve(
                     connection.as_mut().graceful_shutdown();
                     connection.await
                 }
+                () = slot.evict.notified() => {
+                    if slot.in_flight.load(Ordering::Acquire) == 0 {
+                        // Idle: dropping the connection closes it. A client that was about
+                        // to reuse it retries on a new one, as for any keep-alive close.
+                        tracing::debug!(%peer, "closed an idle connection to make room at the connection limit");
+                        Ok(())
+                    } else {
+                        // A request started since it was chosen: answer it, then close.
+                        connection.as_mut().graceful_shutdown();
+                        connection.await
+                    }
+                }
             };
             if let Err(err) = result {
                 tracing::debug!(%peer, error = %err, "connection ended with an error");
             }
+            connections.remove(slot.id);
             drop(permit);
         });
     }
-    drop(listener);
+    drop(listeners);
     let _ = stop_tx.send(true);
     tracing::info!(
         drain_s = drain.as_secs(),

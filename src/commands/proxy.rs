@@ -78,7 +78,7 @@ pub struct ProxyArgs {
     pub http_port: u16,
 
     /// Also serve the token endpoint (same provider, one token cache), by default on
-    /// 127.0.0.1:14293.
+    /// 127.0.0.1:14293 (and [::1] on the same port, so neither can be squatted).
     #[arg(
         long,
         env = "GCP_KAFKA_AUTH_TOKEN_ENDPOINT",
@@ -187,7 +187,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let http_local = http.local_addr()?;
     tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     let ops = tokio::spawn(server::serve(
-        http,
+        vec![http],
         proxy.router(),
         limits,
         stopped(),
@@ -195,12 +195,18 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     ));
     let token = match args.token_endpoint {
         Some(addr) => {
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on --token-endpoint {addr}"))?;
-            tracing::info!(address = %listener.local_addr()?, "token endpoint is http://{}", listener.local_addr()?);
+            // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does, so
+            // no other local process can squat the half of `localhost` left free.
+            let listeners = if addr.ip() == std::net::Ipv4Addr::LOCALHOST {
+                server::bind_loopback(addr.port()).await
+            } else {
+                tokio::net::TcpListener::bind(addr).await.map(|l| vec![l])
+            }
+            .with_context(|| format!("cannot listen on --token-endpoint {addr}"))?;
+            let local = listeners[0].local_addr()?;
+            tracing::info!(address = %local, "token endpoint is http://{local}");
             Some(tokio::spawn(server::serve(
-                listener,
+                listeners,
                 provider.router(),
                 server::Limits::default(),
                 stopped(),

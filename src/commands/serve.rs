@@ -7,15 +7,18 @@ use std::time::Duration;
 use anyhow::Context as _;
 use clap::Args;
 use gcp_kafka_auth_handler::endpoint::{ClientCredentials, EndpointConfig};
+use gcp_kafka_auth_handler::files;
 use gcp_kafka_auth_handler::server;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, Secret, parse_duration};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
-    /// Address to listen on. Anything but loopback lets other hosts fetch tokens.
-    #[arg(long, env = "GCP_KAFKA_AUTH_BIND", default_value = "127.0.0.1")]
-    pub bind: IpAddr,
+    /// Address to listen on [default: 127.0.0.1 and ::1 on the same port, so that no other
+    /// local process can take the IPv6 half of `localhost`]. Anything but loopback lets other
+    /// hosts fetch tokens.
+    #[arg(long, env = "GCP_KAFKA_AUTH_BIND")]
+    pub bind: Option<IpAddr>,
 
     /// Port to listen on (0 picks a free one).
     #[arg(long, env = "GCP_KAFKA_AUTH_PORT", default_value_t = 14293)]
@@ -72,7 +75,13 @@ pub struct SecurityArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_SECRET_FILE")]
     pub client_secret_file: Option<PathBuf>,
 
-    /// Connections served at once; more wait in the listen backlog.
+    /// Also require the client id and secret (HTTP Basic) on /readyz and /metrics, which show
+    /// the principal, the token's expiry and upstream failure reasons. /healthz stays open.
+    #[arg(long, env = "GCP_KAFKA_AUTH_AUTHENTICATE_OPERATIONS")]
+    pub authenticate_operations: bool,
+
+    /// Connections served at once. At the limit the longest-idle connection is closed for each
+    /// new one; while all have a request in flight, more wait in the listen backlog.
     #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 2048)]
     pub max_connections: usize,
 
@@ -99,17 +108,32 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // Listen first: building the provider loads the system's root certificates for the HTTPS
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
-    let addr = SocketAddr::new(args.bind, args.port);
-    let listener = tokio::net::TcpListener::bind(addr)
-        .await
-        .with_context(|| format!("cannot listen on {addr}"))?;
+    let listeners = match args.bind {
+        None => server::bind_loopback(args.port).await?,
+        Some(ip) => {
+            let addr = SocketAddr::new(ip, args.port);
+            vec![
+                tokio::net::TcpListener::bind(addr)
+                    .await
+                    .with_context(|| format!("cannot listen on {addr}"))?,
+            ]
+        }
+    };
     let provider = super::build_provider(
         args.principal.as_deref(),
         args.refresh_margin,
         args.impersonation.impersonate_service_account,
     )?;
-    let local = listener.local_addr()?;
-    if !args.bind.is_loopback() {
+    let addresses = listeners
+        .iter()
+        .map(|l| l.local_addr())
+        .collect::<std::io::Result<Vec<_>>>()?;
+    let local = addresses[0];
+    let also: String = addresses[1..]
+        .iter()
+        .map(|a| format!(" (also http://{a})"))
+        .collect();
+    if args.bind.is_some_and(|ip| !ip.is_loopback()) {
         let who = if endpoint.client_credentials_required() {
             "every host that can reach this address and knows the client id and secret"
         } else {
@@ -129,10 +153,10 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         refresh_margin_s = args.refresh_margin.as_secs(),
         shutdown_timeout_s = args.shutdown_timeout.as_secs(),
         principal_override = args.principal.as_deref(),
-        "listening; token endpoint is http://{local}"
+        "listening; token endpoint is http://{local}{also}"
     );
     server::serve(
-        listener,
+        listeners,
         provider.router_with(endpoint),
         limits,
         shutdown,
@@ -150,8 +174,11 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     let security = &args.security;
     let mut config = EndpointConfig::default();
-    if !args.bind.is_unspecified() && !args.bind.is_loopback() {
-        config = config.with_allowed_host(args.bind.to_string());
+    if let Some(ip) = args.bind
+        && !ip.is_unspecified()
+        && !ip.is_loopback()
+    {
+        config = config.with_allowed_host(ip.to_string());
     }
     for host in &security.allowed_hosts {
         anyhow::ensure!(
@@ -162,12 +189,7 @@ fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     }
     let secret = match (&security.client_secret, &security.client_secret_file) {
         (Some(secret), _) => Some(secret.0.clone()),
-        (None, Some(path)) => {
-            let text = std::fs::read_to_string(path).with_context(|| {
-                format!("cannot read the client secret file {}", path.display())
-            })?;
-            Some(text.trim_end_matches(['\r', '\n']).to_owned())
-        }
+        (None, Some(path)) => Some(read_secret_file(path)?),
         (None, None) => None,
     };
     match (&security.client_id, secret) {
@@ -186,5 +208,39 @@ fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
             "a client secret is set but no --client-id (GCP_KAFKA_AUTH_CLIENT_ID); set both"
         ),
     }
+    if security.authenticate_operations {
+        anyhow::ensure!(
+            config.client_credentials_required(),
+            "--authenticate-operations needs --client-id and a client secret: it requires them on /readyz and /metrics"
+        );
+        config = config.with_authenticated_operations();
+    }
     Ok(config)
+}
+
+/// The client secret in `path` without its trailing newline: a regular file of at most
+/// [`files::MAX_SECRET_FILE_BYTES`] (a FIFO or `/dev/zero` is refused, not read), in UTF-8.
+/// A file every user may read is served anyway, with a warning: the secret is then shared with
+/// every local account, which is what client authentication is meant to prevent.
+fn read_secret_file(path: &std::path::Path) -> anyhow::Result<String> {
+    let what = || format!("cannot read the client secret file {}", path.display());
+    let bytes = files::read_capped(path, files::MAX_SECRET_FILE_BYTES, "a client secret file")
+        .with_context(what)?;
+    let text = String::from_utf8(bytes)
+        .map_err(|_| anyhow::anyhow!("{}: it is not UTF-8 text", what()))?;
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        if let Ok(metadata) = std::fs::metadata(path) {
+            let mode = metadata.permissions().mode() & 0o777;
+            if mode & 0o004 != 0 {
+                tracing::warn!(
+                    path = %path.display(),
+                    "the client secret file {} is readable by every user on this host (mode {mode:o}); restrict it with chmod 600",
+                    path.display()
+                );
+            }
+        }
+    }
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -4,6 +4,13 @@
 //! endpoint URLs (kafka-clients 4.1+ re-read the file when it changes) and tools such as kcat.
 //! Every write goes to a temporary file in the same directory, created with mode 0600, which
 //! is then renamed over FILE: readers see the old token or the new one, never a partial file.
+//!
+//! FILE must be a regular file or not exist: a rename over `/dev/null` run as root would turn
+//! the device into a token file, so a device, FIFO, socket, directory or symbolic link there
+//! is refused (a link is written through with `--follow-symlink`). A write that fails (disk
+//! full, a file another user planted in a sticky directory) leaves the old file in place, is
+//! logged and retried with backoff like an upstream failure; `--once` turns it into the exit
+//! status instead.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -12,7 +19,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::Context as _;
 use clap::Args;
-use gcp_kafka_auth_handler::{KafkaToken, KafkaTokenProvider, server};
+use gcp_kafka_auth_handler::{KafkaToken, KafkaTokenProvider, files, server};
 
 use crate::commands::args::{LogArgs, parse_duration};
 
@@ -31,6 +38,16 @@ pub struct TokenArgs {
     /// Write the token to FILE (atomically, mode 0600) and keep it fresh until SIGTERM/SIGINT.
     #[arg(long, value_name = "FILE", env = "GCP_KAFKA_AUTH_TOKEN_OUTPUT")]
     pub output: Option<PathBuf>,
+
+    /// With `--output`: write the token once and exit; the exit status says whether the token
+    /// could be fetched and written (without it, failures are logged and retried).
+    #[arg(long, requires = "output")]
+    pub once: bool,
+
+    /// With `--output`: when FILE is a symbolic link, write to the file it points at (which
+    /// must be a regular file) instead of refusing.
+    #[arg(long, requires = "output")]
+    pub follow_symlink: bool,
 
     /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
     #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
@@ -64,7 +81,25 @@ pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Some(path) => {
-            keep_fresh(&provider, path, args.json, server::shutdown_signal()).await?;
+            // A wrong path is a mistake to report now, not a write to retry.
+            output_target(path, args.follow_symlink)
+                .with_context(|| format!("cannot write the token to {}", path.display()))?;
+            if args.once {
+                let token = provider
+                    .token()
+                    .await
+                    .context("no Kafka token could be had")?;
+                write_token(path, args.follow_symlink, &token, args.json)?;
+                return Ok(ExitCode::SUCCESS);
+            }
+            keep_fresh(
+                &provider,
+                path,
+                args.follow_symlink,
+                args.json,
+                server::shutdown_signal(),
+            )
+            .await?;
             Ok(ExitCode::SUCCESS)
         }
     }
@@ -87,10 +122,77 @@ fn render(token: &KafkaToken, json: bool) -> String {
     .to_string()
 }
 
-/// Writes every new token to `path` until `shutdown` completes.
+/// Where a token for `path` is written: `path` itself when it is a regular file or does not
+/// exist; with `follow_symlink`, the regular file a link at `path` points at. Anything else is
+/// refused, naming what is there.
+fn output_target(path: &Path, follow_symlink: bool) -> anyhow::Result<PathBuf> {
+    let metadata = match std::fs::symlink_metadata(path) {
+        Ok(metadata) => metadata,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(path.to_owned()),
+        Err(e) => return Err(e.into()),
+    };
+    if metadata.is_file() {
+        return Ok(path.to_owned());
+    }
+    if metadata.file_type().is_symlink() {
+        anyhow::ensure!(
+            follow_symlink,
+            "it is a symbolic link, not a regular file; pass --follow-symlink to write to the file it points at"
+        );
+        let resolved = std::fs::canonicalize(path)
+            .map_err(|e| anyhow::anyhow!("it is a symbolic link that cannot be followed ({e})"))?;
+        let target = std::fs::metadata(&resolved)?;
+        anyhow::ensure!(
+            target.is_file(),
+            "it is a symbolic link to {}, which is {}, not a regular file",
+            resolved.display(),
+            files::file_kind(&target.file_type())
+        );
+        return Ok(resolved);
+    }
+    anyhow::bail!(
+        "it is {}, not a regular file; --output replaces the file at that path, so name a regular file or a path that does not exist",
+        files::file_kind(&metadata.file_type())
+    )
+}
+
+/// Checks `path` again (it may have changed since the start) and writes `token` there.
+fn write_token(
+    path: &Path,
+    follow_symlink: bool,
+    token: &KafkaToken,
+    json: bool,
+) -> anyhow::Result<()> {
+    let context = || format!("cannot write the token to {}", path.display());
+    let target = output_target(path, follow_symlink).with_context(context)?;
+    write_atomically(&target, render(token, json).as_bytes()).with_context(context)?;
+    tracing::info!(
+        path = %path.display(),
+        principal = %token.principal(),
+        expires_at = token.expires_at_unix(),
+        "wrote a fresh token"
+    );
+    Ok(())
+}
+
+/// First wait after a failed write, doubled after each further failure up to
+/// [`WRITE_RETRY_CAP`], with 50–100 % jitter: the schedule of the token cache's own retries.
+const WRITE_RETRY_FIRST: Duration = Duration::from_secs(1);
+const WRITE_RETRY_CAP: Duration = Duration::from_secs(10);
+
+fn write_retry_delay(failures: u32) -> Duration {
+    let exponential = WRITE_RETRY_FIRST
+        .saturating_mul(1 << failures.saturating_sub(1).min(8))
+        .min(WRITE_RETRY_CAP);
+    exponential.mul_f64(0.5 + fastrand::f64() * 0.5)
+}
+
+/// Writes every new token to `path` until `shutdown` completes. A failed write keeps the old
+/// file, is logged, and is retried after a backoff; it never ends the loop.
 async fn keep_fresh(
     provider: &KafkaTokenProvider,
     path: &Path,
+    follow_symlink: bool,
     json: bool,
     shutdown: impl std::future::Future<Output = ()>,
 ) -> anyhow::Result<()> {
@@ -98,28 +200,35 @@ async fn keep_fresh(
     // The token last written, compared by value: a refresh always brings a new token.
     let mut written: Option<KafkaToken> = None;
     let mut failing = false;
+    let mut write_failures = 0u32;
     loop {
         let outcome = tokio::select! {
             _ = &mut shutdown => break,
             outcome = provider.token() => outcome,
         };
+        let mut pause = POLL;
         match outcome {
             Ok(token)
                 if written
                     .as_ref()
                     .is_some_and(|w| w.expose() == token.expose()) => {}
-            Ok(token) => {
-                write_atomically(path, render(&token, json).as_bytes())
-                    .with_context(|| format!("cannot write the token to {}", path.display()))?;
-                tracing::info!(
-                    path = %path.display(),
-                    principal = %token.principal(),
-                    expires_at = token.expires_at_unix(),
-                    "wrote a fresh token"
-                );
-                written = Some(token);
-                failing = false;
-            }
+            Ok(token) => match write_token(path, follow_symlink, &token, json) {
+                Ok(()) => {
+                    written = Some(token);
+                    failing = false;
+                    write_failures = 0;
+                }
+                Err(err) => {
+                    write_failures += 1;
+                    pause = write_retry_delay(write_failures);
+                    tracing::error!(
+                        path = %path.display(),
+                        failures = write_failures,
+                        "{err:#}; the file keeps the last token written; retrying in {:.1} s",
+                        pause.as_secs_f64()
+                    );
+                }
+            },
             // The refresh task logs each failure; here only the change of state is news.
             Err(err) if !failing => {
                 tracing::warn!(error = %err, path = %path.display(), "no fresh token to write yet; the file keeps the last one");
@@ -129,7 +238,7 @@ async fn keep_fresh(
         }
         tokio::select! {
             _ = &mut shutdown => break,
-            _ = tokio::time::sleep(POLL) => {}
+            _ = tokio::time::sleep(pause) => {}
         }
     }
     tracing::info!(path = %path.display(), "stopped; the file keeps the last token");
@@ -165,6 +274,21 @@ fn write_atomically(path: &Path, content: &[u8]) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_retries_back_off_from_half_a_second_to_at_most_ten() {
+        for (failures, low, high) in [
+            (1, 500, 1000),
+            (2, 1000, 2000),
+            (3, 2000, 4000),
+            (4, 4000, 8000),
+            (5, 5000, 10_000),
+            (30, 5000, 10_000),
+        ] {
+            let delay = write_retry_delay(failures).as_millis();
+            assert!((low..=high).contains(&delay), "{failures}: {delay} ms");
+        }
+    }
 
     #[test]
     fn atomic_write_replaces_the_file_with_mode_0600() {

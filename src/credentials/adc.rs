@@ -58,15 +58,22 @@ pub fn search(env: &Env) -> Result<Search, CredentialError> {
     let mut checked = Vec::new();
     if let Some(path) = env.get(CREDENTIALS_VAR) {
         let path = PathBuf::from(path);
-        if !path.is_file() {
+        let problem = match std::fs::metadata(&path) {
+            Ok(metadata) if metadata.is_file() => None,
+            Ok(metadata) => Some(format!(
+                "is {}, not a file",
+                crate::files::file_kind(&metadata.file_type())
+            )),
+            Err(e) if crate::files::is_symlink_loop(&e) => {
+                Some("is a symbolic link loop (ELOOP)".to_owned())
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Some("does not exist".to_owned()),
+            Err(e) => Some(format!("cannot be examined ({e})")),
+        };
+        if let Some(problem) = problem {
             return Err(CredentialError::invalid(format!(
-                "{CREDENTIALS_VAR} names {}, which {}; point it at a credentials JSON file or unset it",
+                "{CREDENTIALS_VAR} names {}, which {problem}; point it at a credentials JSON file or unset it",
                 path.display(),
-                if path.exists() {
-                    "is not a file"
-                } else {
-                    "does not exist"
-                }
             )));
         }
         checked.push(format!("{CREDENTIALS_VAR}: {}", path.display()));
@@ -269,7 +276,12 @@ impl ApplicationDefault {
         let search = search(&self.env)?;
         let (fingerprint, build): (u64, Option<Vec<u8>>) = match &search.location {
             Location::EnvironmentFile(path) | Location::WellKnownFile(path) => {
-                let bytes = std::fs::read(path).map_err(|e| {
+                let bytes = crate::files::read_capped(
+                    path,
+                    crate::files::MAX_CREDENTIALS_FILE_BYTES,
+                    "a credentials file",
+                )
+                .map_err(|e| {
                     CredentialError::invalid(format!(
                         "cannot read {}: {e}; check the path and its permissions",
                         path.display()

@@ -11,6 +11,10 @@ use serde::Deserialize;
 
 use super::{CONNECT_TIMEOUT, CredentialError, ErrorKind, GoogleToken, REQUEST_TIMEOUT};
 
+/// Largest upstream answer read, in bytes. Token, tokeninfo and metadata answers are a few KiB;
+/// a larger one is refused before it costs memory.
+pub(crate) const MAX_UPSTREAM_BODY_BYTES: usize = 1024 * 1024;
+
 /// Shortest token lifetime accepted from upstream; anything shorter cannot be served safely.
 pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(20);
 /// Longest token lifetime accepted from upstream (Google's maximum is 12 hours).
@@ -155,21 +159,43 @@ pub(crate) async fn exchange(
     Ok(body)
 }
 
-/// Reads a whole response body; a connection reset mid-body is transient.
+/// Reads a whole response body of at most [`MAX_UPSTREAM_BODY_BYTES`], chunk by chunk, so a
+/// hostile or broken upstream (a 1 GiB metadata answer) costs at most that much memory. A
+/// connection reset mid-body and a body over the limit are transient.
 pub(crate) async fn read_body(
     what: &str,
     url: &str,
-    response: reqwest::Response,
+    mut response: reqwest::Response,
 ) -> Result<(reqwest::StatusCode, bytes::Bytes), CredentialError> {
     let status = response.status();
-    let body = response.bytes().await.map_err(|e| {
+    let too_large = || {
         CredentialError::transient(format!(
-            "{what} at {} closed the connection before sending the whole answer ({})",
-            display_url(url),
-            root_cause(&e.without_url())
+            "{what} at {} sent an answer larger than {MAX_UPSTREAM_BODY_BYTES} bytes, the limit for an answer from Google; it is not a token response",
+            display_url(url)
         ))
-    })?;
-    Ok((status, body))
+    };
+    if response
+        .content_length()
+        .is_some_and(|n| n > MAX_UPSTREAM_BODY_BYTES as u64)
+    {
+        return Err(too_large());
+    }
+    let mut body = bytes::BytesMut::new();
+    loop {
+        let chunk = response.chunk().await.map_err(|e| {
+            CredentialError::transient(format!(
+                "{what} at {} closed the connection before sending the whole answer ({})",
+                display_url(url),
+                root_cause(&e.without_url())
+            ))
+        })?;
+        let Some(chunk) = chunk else { break };
+        if body.len() + chunk.len() > MAX_UPSTREAM_BODY_BYTES {
+            return Err(too_large());
+        }
+        body.extend_from_slice(&chunk);
+    }
+    Ok((status, body.freeze()))
 }
 
 /// Where and how JSON failed to parse, without quoting the input (which may hold a secret).
@@ -356,6 +382,73 @@ fn id_token_email(id_token: &str) -> Option<String> {
 mod tests {
     use super::*;
     use secrecy::ExposeSecret;
+
+    /// A loopback server that answers one request with a 200 whose body is `size` bytes,
+    /// declared in `Content-Length` or sent chunked; returns its URL (with a query, which the
+    /// error must not show).
+    async fn serve_large_body(size: usize, chunked: bool) -> String {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut head = [0u8; 4096];
+            let _ = stream.read(&mut head).await;
+            let piece = vec![b' '; 64 * 1024];
+            let head = if chunked {
+                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n".to_owned()
+            } else {
+                format!("HTTP/1.1 200 OK\r\nContent-Length: {size}\r\n\r\n")
+            };
+            if stream.write_all(head.as_bytes()).await.is_err() {
+                return;
+            }
+            let mut sent = 0;
+            while sent < size {
+                let n = piece.len().min(size - sent);
+                let written = if chunked {
+                    let mut chunk = format!("{n:x}\r\n").into_bytes();
+                    chunk.extend_from_slice(&piece[..n]);
+                    chunk.extend_from_slice(b"\r\n");
+                    stream.write_all(&chunk).await
+                } else {
+                    stream.write_all(&piece[..n]).await
+                };
+                if written.is_err() {
+                    return; // the client gave up reading, as it should
+                }
+                sent += n;
+            }
+            let _ = stream
+                .write_all(if chunked { &b"0\r\n\r\n"[..] } else { b"" })
+                .await;
+        });
+        format!("http://{addr}/token?secret=query-secret")
+    }
+
+    #[tokio::test]
+    async fn upstream_bodies_over_1_mib_are_refused_naming_the_url_and_limit() {
+        let client = reqwest::Client::builder().no_proxy().build().unwrap();
+        for chunked in [false, true] {
+            let url = serve_large_body(MAX_UPSTREAM_BODY_BYTES + 1, chunked).await;
+            let err = exchange("the metadata server", &url, client.get(&url))
+                .await
+                .unwrap_err();
+            assert_eq!(
+                err.to_string(),
+                format!(
+                    "the metadata server at {} sent an answer larger than 1048576 bytes, the limit for an answer from Google; it is not a token response",
+                    display_url(&url)
+                ),
+                "chunked: {chunked}"
+            );
+            assert_eq!(err.kind(), ErrorKind::Transient);
+        }
+        // Exactly at the limit is read.
+        let url = serve_large_body(MAX_UPSTREAM_BODY_BYTES, true).await;
+        let body = exchange("x", &url, client.get(&url)).await.unwrap();
+        assert_eq!(body.len(), MAX_UPSTREAM_BODY_BYTES);
+    }
 
     const URL: &str = "http://127.0.0.1:1/token?access_token=secret";
 

@@ -21,10 +21,13 @@ pub(crate) enum EndpointError {
     },
     UnsupportedGrantType(String),
     Token(TokenError),
-    /// `Host` is not loopback nor allowed (DNS rebinding defence), or missing.
+    /// `Host` is well-formed but neither loopback nor allowed (DNS rebinding defence).
     HostNotAllowed {
-        host: Option<String>,
+        host: String,
     },
+    /// The request is malformed (Host missing, repeated or invalid; a body that cannot be
+    /// read; a client secret in the URL): 400 `invalid_request` with what is wrong.
+    InvalidRequest(String),
     /// The request carries a header only browsers send.
     BrowserRequest {
         header: String,
@@ -62,7 +65,7 @@ impl EndpointError {
                     grant.escape_debug()
                 ),
             ),
-            Self::HostNotAllowed { host: Some(host) } => (
+            Self::HostNotAllowed { host } => (
                 StatusCode::FORBIDDEN,
                 "access_denied",
                 format!(
@@ -70,10 +73,10 @@ impl EndpointError {
                     host.chars().take(100).collect::<String>().escape_debug()
                 ),
             ),
-            Self::HostNotAllowed { host: None } => (
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                "the request has no Host header; send Host: localhost".to_owned(),
+            Self::InvalidRequest(description) => (
+                StatusCode::BAD_REQUEST,
+                "invalid_request",
+                description.clone(),
             ),
             Self::BrowserRequest { header } => (
                 StatusCode::FORBIDDEN,
@@ -134,6 +137,9 @@ impl IntoResponse for EndpointError {
         );
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(header::PRAGMA, HeaderValue::from_static("no-cache"));
+        // Also here, not only in the router's layer: the server's deadline answer is built
+        // outside the router.
+        headers.insert(header::X_CONTENT_TYPE_OPTIONS, super::NOSNIFF);
         match &self {
             Self::MethodNotAllowed => {
                 headers.insert(header::ALLOW, HeaderValue::from_static("GET, POST"));

@@ -42,6 +42,7 @@ pub struct EndpointConfig {
     allowed_hosts: Vec<String>,
     any_host: bool,
     client: Option<Arc<ClientCredentials>>,
+    authenticate_operations: bool,
 }
 
 impl EndpointConfig {
@@ -66,6 +67,20 @@ impl EndpointConfig {
     pub fn with_client_credentials(mut self, credentials: ClientCredentials) -> Self {
         self.client = Some(Arc::new(credentials));
         self
+    }
+
+    /// Also requires the client credentials (HTTP Basic) on `/readyz` and `/metrics`, which
+    /// disclose the principal, the token's expiry and upstream failure reasons. `/healthz`
+    /// (which discloses nothing) stays open. Has no effect without
+    /// [`with_client_credentials`](Self::with_client_credentials).
+    pub fn with_authenticated_operations(mut self) -> Self {
+        self.authenticate_operations = true;
+        self
+    }
+
+    /// Whether `/readyz` and `/metrics` require the client credentials.
+    pub fn operations_require_client_credentials(&self) -> bool {
+        self.authenticate_operations && self.client.is_some()
     }
 
     /// The extra names `Host` may carry (lowercase, without port).
@@ -157,22 +172,44 @@ pub(crate) fn refusal(
             });
         }
     }
+    // RFC 9112 §3.2: a request with no Host, more than one Host line or an invalid Host value
+    // is answered 400. Only the first of two would otherwise be checked, and a proxy in front
+    // might route by the other.
+    let mut host_lines = headers.get_all(header::HOST).iter();
+    let host = host_lines.next().map(|h| h.to_str().unwrap_or("\u{fffd}"));
+    if host_lines.next().is_some() {
+        return Some(EndpointError::InvalidRequest(
+            "the request has more than one Host header; send exactly one (RFC 9112 §3.2)"
+                .to_owned(),
+        ));
+    }
     // HTTP/1.1 puts the authority in Host; an absolute-form request line wins over it
     // (RFC 9112 §3.2.2), so check whichever hyper would route by, and both when both exist.
-    let host = headers
-        .get(header::HOST)
-        .map(|h| h.to_str().unwrap_or("\u{fffd}"));
     let authority = uri.authority().map(|a| a.as_str());
     let candidates: Vec<&str> = host.into_iter().chain(authority).collect();
     if candidates.is_empty() {
-        return Some(EndpointError::HostNotAllowed { host: None });
+        return Some(EndpointError::InvalidRequest(
+            "the request has no Host header; send Host: localhost (RFC 9112 §3.2)".to_owned(),
+        ));
     }
-    candidates
-        .into_iter()
-        .find(|h| !config.host_is_allowed(h))
-        .map(|h| EndpointError::HostNotAllowed {
-            host: Some(h.to_owned()),
-        })
+    if let Some(invalid) = candidates.iter().find(|h| host_without_port(h).is_none()) {
+        return Some(EndpointError::InvalidRequest(format!(
+            "Host `{}` is not a valid host; send a name or address with an optional port from 0 to 65535, e.g. Host: localhost:14293",
+            invalid.chars().take(100).collect::<String>().escape_debug()
+        )));
+    }
+    if let Some(h) = candidates.into_iter().find(|h| !config.host_is_allowed(h)) {
+        return Some(EndpointError::HostNotAllowed { host: h.to_owned() });
+    }
+    // RFC 6749 §2.3.1: client credentials must not travel in the request URI, which ends up in
+    // access logs, proxies and shell history. Refused on every path and method.
+    let query = uri.query().unwrap_or("");
+    if form_urlencoded::parse(query.as_bytes()).any(|(k, _)| k == "client_secret") {
+        return Some(EndpointError::InvalidRequest(
+            "client_secret must not be sent in the URL (RFC 6749 §2.3.1); send the client id and secret in an Authorization: Basic header, or as client_id and client_secret fields of a POST form body".to_owned(),
+        ));
+    }
+    None
 }
 
 /// Checks client authentication for a token request whose form fields are `form` (the body
@@ -281,8 +318,9 @@ pub fn host_without_port(host: &str) -> Option<String> {
     valid.then(|| name.to_ascii_lowercase())
 }
 
+/// Decimal digits naming a TCP port, 0 to 65535 (`u16::from_str` alone would accept `+1`).
 fn is_port(port: &str) -> bool {
-    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+    !port.is_empty() && port.bytes().all(|b| b.is_ascii_digit()) && port.parse::<u16>().is_ok()
 }
 
 /// `localhost` or a loopback address (127.0.0.0/8, ::1, and 127/8 mapped into IPv6).
@@ -331,6 +369,8 @@ mod tests {
             "0.0.0.0",
             "::1",
             "localhost:port",
+            "localhost:65536",
+            "localhost:+80",
             "",
             "[::1",
             "a b",

@@ -67,6 +67,10 @@ pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Rout
         ))
 }
 
+/// `X-Content-Type-Options: nosniff`, on every answer so that no browser ever renders a token
+/// or an error body as HTML or script whatever its `Content-Type`.
+pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");
+
 /// Everything a request needs, behind one `Arc`: axum clones the state for every request, and
 /// one reference-count increment is all that clone should cost.
 struct Endpoint {
@@ -75,17 +79,21 @@ struct Endpoint {
 }
 
 /// The one middleware in front of every route: refuses foreign `Host`s and browsers before
-/// any handler runs, and counts every answer, refusals included, by path class and status.
+/// any handler runs, counts every answer, refusals included, by path class and status, and
+/// marks every answer `nosniff`.
 async fn check_and_count(
     State(endpoint): State<Arc<Endpoint>>,
     request: Request,
     next: Next,
 ) -> Response {
     let class = path_class(request.uri().path());
-    let response = match guard::refusal(&endpoint.config, request.headers(), request.uri()) {
+    let mut response = match guard::refusal(&endpoint.config, request.headers(), request.uri()) {
         Some(err) => err.into_response(),
         None => next.run(request).await,
     };
+    response
+        .headers_mut()
+        .insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
     endpoint
         .provider
         .metrics()
@@ -153,8 +161,26 @@ impl KafkaTokenProvider {
     }
 }
 
+/// With [`EndpointConfig::with_authenticated_operations`], `/readyz` and `/metrics` need the
+/// client credentials as HTTP Basic (a GET has no form body, and the URL must not carry them).
+fn check_operations_access(
+    config: &EndpointConfig,
+    headers: &http::HeaderMap,
+) -> Result<(), EndpointError> {
+    if config.operations_require_client_credentials() {
+        guard::authenticate(config, headers, b"")?;
+    }
+    Ok(())
+}
+
 /// `/metrics`: the Prometheus (OpenMetrics text) exposition.
-async fn metrics_exposition(State(endpoint): State<Arc<Endpoint>>) -> Response {
+async fn metrics_exposition(
+    State(endpoint): State<Arc<Endpoint>>,
+    headers: http::HeaderMap,
+) -> Response {
+    if let Err(err) = check_operations_access(&endpoint.config, &headers) {
+        return err.into_response();
+    }
     let mut response = (StatusCode::OK, endpoint.provider.metrics().render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
@@ -167,7 +193,10 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
 }
 
-async fn readyz(State(endpoint): State<Arc<Endpoint>>) -> Response {
+async fn readyz(State(endpoint): State<Arc<Endpoint>>, headers: http::HeaderMap) -> Response {
+    if let Err(err) = check_operations_access(&endpoint.config, &headers) {
+        return err.into_response();
+    }
     match endpoint.provider.readiness() {
         Readiness::Ready {
             principal,
@@ -219,7 +248,7 @@ async fn serve_token(
 ) -> Result<Response, EndpointError> {
     let (parts, body) = request.into_parts();
     let form = match parts.method {
-        Method::POST => read_body(body).await?,
+        Method::POST => read_body(&parts.headers, body).await?,
         Method::GET => bytes::Bytes::copy_from_slice(parts.uri.query().unwrap_or("").as_bytes()),
         _ => return Err(EndpointError::MethodNotAllowed),
     };
@@ -244,12 +273,54 @@ async fn serve_token(
     Ok(response)
 }
 
-async fn read_body(body: Body) -> Result<bytes::Bytes, EndpointError> {
-    axum::body::to_bytes(body, MAX_BODY_BYTES)
-        .await
-        .map_err(|_| EndpointError::PayloadTooLarge {
-            limit: MAX_BODY_BYTES,
-        })
+/// Reads a request body of at most [`MAX_BODY_BYTES`].
+///
+/// A declared `Content-Length` over the limit is refused before the body is touched, so hyper
+/// never sends `100 Continue` for it (it does so when the body is first read). A body that
+/// cannot be read (bad chunk size, connection closed before `Content-Length` bytes) is the
+/// client's error: 400, with hyper's reason.
+async fn read_body(
+    headers: &http::HeaderMap,
+    mut body: Body,
+) -> Result<bytes::Bytes, EndpointError> {
+    use axum::body::HttpBody as _;
+    let too_large = EndpointError::PayloadTooLarge {
+        limit: MAX_BODY_BYTES,
+    };
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
+        return Err(too_large);
+    }
+    let mut collected = bytes::BytesMut::new();
+    while let Some(frame) =
+        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
+    {
+        let frame = frame.map_err(|err| {
+            EndpointError::InvalidRequest(format!(
+                "the request body could not be read ({}); send a complete body of at most {MAX_BODY_BYTES} bytes, e.g. grant_type=client_credentials",
+                root_cause(&err)
+            ))
+        })?;
+        if let Ok(data) = frame.into_data() {
+            if collected.len() + data.len() > MAX_BODY_BYTES {
+                return Err(too_large);
+            }
+            collected.extend_from_slice(&data);
+        }
+    }
+    Ok(collected.freeze())
+}
+
+/// The innermost error's message: hyper's reason ("invalid chunk size") rather than a wrapper.
+fn root_cause(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut err = err;
+    while let Some(next) = err.source() {
+        err = next;
+    }
+    err.to_string()
 }
 
 /// The `grant_type` of a form body or query string, if present.

@@ -206,6 +206,153 @@ async fn token_output_replaces_the_file_atomically_and_refreshes_it_before_expir
     assert_eq!(stderr.matches("wrote a fresh token").count(), 2, "{stderr}");
 }
 
+/// Runs `token args...` to its end (at most 15 s; killed after) and returns (code, stderr).
+async fn token_command(env: &SidecarEnv, args: &[&str]) -> (Option<i32>, String) {
+    let mut all = vec!["token"];
+    all.extend_from_slice(args);
+    let mut command = tokio::process::Command::from(command(env, &all));
+    command.kill_on_drop(true).stdout(Stdio::null());
+    let output = tokio::time::timeout(Duration::from_secs(15), command.output())
+        .await
+        .unwrap_or_else(|_| panic!("`token {args:?}` still running after 15 s"))
+        .unwrap();
+    (
+        output.status.code(),
+        String::from_utf8(output.stderr).unwrap(),
+    )
+}
+
+/// Run as root with `/dev/null`, `--output` used to turn the device into a 0600 file: whatever
+/// exists at the path and is not a regular file is refused, and stays as it was.
+#[tokio::test]
+async fn token_output_refuses_anything_but_a_regular_file() {
+    use std::os::unix::fs::FileTypeExt as _;
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let fifo = dir.path().join("fifo");
+    assert!(
+        Command::new("mkfifo")
+            .arg(&fifo)
+            .status()
+            .unwrap()
+            .success()
+    );
+    let socket = dir.path().join("socket");
+    let _listener = std::os::unix::net::UnixListener::bind(&socket).unwrap();
+    let subdir = dir.path().join("dir");
+    std::fs::create_dir(&subdir).unwrap();
+    let target = dir.path().join("target");
+    std::fs::write(&target, "old").unwrap();
+    let link = dir.path().join("link");
+    std::os::unix::fs::symlink(&target, &link).unwrap();
+    for (path, found) in [
+        (&fifo, "a FIFO (named pipe)"),
+        (&socket, "a socket"),
+        (&subdir, "a directory"),
+        (&link, "a symbolic link"),
+    ] {
+        let (code, stderr) = token_command(&env, &["--output", path.to_str().unwrap()]).await;
+        assert_eq!(code, Some(2), "{path:?}: {stderr}");
+        let expected = format!(
+            "error: cannot write the token to {}: it is {found}, not a regular file",
+            path.display()
+        );
+        assert!(stderr.contains(&expected), "{path:?}: {stderr}");
+    }
+    assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    assert!(std::fs::metadata(&socket).unwrap().file_type().is_socket());
+    assert_eq!(std::fs::read_to_string(&target).unwrap(), "old");
+    let (code, stderr) = token_command(&env, &["--output", link.to_str().unwrap()]).await;
+    assert!(stderr.contains("pass --follow-symlink"), "{stderr}");
+    assert_eq!(code, Some(2));
+    // Asked to, it writes through the link, which stays a link.
+    let (code, stderr) = token_command(
+        &env,
+        &[
+            "--output",
+            link.to_str().unwrap(),
+            "--follow-symlink",
+            "--once",
+        ],
+    )
+    .await;
+    assert_eq!(code, Some(0), "{stderr}");
+    assert!(
+        std::fs::symlink_metadata(&link)
+            .unwrap()
+            .file_type()
+            .is_symlink()
+    );
+    let (_, sub, _) = open_token(&std::fs::read_to_string(&target).unwrap());
+    assert_eq!(sub, MDS_EMAIL);
+    assert_eq!(mode(&target), 0o600);
+}
+
+/// A write that fails (here: the directory is not there yet) keeps the old file, is logged and
+/// retried with backoff; only `--once` turns it into a failing exit status.
+#[tokio::test]
+async fn token_output_retries_a_failed_write_and_once_reports_it_in_the_exit_status() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let dir = tempfile::tempdir().unwrap();
+    let later = dir.path().join("later");
+    let path = later.join("kafka.token");
+    let (code, stderr) = token_command(&env, &["--output", path.to_str().unwrap(), "--once"]).await;
+    assert_eq!(code, Some(2), "{stderr}");
+    assert!(
+        stderr.contains(&format!(
+            "error: cannot write the token to {}",
+            path.display()
+        )),
+        "{stderr}"
+    );
+    let mut child = tokio::process::Command::from(command(
+        &env,
+        &["token", "--output", path.to_str().unwrap()],
+    ))
+    .kill_on_drop(true)
+    .stdout(Stdio::null())
+    .stderr(Stdio::piped())
+    .spawn()
+    .unwrap();
+    // Fails at least once (logged), then the directory appears and the next retry writes.
+    let started = Instant::now();
+    let mut stderr = child.stderr.take().unwrap();
+    let mut logs = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&logs).contains("retrying in") {
+        use tokio::io::AsyncReadExt as _;
+        let n = tokio::time::timeout(Duration::from_secs(10), stderr.read(&mut buf))
+            .await
+            .expect("a logged write failure within 10 s")
+            .unwrap();
+        assert!(n > 0, "exited: {}", String::from_utf8_lossy(&logs));
+        logs.extend_from_slice(&buf[..n]);
+    }
+    std::fs::create_dir(&later).unwrap();
+    while !path.exists() {
+        assert!(
+            child.try_wait().unwrap().is_none(),
+            "exited: {}",
+            String::from_utf8_lossy(&logs)
+        );
+        assert!(started.elapsed() < Duration::from_secs(20), "never written");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let (_, sub, _) = open_token(&std::fs::read_to_string(&path).unwrap());
+    assert_eq!(sub, MDS_EMAIL);
+    Command::new("kill")
+        .args(["-TERM", &child.id().unwrap().to_string()])
+        .status()
+        .unwrap();
+    let status = tokio::time::timeout(Duration::from_secs(10), child.wait())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(status.success(), "{status:?}");
+}
+
 // ---- client-config ------------------------------------------------------------------------
 
 /// (golden file, arguments after `client-config`)

@@ -595,3 +595,31 @@ async fn a_rewritten_credentials_file_is_used_from_the_next_refresh() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
 }
+
+/// The executable's standard output is read up to 64 KiB, like every credential file; more is
+/// refused (and the program killed) instead of buffered whole.
+#[tokio::test]
+async fn external_account_executable_output_over_64_kib_is_refused_naming_the_limit() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake).set("GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES", "1");
+    let script = env.home().join("chatty-helper.sh");
+    std::fs::write(&script, "#!/bin/sh\nhead -c 70000 /dev/zero\n").unwrap();
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(&script, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let mut file = fake.external_account_json("unused", Some(TARGET));
+    file["credential_source"] =
+        json!({"executable": {"command": script.display().to_string(), "timeout_millis": 5000}});
+    env.write_gcloud_adc(&file);
+    let sidecar = Sidecar::start(env, &[]);
+    let response = client().get(sidecar.url("/")).send().await.unwrap();
+    assert_eq!(response.status(), 400);
+    let body: serde_json::Value = response.json().await.unwrap();
+    let description = body["error_description"].as_str().unwrap();
+    assert!(
+        description.contains(&format!(
+            "the credential executable {} wrote more than 65536 bytes, the limit for its output",
+            script.display()
+        )),
+        "{description}"
+    );
+}

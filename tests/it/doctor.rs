@@ -226,7 +226,7 @@ async fn credentials_variable_naming_a_missing_file_or_a_directory() {
     assert_eq!(
         report["problem"]["message"],
         format!(
-            "GOOGLE_APPLICATION_CREDENTIALS names {}, which is not a file; point it at a credentials JSON file or unset it",
+            "GOOGLE_APPLICATION_CREDENTIALS names {}, which is a directory, not a file; point it at a credentials JSON file or unset it",
             dir.display()
         )
     );

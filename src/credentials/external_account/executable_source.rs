@@ -102,7 +102,17 @@ impl ExecutableSource {
     /// garbage, expired, a failure) means: run the program.
     async fn cached(&self) -> Option<SecretString> {
         let path = self.output_file.as_ref()?;
-        let content = tokio::fs::read(path).await.ok()?;
+        let owned = std::path::PathBuf::from(path);
+        let content = tokio::task::spawn_blocking(move || {
+            crate::files::read_capped(
+                &owned,
+                crate::files::MAX_SUBJECT_TOKEN_FILE_BYTES,
+                "an executable's output file",
+            )
+        })
+        .await
+        .ok()?
+        .ok()?;
         if content.iter().all(u8::is_ascii_whitespace) {
             return None;
         }
@@ -132,13 +142,27 @@ impl ExecutableSource {
         if let Some(file) = &self.output_file {
             command.env("GOOGLE_EXTERNAL_ACCOUNT_OUTPUT_FILE", file);
         }
-        let child = command.spawn().map_err(|e| {
+        let mut child = command.spawn().map_err(|e| {
             CredentialError::invalid(format!(
                 "cannot run the credential executable {}: {e}",
                 self.program
             ))
         })?;
-        let output = tokio::time::timeout(self.timeout, child.wait_with_output())
+        let mut stdout = child.stdout.take().expect("stdout is piped");
+        let limit = crate::files::MAX_SUBJECT_TOKEN_FILE_BYTES;
+        // Read at most one byte past the cap, then wait: a program that writes more is killed
+        // (kill_on_drop) instead of being buffered whole.
+        let run = async {
+            use tokio::io::AsyncReadExt as _;
+            let mut out = Vec::new();
+            (&mut stdout).take(limit + 1).read_to_end(&mut out).await?;
+            if out.len() as u64 > limit {
+                return Ok(None);
+            }
+            let status = child.wait().await?;
+            Ok::<_, std::io::Error>(Some((status, out)))
+        };
+        let outcome = tokio::time::timeout(self.timeout, run)
             .await
             .map_err(|_| {
                 CredentialError::transient(format!(
@@ -154,17 +178,20 @@ impl ExecutableSource {
                     self.program
                 ))
             })?;
-        if !output.status.success() {
+        let Some((status, stdout)) = outcome else {
+            return Err(CredentialError::invalid(format!(
+                "the credential executable {} wrote more than {limit} bytes, the limit for its output; \
+                 it must print one JSON response",
+                self.program
+            )));
+        };
+        if !status.success() {
             return Err(CredentialError::transient(format!(
                 "the credential executable {} exited with {}",
-                self.program, output.status
+                self.program, status
             )));
         }
-        self.parse(
-            &output.stdout,
-            &format!("the output of {}", self.program),
-            false,
-        )
+        self.parse(&stdout, &format!("the output of {}", self.program), false)
     }
 
     /// Validates an answer; `cached` answers must carry an expiration time.

@@ -26,7 +26,17 @@ impl FileSource {
 impl SubjectTokenSource for FileSource {
     fn subject_token(&self) -> BoxFuture<'_, Result<SecretString, CredentialError>> {
         Box::pin(async move {
-            let content = tokio::fs::read(&self.path).await.map_err(|e| {
+            let path = std::path::PathBuf::from(&self.path);
+            let content = tokio::task::spawn_blocking(move || {
+                crate::files::read_capped(
+                    &path,
+                    crate::files::MAX_SUBJECT_TOKEN_FILE_BYTES,
+                    "a subject token file",
+                )
+            })
+            .await
+            .unwrap_or_else(|e| Err(std::io::Error::other(e)))
+            .map_err(|e| {
                 CredentialError::invalid(format!(
                     "cannot read the subject token file {} named in credential_source.file: {e}; \
                      check that the token is mounted there and readable",
