@@ -1,0 +1,302 @@
+"""(11) The client compatibility matrix through `gcp-kafka-auth-handler proxy` (issue 14).
+
+Each row is its own scenario with its own log directory (work/<run>/<scenario>/: the proxy's
+log and the client's), against the real 3-node TLS cluster whose brokers advertise names only
+the proxy resolves. Every client is configured with nothing but its bootstrap servers = the
+proxy's address. Every row produces a known set of records (record i: key `k-i`, value
+`<topic>-i`, partition `i % 3`), consumes them back through the proxy checking each one (key,
+value, partition, per-partition order, consecutive offsets), and, unless the client cannot,
+does so in a consumer group (FindCoordinator, JoinGroup, offsets committed and read back).
+
+Each row also asserts that the client was told only the proxy's addresses (its Metadata /
+describeCluster answer, and no `kafka.invalid` anywhere in its log), that the brokers accepted
+only the proxy's authentications and refused none, and that the proxy logged no warning.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import time
+from pathlib import Path
+
+import confluent_kafka
+import pytest
+
+from cluster import NODE_IDS
+from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce
+from conftest import PRINCIPAL, note
+from harness import run_bounded, tail
+from matrix_clients import dump_batches, kcat_binary, run_go, run_kafkajs
+from test_10_proxy import assert_brokers_accepted_only, assert_proxy_log_clean
+
+pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
+
+PARTITIONS = 3
+COUNT = 300
+
+
+def row_dir(workdir: Path, request) -> Path:
+    """The scenario's log directory: the same one the start_proxy fixture writes the proxy's
+    log into."""
+    d = workdir / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
+    d.mkdir(parents=True, exist_ok=True)
+    return d
+
+
+def want_end(count: int) -> dict[str, int]:
+    return {str(p): len(range(p, count, PARTITIONS)) for p in range(PARTITIONS)}
+
+
+def client_leaks(log: Path) -> list[str]:
+    return [l for l in log.read_text(errors="replace").splitlines() if LEAK_MARK in l][:3]
+
+
+def assert_result_row(cluster, proxy, status, res, log, what: str, count: int | None):
+    """The checks every RESULT-printing program (Go, kafkajs) must pass."""
+    assert res is not None and status == 0 and res["ok"], cluster.report(
+        what, (res or {}).get("step", "start"),
+        f"exit status {status}; errors: {(res or {}).get('errors')}; bad: {(res or {}).get('bad')}",
+        client_log=log, proxy=proxy)
+    want_nodes = {str(i): a for i, a in proxy.broker_addresses().items()}
+    assert res["metadata_nodes"] == want_nodes, cluster.report(
+        what, "metadata", f"the client was told {res['metadata_nodes']}, want exactly the "
+        f"proxy's {want_nodes}", client_log=log, proxy=proxy)
+    assert res["send_failed"] == 0 and res["acked"] == res["produced"] > 0, res
+    assert res["consumed"] == res["acked"], res
+    assert res["mismatched"] == 0 and res["missing"] == 0 and res["bad"] == [], res
+    if count is not None:
+        assert res["produced"] == count and res["redelivered"] == 0, res
+        assert res["end_offsets"] == want_end(count), res
+    assert res["committed_read_back"] == res["end_offsets"], cluster.report(
+        what, "offsets", f"committed offsets read back {res['committed_read_back']}, want the "
+        f"consumed end offsets {res['end_offsets']}", client_log=log, proxy=proxy)
+    leaks = client_leaks(log)
+    assert not leaks, cluster.report(what, "addresses", f"the client log names a broker: {leaks}",
+                                     client_log=log, proxy=proxy)
+
+
+def round_trip_checks(cluster, proxy, d0, what):
+    accepted = assert_brokers_accepted_only(cluster, proxy, d0, "OAUTHBEARER", what)
+    assert_proxy_log_clean(cluster, proxy, what)
+    return accepted
+
+
+# ---- Go: sarama, franz-go, kafka-go ----------------------------------------------------
+
+
+@pytest.mark.parametrize("client", ["sarama", "franz-go", "kafka-go"])
+def test_matrix_go(client, kafka_cluster, start_proxy, workdir, request):
+    """A Go client through the proxy: producer (acks=all; sarama and franz-go idempotent) and
+    a consumer group (sarama ConsumerGroup, franz-go's group consumer, kafka-go's Reader with
+    GroupID); 300 records checked; committed offsets read back (OffsetFetch)."""
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = f"interop-matrix-{client}"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    t0 = time.monotonic()
+    status, res, log = run_go(workdir, d, client, proxy.bootstrap, topic, f"{topic}-group",
+                              ["-count", str(COUNT)])
+    elapsed = time.monotonic() - t0
+    what = f"{client} {(res or {}).get('client_version', '?')} via proxy"
+    assert_result_row(cluster, proxy, status, res, log, what, COUNT)
+    round_trip_checks(cluster, proxy, d0, what)
+    note(f"matrix {what}: {COUNT} records produced (acks=all) and consumed in group "
+         f"{topic}-group, each checked; committed offsets read back {res['committed_read_back']}; "
+         f"{elapsed:.1f} s")
+
+
+# ---- kafkajs ---------------------------------------------------------------------------
+
+
+def test_matrix_kafkajs(kafka_cluster, start_proxy, workdir, request):
+    """kafkajs through the proxy: admin describeCluster names only the proxy, an idempotent
+    producer (acks=-1) and a consumer group move 300 records, each checked; commitOffsets and
+    admin fetchOffsets read the committed offsets back."""
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = "interop-matrix-kafkajs"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    t0 = time.monotonic()
+    status, res, log = run_kafkajs(d, proxy.bootstrap, topic, f"{topic}-group",
+                                   [f"count={COUNT}"])
+    elapsed = time.monotonic() - t0
+    what = f"kafkajs {(res or {}).get('client_version', '?')} via proxy"
+    assert_result_row(cluster, proxy, status, res, log, what, COUNT)
+    round_trip_checks(cluster, proxy, d0, what)
+    note(f"matrix {what}: {COUNT} records round-tripped in a consumer group, each checked; "
+         f"{elapsed:.1f} s")
+
+
+# ---- librdkafka: compression -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("codec", ["snappy", "lz4", "zstd", "gzip"])
+def test_matrix_librdkafka_compression(codec, kafka_cluster, start_proxy, workdir, request):
+    """librdkafka (confluent-kafka) with compression.type=<codec> through the proxy: 300
+    records round-trip in a consumer group, each checked, and every record batch on disk on
+    every replica carries that codec in its attributes (read back with Kafka's DumpLogSegments
+    from the nodes' log directories), so the proxy forwarded the compressed batches as they
+    were (KAFKA-18659: a batch's codec is the producer's when the topic's is `producer`)."""
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = f"interop-matrix-librdkafka-{codec}"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    rdlog = RdLog()
+    conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
+    what = f"librdkafka {confluent_kafka.libversion()[0]} compression.type={codec} via proxy"
+    try:
+        brokers = rd_brokers(conf)
+        p = rd_produce({**conf, "compression.type": codec}, topic, topic, PARTITIONS,
+                       count=COUNT)
+        c = rd_consume(conf, topic, topic, PARTITIONS, f"{topic}-group", lambda: COUNT,
+                       timeout=90)
+    finally:
+        rdlog.write(d / "librdkafka.client.log")
+    assert brokers == proxy.broker_addresses(), (brokers, proxy.broker_addresses())
+    assert not p["failed"] and not p["unflushed"] and len(p["acked"]) == p["sent"] == COUNT, \
+        cluster.report(what, "produce", f"{p['failed']}; errors {rdlog.errors[:5]}", proxy=proxy)
+    assert c["consumed"] == COUNT and not c["bad"] and c["redelivered"] == 0, cluster.report(
+        what, "consume", f"{c}; errors {rdlog.errors[:5]}", proxy=proxy)
+    end = {p_: len(range(p_, COUNT, PARTITIONS)) for p_ in range(PARTITIONS)}
+    assert c["next_offsets"] == end and c["committed"] == end, c
+    assert not rdlog.leaks() and not rdlog.errors, (rdlog.leaks(), rdlog.errors[:5])
+    # What the brokers wrote: every batch of every replica compressed with the codec.
+    codecs: dict[str, int] = {}
+    records = 0
+    for n in NODE_IDS:
+        for part in range(PARTITIONS):
+            batches = dump_batches(cluster.nodes[n].dir, topic, part,
+                                   d / f"dump-node{n}-p{part}.log")
+            assert batches, f"node {n} partition {part}: no batches on disk"
+            for b in batches:
+                codecs[b["compresscodec"]] = codecs.get(b["compresscodec"], 0) + 1
+                records += int(b["count"])
+    assert set(codecs) == {codec}, f"batch codecs on disk {codecs}, want only {codec}"
+    assert records == 3 * COUNT, f"{records} records on disk over 3 replicas, want {3 * COUNT}"
+    round_trip_checks(cluster, proxy, d0, what)
+    note(f"matrix {what}: {COUNT} records round-tripped; on disk {codecs[codec]} batches over "
+         f"3 replicas x {PARTITIONS} partitions, all {codec} (DumpLogSegments)")
+
+
+# ---- kcat ------------------------------------------------------------------------------
+
+
+def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
+    """kcat (Debian's package; its librdkafka has no OIDC token support, the reason the proxy
+    exists), given only `-b <proxy>`: `-L` lists only the proxy's addresses; `-P -z snappy`
+    produces 300 keyed records (one kcat per partition, `-p N`); `-C -G` consumes them back
+    in a consumer group, each checked; the group's committed offsets are read back; the
+    batches on disk are snappy."""
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    kcat = kcat_binary()
+    topic = "interop-matrix-kcat"
+    group = f"{topic}-group"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    log = d / "kcat.client.log"
+    status, version = run_bounded("kcat", [kcat, "-V"], log, timeout=30)
+    version_line = version.splitlines()[0] if version else "?"
+    what = f"{version_line.split(' - ')[0]} via proxy"
+
+    status, out = run_bounded("kcat -L", [kcat, "-b", proxy.bootstrap, "-L", "-J", "-t", topic],
+                              log, timeout=60)
+    assert status == 0, cluster.report(what, "-L", f"status {status}", client_log=log, proxy=proxy)
+    md = json.loads(out)
+    listed = {b["id"]: b["name"] for b in md["brokers"]}
+    assert listed == proxy.broker_addresses(), cluster.report(
+        what, "-L", f"brokers {listed}, want exactly {proxy.broker_addresses()}", client_log=log,
+        proxy=proxy)
+    assert [t["topic"] for t in md["topics"]] == [topic], md["topics"]
+
+    for part in range(PARTITIONS):
+        lines = "".join(f"k-{i}\t{topic}-{i}\n" for i in range(part, COUNT, PARTITIONS))
+        with open(log, "ab") as f:
+            r = subprocess.run([kcat, "-b", proxy.bootstrap, "-P", "-t", topic, "-p", str(part),
+                                "-K", "\t", "-z", "snappy"], input=lines.encode(), stdout=f,
+                               stderr=f, timeout=120)
+        assert r.returncode == 0, cluster.report(what, f"-P -p {part}", f"status {r.returncode}",
+                                                 client_log=log, proxy=proxy)
+
+    # -G: a balanced consumer group; -e: exit once every assigned partition reached its end.
+    status, out = run_bounded(
+        "kcat -G", [kcat, "-b", proxy.bootstrap, "-G", group, "-o", "beginning", "-e", "-q",
+                    "-f", "%p\t%o\t%k\t%s\n", topic], log, timeout=120)
+    assert status == 0, cluster.report(what, "-G", f"status {status}", client_log=log, proxy=proxy)
+    nxt = {p: p for p in range(PARTITIONS)}
+    last_off: dict[int, int] = {}
+    bad = []
+    for line in out.splitlines():
+        p_s, off_s, k, v = line.split("\t")
+        p, off, i = int(p_s), int(off_s), int(k[2:])
+        if v != f"{topic}-{i}" or i % PARTITIONS != p or i != nxt[p] \
+                or off != last_off.get(p, -1) + 1:
+            bad.append(line)
+        last_off[p] = off
+        nxt[p] = i + PARTITIONS
+    consumed = len(out.splitlines())
+    assert consumed == COUNT and not bad, cluster.report(
+        what, "-G", f"{consumed} records, bad: {bad[:5]}", client_log=log, proxy=proxy)
+
+    # The group's committed offsets, read back through the proxy.
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group})
+    try:
+        committed = {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)}
+    finally:
+        c.close()
+    assert committed == {p: len(range(p, COUNT, PARTITIONS)) for p in range(PARTITIONS)}, committed
+    leaks = client_leaks(log)
+    assert not leaks, leaks
+    codecs = {b["compresscodec"] for part in range(PARTITIONS)
+              for b in dump_batches(cluster.nodes[1].dir, topic, part, d / f"dump-p{part}.log")}
+    assert codecs == {"snappy"}, codecs
+    round_trip_checks(cluster, proxy, d0, what)
+    note(f"matrix {what}: -L = {sorted(listed.values())}; {COUNT} records -P -z snappy and -C -G "
+         f"in a group, each checked; committed {committed}; batches on disk: snappy")
+
+
+# ---- a misconfigured client ------------------------------------------------------------
+
+
+TLS_ON_PLAINTEXT = ("the client started a TLS handshake, but this listener is plaintext: use "
+                    "security.protocol=PLAINTEXT (the proxy itself speaks TLS to the brokers)")
+
+
+def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdir, request):
+    """A client that kept `security.protocol=SASL_SSL` (and its SASL settings) against the
+    proxy: its TLS ClientHello reaches a plaintext listener, and the proxy's log says exactly
+    what is wrong and what to set instead; the client gets no metadata."""
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    proxy = start_proxy(cluster)
+    rdlog = RdLog()
+    conf = {"bootstrap.servers": proxy.bootstrap, "security.protocol": "SASL_SSL",
+            "sasl.mechanism": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": True,
+            "socket.timeout.ms": 5000, **rdlog.conf()}
+    from confluent_kafka import KafkaException
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient(conf)
+    with pytest.raises(KafkaException) as err:
+        admin.list_topics(timeout=8)
+    rdlog.write(d / "librdkafka.client.log")
+    log = proxy.log_text()
+    lines = [l for l in log.splitlines() if TLS_ON_PLAINTEXT in l]
+    assert lines, cluster.report("SASL_SSL client", "proxy log",
+                                 f"no line saying {TLS_ON_PLAINTEXT!r}", proxy=proxy)
+    assert all(" WARN " in l and "connection closed" in l for l in lines), lines[:3]
+    mistakes = [l for l in proxy.metrics().splitlines()
+                if not l.startswith("#") and "tls" in l.lower() and "mistake" in l.lower()]
+    note(f"matrix misconfigured client (SASL_SSL against the proxy): client error "
+         f"{err.value.args[0].name()}; proxy logged {len(lines)}x: {lines[0].split(': ', 1)[-1]}; "
+         f"metrics {mistakes[:2]}")
