@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import time
 from pathlib import Path
@@ -29,7 +30,7 @@ from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce
 from conftest import PRINCIPAL, note
 from harness import run_bounded, tail
 from matrix_clients import dump_batches, kcat_binary, run_go, run_kafkajs
-from test_10_proxy import assert_brokers_accepted_only, assert_proxy_log_clean
+from test_10_proxy import assert_brokers_accepted_only, broker_refusals_in
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
 
@@ -75,6 +76,26 @@ def assert_result_row(cluster, proxy, status, res, log, what: str, count: int | 
     leaks = client_leaks(log)
     assert not leaks, cluster.report(what, "addresses", f"the client log names a broker: {leaks}",
                                      client_log=log, proxy=proxy)
+
+
+# A client that closes its connection while a response is on its way (librdkafka does on
+# close, with a Fetch long-poll outstanding) makes the proxy's write fail; the proxy logs that
+# at WARN. It is the client's doing and loses nothing, so it is counted, not failed.
+CLIENT_CLOSED = re.compile(r"connection closed: (Broken pipe|Connection reset by peer)")
+
+
+def assert_proxy_log_clean(cluster, proxy, what: str) -> int:
+    """No broker refusal and no warning in the proxy's log but clients closing on it; returns
+    how many of those there were."""
+    log = proxy.log_text()
+    refusals = broker_refusals_in(log)
+    assert not refusals, cluster.report(what, "proxy log", f"broker refusals logged: {refusals}",
+                                        proxy=proxy)
+    problems = [l for l in log.splitlines() if re.search(r"^\S+\s+(WARN|ERROR)\s", l)
+                and not CLIENT_CLOSED.search(l)][:5]
+    assert not problems, cluster.report(what, "proxy log", f"warnings/errors: {problems}",
+                                        proxy=proxy)
+    return sum(1 for l in log.splitlines() if CLIENT_CLOSED.search(l))
 
 
 def round_trip_checks(cluster, proxy, d0, what):
@@ -281,9 +302,11 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     d = row_dir(workdir, request)
     proxy = start_proxy(cluster)
     rdlog = RdLog()
+    # The configuration a user had for Managed Kafka's PLAIN listener, left in place.
     conf = {"bootstrap.servers": proxy.bootstrap, "security.protocol": "SASL_SSL",
-            "sasl.mechanism": "OAUTHBEARER", "enable.sasl.oauthbearer.unsecure.jwt": True,
-            "socket.timeout.ms": 5000, **rdlog.conf()}
+            "sasl.mechanism": "PLAIN", "sasl.username": PRINCIPAL,
+            "sasl.password": "not-a-real-token", "socket.timeout.ms": 5000,
+            **rdlog.conf(), "debug": "broker,security"}
     from confluent_kafka import KafkaException
     from confluent_kafka.admin import AdminClient
     admin = AdminClient(conf)
@@ -300,3 +323,129 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     note(f"matrix misconfigured client (SASL_SSL against the proxy): client error "
          f"{err.value.args[0].name()}; proxy logged {len(lines)}x: {lines[0].split(': ', 1)[-1]}; "
          f"metrics {mistakes[:2]}")
+
+
+# ---- kafka-clients 3.9 and 4.x ---------------------------------------------------------
+
+
+@pytest.mark.parametrize("module", ["clients-39", "clients-4"])
+def test_matrix_java(module, kafka_cluster, start_proxy, workdir, request):
+    """kafka-clients (3.9.x and 4.x) through the proxy with bootstrap.servers only:
+    AdminClient describeCluster names exactly the proxy's addresses and createTopics makes the
+    row's two topics (RF 3); an idempotent producer's 300 records are acknowledged at offsets
+    0.. per partition and read back in a consumer group, each checked, offsets committed and
+    read back; a transactional producer commits 150 records, aborts 30, commits 150 more, and
+    a read_committed consumer group sees exactly the 300 committed ones, in order."""
+    from conftest import java_client
+    from harness import result_line
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = f"interop-matrix-java-{module}"
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    log = d / f"{module}.client.log"
+    t0 = time.monotonic()
+    status, out = java_client(module, "interop.clients.MatrixClient",
+                              [f"bootstrap={proxy.bootstrap}", f"topic={topic}",
+                               f"count={COUNT}", "timeoutSecs=90"], log, timeout=300)
+    elapsed = time.monotonic() - t0
+    res = result_line(out)
+    what = f"kafka-clients {(res or {}).get('client_version', module)} via proxy"
+    assert res is not None and status == 0 and res["ok"], cluster.report(
+        what, (res or {}).get("step", "start"), f"exit status {status}; errors: "
+        f"{(res or {}).get('errors')}", client_log=log, proxy=proxy)
+    want_nodes = {str(i): a for i, a in proxy.broker_addresses().items()}
+    assert res["described_nodes"] == want_nodes, cluster.report(
+        what, "describeCluster", f"{res['described_nodes']}, want exactly {want_nodes}",
+        client_log=log, proxy=proxy)
+    assert res["created_topics"] == [topic, f"{topic}-txn"], res
+    assert res["produced"] == res["acked"] == res["consumed"] == COUNT, res
+    assert res["mismatched"] == 0 and res["txn_mismatched"] == 0, res
+    assert res["end_offsets"] == want_end(COUNT) == res["committed_read_back"], res
+    # 300 committed records + 30 aborted + one marker per partition per transaction (3).
+    assert res["txn_consumed"] == COUNT and res["txn_aborted"] == 30, res
+    assert res["txn_committed_read_back"] == res["txn_end_offsets"], res
+    assert sum(res["txn_end_offsets"].values()) == COUNT + 30 + 3 * PARTITIONS, res
+    leaks = client_leaks(log)
+    assert not leaks, cluster.report(what, "addresses", f"{leaks}", client_log=log, proxy=proxy)
+    assert cluster.leaders(topic).keys() == {0, 1, 2}
+    round_trip_checks(cluster, proxy, d0, what)
+    note(f"matrix {what}: describeCluster = {sorted(want_nodes.values())}; createTopics x2 (RF 3); "
+         f"idempotent {COUNT} records, group commit read back {res['committed_read_back']}; "
+         f"transactions 150 + 150 committed, 30 aborted, read_committed saw {res['txn_consumed']} "
+         f"(end offsets {res['txn_end_offsets']}); {elapsed:.1f} s")
+
+
+# ---- Kafka's console tools -------------------------------------------------------------
+
+
+def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
+    """kafka-console-producer / kafka-console-consumer (org.apache.kafka:kafka-tools) with
+    `--bootstrap-server <proxy>` and no properties file at all: 300 keyed records produced
+    (the default partitioner places them by key), consumed back in a consumer group
+    (`--group`), each checked: every record once, each partition's records in produce order,
+    consecutive offsets; the group's committed offsets read back equal each partition's end."""
+    from conftest import JVM_CLIENT_OPTS
+    from harness import JAVA
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = "interop-matrix-console"
+    group = f"{topic}-group"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    log = d / "console.client.log"
+    java = os.environ.get("JAVA", "java")
+    base = [java] + JVM_CLIENT_OPTS + ["-cp", f"{JAVA / 'tools' / 'target' / 'lib'}/*"]
+    lines = "".join(f"k-{i}\t{topic}-{i}\n" for i in range(COUNT))
+    with open(log, "ab") as f:
+        r = subprocess.run(base + ["org.apache.kafka.tools.ConsoleProducer",
+                                   "--bootstrap-server", proxy.bootstrap, "--topic", topic,
+                                   "--property", "parse.key=true",
+                                   "--property", "key.separator=\t"],
+                           input=lines.encode(), stdout=f, stderr=f, timeout=180)
+    assert r.returncode == 0, cluster.report("kafka-console-producer", "produce",
+                                             f"status {r.returncode}", client_log=log, proxy=proxy)
+    status, out = run_bounded(
+        "kafka-console-consumer",
+        base + ["org.apache.kafka.tools.consumer.ConsoleConsumer", "--bootstrap-server",
+                proxy.bootstrap, "--topic", topic, "--group", group, "--from-beginning",
+                "--max-messages", str(COUNT), "--timeout-ms", "60000",
+                "--formatter-property", "print.key=true",
+                "--formatter-property", "print.partition=true",
+                "--formatter-property", "print.offset=true"], log, timeout=180)
+    assert status == 0, cluster.report("kafka-console-consumer", "consume", f"status {status}",
+                                       client_log=log, proxy=proxy)
+    seen: dict[int, list[tuple[int, int]]] = {}
+    bad = []
+    for line in out.splitlines():
+        # "Partition:P\tOffset:O\tk-i\t<topic>-i"
+        fields = line.split("\t")
+        if len(fields) != 4 or not fields[0].startswith("Partition:"):
+            bad.append(line)
+            continue
+        p, off = int(fields[0].split(":")[1]), int(fields[1].split(":")[1])
+        i = int(fields[2][2:])
+        if fields[3] != f"{topic}-{i}":
+            bad.append(line)
+        seen.setdefault(p, []).append((off, i))
+    got = sorted(i for recs in seen.values() for _, i in recs)
+    assert not bad and got == list(range(COUNT)), cluster.report(
+        "kafka console tools", "check", f"{len(got)} records, bad lines {bad[:5]}",
+        client_log=log, proxy=proxy)
+    for p, recs in seen.items():
+        assert [o for o, _ in recs] == list(range(len(recs))), (p, recs[:5])
+        assert [i for _, i in recs] == sorted(i for _, i in recs), (p, recs[:5])
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group})
+    try:
+        committed = {tp.partition: tp.offset for tp in c.committed(
+            [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)}
+    finally:
+        c.close()
+    assert committed == {p: len(seen.get(p, [])) for p in range(PARTITIONS)}, (committed, seen.keys())
+    assert not client_leaks(log), client_leaks(log)
+    round_trip_checks(cluster, proxy, d0, "kafka console tools")
+    note(f"matrix kafka console tools 4.4.0 (--bootstrap-server only): {COUNT} records, per "
+         f"partition {dict(sorted((p, len(r)) for p, r in seen.items()))}, consumed in group "
+         f"{group}, each checked; committed read back {committed}")
