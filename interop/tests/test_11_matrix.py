@@ -449,3 +449,238 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
     note(f"matrix kafka console tools 4.4.0 (--bootstrap-server only): {COUNT} records, per "
          f"partition {dict(sorted((p, len(r)) for p, r in seen.items()))}, consumed in group "
          f"{group}, each checked; committed read back {committed}")
+
+
+# ---- the whole matrix: a leader change -------------------------------------------------
+
+
+LEADER_CHANGE_SOAK = int(os.environ.get("INTEROP_MATRIX_SOAK_SECS", "40"))
+
+
+def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
+    """Every client that handles failover (sarama, franz-go, kafka-go, kafkajs, librdkafka,
+    kafka-clients 4.x) produces with acks=all through one proxy, one record every 100 ms for
+    40 s, each to its own RF 3 topic, while the node leading partition 0 is stopped and
+    restarted: no acknowledged record is lost (each client's consumer group reads every one
+    back, in order), no send fails, and no client was ever told or logged a real broker
+    address (the names resolve nowhere, so none could have dialled one). franz-go trusts the
+    KIP-951 leader hints in Produce/Fetch responses, which the proxy rewrites too."""
+    import threading
+    from cluster_clients import run_java
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    go_clients = ["sarama", "franz-go", "kafka-go"]
+    names = go_clients + ["kafkajs", "librdkafka", "kafka-clients"]
+    topics = {n: f"interop-matrix-leader-{n}" for n in names}
+    for t in topics.values():
+        cluster.create_topic(t, partitions=PARTITIONS, replication=3)
+    victim = cluster.leaders(topics["franz-go"])[0]
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    soak = LEADER_CHANGE_SOAK
+    results: dict = {}
+    events: dict = {}
+    go_args = ["-mode", "soak", "-soak-secs", str(soak), "-interval-ms", "100",
+               "-timeout-secs", "150"]
+
+    def go(client):
+        results[client] = run_go(workdir, d, client, proxy.bootstrap, topics[client],
+                                  f"{topics[client]}-group", go_args, timeout=soak + 300)
+
+    def kafkajs():
+        results["kafkajs"] = run_kafkajs(
+            d, proxy.bootstrap, topics["kafkajs"], f"{topics['kafkajs']}-group",
+            ["mode=soak", f"soakSecs={soak}", "intervalMs=100", "timeoutSecs=150"],
+            timeout=soak + 300)
+
+    def java():
+        results["kafka-clients"] = run_java(
+            "kafka-clients", proxy.bootstrap, d,
+            ["security=plaintext", f"topic={topics['kafka-clients']}", "partitions=3",
+             "mode=soak", f"soakSecs={soak}", "intervalMs=100", "timeoutSecs=150"],
+            timeout=soak + 300)
+
+    rdlog = RdLog()
+
+    def librdkafka():
+        conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
+        t = topics["librdkafka"]
+        p = rd_produce(conf, t, t, PARTITIONS, stop_at=time.monotonic() + soak, interval=0.1,
+                       timeout=120)
+        c = rd_consume(conf, t, t, PARTITIONS, f"{t}-group", lambda: p["sent"], timeout=150)
+        results["librdkafka"] = (p, c)
+
+    def restart():
+        try:
+            time.sleep(12)
+            events["stop_at"] = time.time()
+            cluster.stop_node(victim)
+            events["stopped_at"] = time.time()
+            time.sleep(8)
+            cluster.start_node(victim)
+            events["started_at"] = time.time()
+            cluster.wait_in_sync(timeout=120)
+            events["in_sync_at"] = time.time()
+        except BaseException as e:  # reported below, never swallowed
+            events["error"] = repr(e)
+
+    def guarded(name, fn):
+        def run():
+            try:
+                fn()
+            except BaseException as e:  # reported below
+                results.setdefault(name, ("exception", repr(e)))
+        return threading.Thread(target=run, name=name)
+
+    threads = [guarded(c, lambda c=c: go(c)) for c in go_clients] + [
+        guarded("kafkajs", kafkajs), guarded("kafka-clients", java),
+        guarded("librdkafka", librdkafka), guarded("restart", restart)]
+    t0 = time.monotonic()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=soak + 400)
+    elapsed = time.monotonic() - t0
+    rdlog.write(d / "librdkafka.client.log")
+    assert "error" not in events and "in_sync_at" in events, cluster.report(
+        "cluster", "restart node", f"{events}", proxy=proxy)
+
+    failures = []
+    summary = {}
+    want_nodes = {str(i): a for i, a in proxy.broker_addresses().items()}
+    for name in names:
+        r = results.get(name)
+        if r is None or r[0] == "exception":
+            failures.append(f"{name}: did not finish: {r}")
+            continue
+        if name == "librdkafka":
+            p, c = r
+            problems = []
+            if p["failed"] or p["unflushed"] or len(p["acked"]) != p["sent"]:
+                problems.append(f"produce {len(p['acked'])}/{p['sent']} acked, {p['failed'][:3]}")
+            if c["consumed"] != p["sent"] or c["bad"]:
+                problems.append(f"consume {c['consumed']}/{p['sent']}, bad {c['bad'][:3]}")
+            if rdlog.leaks():
+                problems.append(f"told {rdlog.leaks()}")
+            if problems:
+                failures.append(f"librdkafka: {problems}")
+            summary[name] = f"{c['consumed']}/{p['sent']}"
+            continue
+        status, res, log = r
+        problems = []
+        if res is None or status != 0 or not res.get("ok"):
+            problems.append(f"exit {status}, step {(res or {}).get('step')}, errors "
+                            f"{(res or {}).get('errors')}")
+        elif name == "kafka-clients":
+            if not (res["send_failed"] == 0 and res["acked"] == res["produced"] > 0
+                    and res["consumed"] == res["acked"] and res["mismatched"] == 0
+                    and res["partitions_short_of_acked"] == 0):
+                problems.append(f"{ {k: res.get(k) for k in ('produced', 'acked', 'consumed', 'send_failed', 'mismatched', 'partitions_short_of_acked')} }")
+            if res.get("described_nodes") != want_nodes:
+                problems.append(f"describeCluster {res.get('described_nodes')}")
+        else:
+            if not (res["send_failed"] == 0 and res["acked"] == res["produced"] > 0
+                    and res["consumed"] == res["acked"] and res["missing"] == 0
+                    and res["mismatched"] == 0 and not res["bad"]):
+                problems.append(f"{ {k: res.get(k) for k in ('produced', 'acked', 'consumed', 'send_failed', 'missing', 'mismatched', 'bad')} }")
+            if res["metadata_nodes"] != want_nodes:
+                problems.append(f"metadata {res['metadata_nodes']}")
+        if log.exists() and client_leaks(log):
+            problems.append(f"its log names a broker: {client_leaks(log)}")
+        if problems:
+            failures.append(f"{name} ({log}): {problems}")
+        elif res is not None:
+            summary[name] = f"{res['consumed']}/{res['acked']} ({res.get('redelivered', 0)} dup)"
+    assert not failures, cluster.report("leader change", "clients", "\n".join(failures),
+                                        proxy=proxy)
+    decisions = cluster.decision_log()[d0:]
+    refused = [x for x in decisions if x["decision"] == "refuse"]
+    assert not refused, refused[:3]
+    after = [x for x in decisions if x["node"] == victim and x["ts_ms"] >= events["stopped_at"] * 1000]
+    assert after, f"the proxy never authenticated to node {victim} after its restart"
+    log_text = proxy.log_text()
+    assert not broker_refusals_in(log_text), broker_refusals_in(log_text)
+    warns = [l for l in log_text.splitlines() if re.search(r"^\S+\s+WARN\s", l)]
+    note(f"matrix leader change: node {victim} (leader of partition 0) stopped "
+         f"{events['started_at'] - events['stop_at']:.0f} s and restarted during a {soak} s "
+         f"acks=all soak; acknowledged records consumed back, in order, none lost: "
+         f"{summary}; proxy WARN lines {len(warns)} (upstream closes while node {victim} was "
+         f"down); {elapsed:.0f} s")
+
+
+# ---- the whole matrix: slow and many ---------------------------------------------------
+
+
+SLOW_MANY_CONNS = 200
+SLOW_MANY_SECS = int(os.environ.get("INTEROP_MATRIX_MANY_SECS", "60"))
+# The proxy's own memory for 200 connections and their in-flight requests; what it used on
+# this machine is in the run's notes.
+PROXY_RSS_BOUND_MIB = 256
+
+
+def proc_status(pid: int) -> dict[str, int]:
+    out = {}
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        k, _, v = line.partition(":")
+        if k in ("VmRSS", "VmHWM"):
+            out[k] = int(v.split()[0])  # kB
+    return out
+
+
+def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
+    """200 producer connections held open at once through one proxy for 60 s (each writes a
+    1 kB record every second, acks=all) while one consumer group member reads slowly (2 ms
+    after every record until the producers stop): the proxy's open-connection gauge reaches
+    200, every acknowledged record is consumed (each connection's records once, in order),
+    none fails, and the proxy's peak RSS stays under the bound."""
+    import threading
+    cluster = kafka_cluster
+    d = row_dir(workdir, request)
+    topic = "interop-matrix-slow-many"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    pid = proxy.proc.popen.pid
+    rss0 = proc_status(pid)["VmRSS"]
+    out: dict = {}
+
+    def load():
+        out["r"] = run_go(workdir, d, "many", proxy.bootstrap, topic, f"{topic}-group",
+                          ["-conns", str(SLOW_MANY_CONNS), "-soak-secs", str(SLOW_MANY_SECS),
+                           "-interval-ms", "1000", "-value-bytes", "1000", "-slow-ms", "2",
+                           "-timeout-secs", "180"], timeout=SLOW_MANY_SECS + 300)
+
+    t = threading.Thread(target=load, name="slow-and-many")
+    t.start()
+    peak_gauge = 0
+    peak_rss = rss0
+    while t.is_alive():
+        try:
+            total = 0
+            for line in proxy.metrics().splitlines():
+                if line.startswith("gcp_kafka_auth_proxy_connections{"):
+                    total += int(float(line.rsplit(" ", 1)[1]))
+            peak_gauge = max(peak_gauge, total)
+            peak_rss = max(peak_rss, proc_status(pid)["VmRSS"])
+        except (OSError, AssertionError):
+            pass
+        t.join(timeout=1)
+    hwm = proc_status(pid)["VmHWM"]
+    status, res, log = out["r"]
+    what = f"slow and many (kafka-go {(res or {}).get('client_version')} x{SLOW_MANY_CONNS})"
+    assert res is not None and status == 0 and res["ok"], cluster.report(
+        what, (res or {}).get("step", "start"), f"exit {status}; errors "
+        f"{(res or {}).get('errors')}; bad {(res or {}).get('bad')}", client_log=log, proxy=proxy)
+    assert res["end_offsets"]["peak_open_connections"] == SLOW_MANY_CONNS, res
+    assert peak_gauge >= SLOW_MANY_CONNS, f"the proxy's connection gauge peaked at {peak_gauge}"
+    assert res["send_failed"] == 0 and res["missing"] == 0 and res["mismatched"] == 0, res
+    assert res["consumed"] == res["acked"] >= SLOW_MANY_CONNS * (SLOW_MANY_SECS // 2), res
+    want_nodes = {str(i): a for i, a in proxy.broker_addresses().items()}
+    assert res["metadata_nodes"] == want_nodes, res["metadata_nodes"]
+    assert not client_leaks(log), client_leaks(log)
+    assert hwm < PROXY_RSS_BOUND_MIB * 1024, f"proxy peak RSS {hwm / 1024:.0f} MiB"
+    closed = assert_proxy_log_clean(cluster, proxy, what)
+    note(f"matrix {what}: {SLOW_MANY_SECS} s, proxy connection gauge peak {peak_gauge}; "
+         f"{res['acked']} records (1 kB) acked, all consumed by the slow group member "
+         f"({res['redelivered']} re-read), 0 lost; proxy RSS {rss0 / 1024:.1f} MiB idle, peak "
+         f"{hwm / 1024:.1f} MiB (VmHWM; bound {PROXY_RSS_BOUND_MIB} MiB); client-closed WARN "
+         f"lines {closed}")
