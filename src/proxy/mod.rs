@@ -705,7 +705,7 @@ security.protocol=PLAINTEXT
 #   security.protocol=plaintext
 # kcat:
 #   kcat -b {bootstrap} -L
-# sarama (Go):      config.Net.SASL.Enable = false; config.Net.TLS.Enable = false; brokers {{\"{bootstrap}\"}}
+# sarama (Go):      sarama.NewClient([]string{{\"{bootstrap}\"}}, config) with Net.SASL.Enable and Net.TLS.Enable false
 # franz-go (Go):    kgo.SeedBrokers(\"{bootstrap}\") with no kgo.SASL / kgo.DialTLSConfig
 # kafka-go (Go):    kafka.Dialer{{}} (no SASLMechanism, no TLS), address \"{bootstrap}\"
 # kafkajs:          new Kafka({{ brokers: ['{bootstrap}'] }})  // no ssl, no sasl
