@@ -1,4 +1,4 @@
-"""(11) The client compatibility matrix through `gcp-kafka-auth-handler proxy` (issue 14).
+"""(12) The client compatibility matrix through `gcp-kafka-auth-handler proxy` (issue 14).
 
 Each row is its own scenario with its own log directory (work/<run>/<scenario>/: the proxy's
 log and the client's), against the real 3-node TLS cluster whose brokers advertise names only
