@@ -15,20 +15,24 @@ only the proxy's authentications and refused none, and that the proxy logged no 
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import re
 import subprocess
+import threading
 import time
 from pathlib import Path
 
 import confluent_kafka
 import pytest
+from confluent_kafka import Consumer, KafkaException, TopicPartition
+from confluent_kafka.admin import AdminClient
 
 from cluster import NODE_IDS
-from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce
-from conftest import PRINCIPAL, note
-from harness import run_bounded
+from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
+from conftest import JVM_CLIENT_OPTS, PRINCIPAL, java_client, note
+from harness import JAVA, result_line, run_bounded, wait_until
 from matrix_clients import dump_batches, go_binary, kcat_binary, node_modules, run_go, run_kafkajs
 from test_10_proxy import (assert_brokers_accepted_only, assert_proxy_log_clean,
                            client_departures_in)
@@ -251,7 +255,6 @@ def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
         what, "-G", f"{consumed} records, bad: {bad[:5]}", client_log=log, proxy=proxy)
 
     # The group's committed offsets, read back through the proxy.
-    from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group})
     try:
         committed = {tp.partition: tp.offset for tp in c.committed(
@@ -289,8 +292,6 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
             "sasl.mechanism": "PLAIN", "sasl.username": PRINCIPAL,
             "sasl.password": "not-a-real-token", "socket.timeout.ms": 5000,
             **rdlog.conf(), "debug": "broker,security"}
-    from confluent_kafka import KafkaException
-    from confluent_kafka.admin import AdminClient
     admin = AdminClient(conf)
     with pytest.raises(KafkaException) as err:
         admin.list_topics(timeout=8)
@@ -303,9 +304,7 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     # The proxy counts each such connection, and logs one line for each: once the client is
     # gone (destroyed, so it retries no more) the two agree.
     del admin
-    import gc
     gc.collect()
-    from harness import wait_until
 
     def agree():
         counted = [int(m.group(1)) for m in re.finditer(
@@ -334,8 +333,6 @@ def test_matrix_java(module, kafka_cluster, start_proxy, workdir, request):
     0.. per partition and read back in a consumer group, each checked, offsets committed and
     read back; a transactional producer commits 150 records, aborts 30, commits 150 more, and
     a read_committed consumer group sees exactly the 300 committed ones, in order."""
-    from conftest import java_client
-    from harness import result_line
     cluster = kafka_cluster
     d = row_dir(workdir, request)
     topic = f"interop-matrix-java-{module}"
@@ -383,8 +380,6 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
     (the default partitioner places them by key), consumed back in a consumer group
     (`--group`), each checked: every record once, each partition's records in produce order,
     consecutive offsets; the group's committed offsets read back equal each partition's end."""
-    from conftest import JVM_CLIENT_OPTS
-    from harness import JAVA
     cluster = kafka_cluster
     d = row_dir(workdir, request)
     topic = "interop-matrix-console"
@@ -434,7 +429,6 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
     for p, recs in seen.items():
         assert [o for o, _ in recs] == list(range(len(recs))), (p, recs[:5])
         assert [i for _, i in recs] == sorted(i for _, i in recs), (p, recs[:5])
-    from confluent_kafka import Consumer, TopicPartition
     c = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": group})
     try:
         committed = {tp.partition: tp.offset for tp in c.committed(
@@ -466,8 +460,6 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
     address (the names resolve nowhere, so none could have dialled one). franz-go trusts
     KIP-951 leader hints; the proxy offers Produce and Fetch only below the versions that carry
     them (v10, v16), so franz-go, like the others, finds the new leader through Metadata."""
-    import threading
-    from cluster_clients import run_java
     cluster = kafka_cluster
     d = row_dir(workdir, request)
     go_clients = ["sarama", "franz-go", "kafka-go"]
@@ -650,7 +642,6 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
     after every record until the producers stop): the proxy's open-connection gauge reaches
     200, every acknowledged record is consumed (each connection's records once, in order),
     none fails, and the proxy's peak RSS stays under the bound."""
-    import threading
     cluster = kafka_cluster
     d = row_dir(workdir, request)
     topic = "interop-matrix-slow-many"
