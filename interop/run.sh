@@ -33,6 +33,18 @@ if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
     | sed -e 's/\x1b\[[0-9;]*m//g' -e '/^$/d'
 fi
 
+# The client matrix's kcat row uses Debian's kcat (its librdkafka has no OIDC token support:
+# the kind of client the proxy exists for). Installed when missing and we may.
+if ! command -v kcat >/dev/null; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    log "apt-get install kcat (the client matrix's kcat row)"
+    timeout 600 apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive timeout 600 apt-get install -y -qq --no-install-recommends kcat
+  else
+    log "kcat is not installed and this is not root: the matrix's kcat row will fail (apt-get install kcat)"
+  fi
+fi
+
 VENV="$HERE/.venv"
 # The venv remembers the hash of the requirements it was built from, so that a changed pin
 # re-creates it instead of testing against what an older checkout installed.

@@ -136,8 +136,47 @@ pub fn offered(api_key: i16, broker: Versions) -> Option<Versions> {
     })
 }
 
+/// The finalized feature that switches kafka-clients 4.x to transactions V2 (KIP-890).
+pub const TRANSACTION_VERSION_FEATURE: &str = "transaction.version";
+/// First Produce version of transactions V2: a transactional producer that sees
+/// `transaction.version` 2 stops sending AddPartitionsToTxn and relies on Produce v12+ to add
+/// the partition, so offered a lower Produce its batches are refused ("Partition was not
+/// added to the transaction", `InvalidTxnStateException`).
+pub const PRODUCE_TRANSACTIONS_V2: i16 = 12;
+
+/// Caps the `transaction.version` feature at 1 (KIP-890's transactions V1) when Produce is
+/// offered below v12, so transactional clients keep sending AddPartitionsToTxn.
+fn cap_transaction_version(response: &mut ApiVersionsResponse) {
+    let produce_max = response
+        .api_keys
+        .iter()
+        .find(|e| e.api_key == ApiKey::Produce as i16)
+        .map(|e| e.max_version);
+    if produce_max.is_some_and(|max| max >= PRODUCE_TRANSACTIONS_V2) {
+        return;
+    }
+    for f in &mut response.finalized_features {
+        if f.name.as_str() == TRANSACTION_VERSION_FEATURE {
+            f.max_version_level = f.max_version_level.min(1);
+            f.min_version_level = f.min_version_level.min(f.max_version_level);
+        }
+    }
+    for f in &mut response.supported_features {
+        if f.name.as_str() == TRANSACTION_VERSION_FEATURE {
+            f.max_version = f.max_version.min(1);
+            f.min_version = f.min_version.min(f.max_version);
+        }
+    }
+}
+
 /// Cuts an ApiVersions response down to what clients of the proxy may use.
 pub fn filter(response: &mut ApiVersionsResponse) -> FilterReport {
+    let report = filter_keys(response);
+    cap_transaction_version(response);
+    report
+}
+
+fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
     let mut report = FilterReport::default();
     response.api_keys.retain_mut(|entry| {
         let broker = v(entry.min_version, entry.max_version);
@@ -243,6 +282,78 @@ mod tests {
         assert_eq!(offered(10_000, v(0, 1)), None, "proprietary");
         assert_eq!(offered(93, v(0, 0)), None, "unknown future key");
         assert_eq!(offered(3, v(5, 4)), None, "empty range");
+    }
+
+    #[test]
+    fn transaction_version_is_capped_while_produce_is_below_v12() {
+        use kafka_protocol::messages::api_versions_response::{
+            FinalizedFeatureKey, SupportedFeatureKey,
+        };
+        use kafka_protocol::protocol::StrBytes;
+        let answer = |produce_max| {
+            ApiVersionsResponse::default()
+                .with_api_keys(vec![
+                    ApiVersion::default()
+                        .with_api_key(ApiKey::Produce as i16)
+                        .with_min_version(3)
+                        .with_max_version(produce_max),
+                ])
+                .with_supported_features(vec![
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str("transaction.version"))
+                        .with_min_version(0)
+                        .with_max_version(2),
+                    SupportedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str("group.version"))
+                        .with_min_version(0)
+                        .with_max_version(1),
+                ])
+                .with_finalized_features(vec![
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str("transaction.version"))
+                        .with_min_version_level(2)
+                        .with_max_version_level(2),
+                    FinalizedFeatureKey::default()
+                        .with_name(StrBytes::from_static_str("group.version"))
+                        .with_min_version_level(1)
+                        .with_max_version_level(1),
+                ])
+        };
+        let levels = |r: &ApiVersionsResponse| {
+            let finalized: Vec<(String, i16, i16)> = r
+                .finalized_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version_level, f.max_version_level))
+                .collect();
+            let supported: Vec<(String, i16, i16)> = r
+                .supported_features
+                .iter()
+                .map(|f| (f.name.to_string(), f.min_version, f.max_version))
+                .collect();
+            (finalized, supported)
+        };
+        // A Kafka 4.x broker's answer: Produce clamped to v9, so transactions V1 only.
+        let mut r = answer(13);
+        filter(&mut r);
+        assert_eq!(r.api_keys[0].max_version, 9);
+        assert_eq!(
+            levels(&r),
+            (
+                vec![
+                    ("transaction.version".to_owned(), 1, 1),
+                    ("group.version".to_owned(), 1, 1)
+                ],
+                vec![
+                    ("transaction.version".to_owned(), 0, 1),
+                    ("group.version".to_owned(), 0, 1)
+                ]
+            )
+        );
+        // Untouched when Produce v12 is offered (cap_transaction_version alone, since
+        // filter clamps Produce to v9 today).
+        let mut r = answer(13);
+        cap_transaction_version(&mut r);
+        assert_eq!(levels(&r), levels(&answer(13)));
     }
 
     #[test]

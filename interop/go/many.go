@@ -1,0 +1,168 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/segmentio/kafka-go"
+)
+
+// runMany is the "slow and many" load: `conns` producer connections held open at once (each
+// one kafka-go Conn = one TCP connection to the proxy's listener for its partition's leader),
+// each writing one record every interval (acks=all) for the soak's duration, while one
+// consumer group member reads slowly (a pause after every record while the producers run).
+// Record key "c<conn>-<seq>": each connection's records must all arrive, in order, once.
+func runMany(o *options, res *result, conns, valueBytes, slowMs int) {
+	logger := log.New(os.Stderr, "[kafka-go] ", log.LstdFlags|log.Lmicroseconds)
+	ctx := context.Background()
+	client := &kafka.Client{Addr: kafka.TCP(o.bootstrap), Timeout: 20 * time.Second}
+	md, err := client.Metadata(ctx, &kafka.MetadataRequest{Topics: []string{o.topic}})
+	if err != nil {
+		res.fail("metadata", err)
+		return
+	}
+	res.MetadataNodes = map[string]string{}
+	for _, b := range md.Brokers {
+		res.MetadataNodes[strconv.Itoa(b.ID)] = fmt.Sprintf("%s:%d", b.Host, b.Port)
+	}
+
+	pad := strings.Repeat("x", max(0, valueBytes-32))
+	acked := make([]atomic.Int64, conns)
+	var open, peakOpen, failed atomic.Int64
+	var errMu sync.Mutex
+	var wg sync.WaitGroup
+	stop := time.Now().Add(o.soak)
+	dialed := make(chan struct{}, conns)
+	for j := 0; j < conns; j++ {
+		wg.Add(1)
+		go func(j int) {
+			defer wg.Done()
+			conn, err := kafka.DialLeader(ctx, "tcp", o.bootstrap, o.topic, j%o.partitions)
+			if err != nil {
+				errMu.Lock()
+				res.fail(fmt.Sprintf("dial connection %d", j), err)
+				errMu.Unlock()
+				dialed <- struct{}{}
+				return
+			}
+			defer conn.Close()
+			if n := open.Add(1); n > peakOpen.Load() {
+				peakOpen.Store(n)
+			}
+			defer open.Add(-1)
+			dialed <- struct{}{}
+			_ = conn.SetRequiredAcks(-1)
+			for seq := int64(0); time.Now().Before(stop); seq++ {
+				_ = conn.SetWriteDeadline(time.Now().Add(30 * time.Second))
+				_, err := conn.WriteMessages(kafka.Message{Key: []byte(fmt.Sprintf("c%d-%d", j, seq)),
+					Value: []byte(fmt.Sprintf("%s-c%d-%d-%s", o.topic, j, seq, pad))})
+				if err != nil {
+					if failed.Add(1) <= 5 {
+						errMu.Lock()
+						res.Errors = append(res.Errors, fmt.Sprintf("connection %d record %d: %v", j, seq, err))
+						errMu.Unlock()
+					}
+					return
+				}
+				acked[j].Store(seq + 1)
+				time.Sleep(o.interval)
+			}
+		}(j)
+	}
+
+	// The slow consumer, started once every connection is up.
+	for j := 0; j < conns; j++ {
+		<-dialed
+	}
+	res.Step = fmt.Sprintf("%d connections open", open.Load())
+	fmt.Fprintf(os.Stderr, "%d producer connections open\n", open.Load())
+	r := kafka.NewReader(kafka.ReaderConfig{Brokers: []string{o.bootstrap}, GroupID: o.group,
+		Topic: o.topic, StartOffset: kafka.FirstOffset, MaxWait: 500 * time.Millisecond,
+		Logger: logger, ErrorLogger: logger})
+	next := make([]int64, conns)
+	done := make(chan struct{})
+	var consumed, dup, mismatched atomic.Int64
+	var producersDone atomic.Bool
+	go func() {
+		defer close(done)
+		cctx, cancel := context.WithTimeout(ctx, o.soak+o.timeout)
+		defer cancel()
+		for {
+			if producersDone.Load() {
+				complete := true
+				for j := range next {
+					if next[j] < acked[j].Load() {
+						complete = false
+						break
+					}
+				}
+				if complete {
+					return
+				}
+			}
+			// Short waits, so the loop sees the producers finish while nothing is arriving.
+			fctx, fcancel := context.WithTimeout(cctx, 2*time.Second)
+			m, err := r.FetchMessage(fctx)
+			fcancel()
+			if err != nil && cctx.Err() == nil && fctx.Err() != nil {
+				continue
+			}
+			if err != nil {
+				errMu.Lock()
+				res.fail("consume", err)
+				errMu.Unlock()
+				return
+			}
+			var j int
+			var seq int64
+			if _, err := fmt.Sscanf(string(m.Key), "c%d-%d", &j, &seq); err != nil || j >= conns ||
+				!strings.HasPrefix(string(m.Value), fmt.Sprintf("%s-c%d-%d-", o.topic, j, seq)) ||
+				m.Partition != j%o.partitions {
+				if mismatched.Add(1) <= 5 {
+					res.badf("partition %d offset %d: key %q", m.Partition, m.Offset, m.Key)
+				}
+				continue
+			}
+			switch {
+			case seq < next[j]:
+				dup.Add(1)
+			case seq > next[j]:
+				res.Missing += int(seq - next[j])
+				res.badf("connection %d: record %d after %d", j, seq, next[j]-1)
+				next[j] = seq + 1
+				consumed.Add(1)
+			default:
+				next[j] = seq + 1
+				consumed.Add(1)
+			}
+			if !producersDone.Load() && slowMs > 0 {
+				time.Sleep(time.Duration(slowMs) * time.Millisecond)
+			}
+		}
+	}()
+	wg.Wait()
+	producersDone.Store(true)
+	<-done
+	if err := r.Close(); err != nil {
+		res.fail("reader close", err)
+	}
+	for j := range acked {
+		res.Acked += int(acked[j].Load())
+	}
+	res.Produced = res.Acked + int(failed.Load())
+	res.SendFailed = int(failed.Load())
+	res.Consumed = int(consumed.Load())
+	res.Redelivered = int(dup.Load())
+	res.Mismatched = int(mismatched.Load())
+	res.EndOffsets = map[string]int64{"peak_open_connections": peakOpen.Load()}
+	if res.Consumed != res.Acked {
+		res.fail("consume", fmt.Errorf("%d of %d acknowledged records consumed", res.Consumed, res.Acked))
+	}
+}
