@@ -28,9 +28,17 @@ pub fn parse<C: Parser>() -> C {
 /// [`parse`] for the given arguments (the first is the program name).
 pub fn parse_from<C: Parser>(args: Vec<OsString>) -> Result<C, clap::Error> {
     let command = C::command();
-    let matches = command.clone().try_get_matches_from(&args)?;
-    let Some((sub_name, sub_matches)) = matches.subcommand() else {
-        return C::from_arg_matches(&matches);
+    // Lenient first: arguments the file supplies may be required ones.
+    let lenient = command
+        .clone()
+        .ignore_errors(true)
+        .try_get_matches_from(&args)?;
+    let strict = || {
+        let matches = command.clone().try_get_matches_from(&args)?;
+        C::from_arg_matches(&matches)
+    };
+    let Some((sub_name, sub_matches)) = lenient.subcommand() else {
+        return strict();
     };
     let Some(path) = sub_matches
         .try_get_one::<PathBuf>(CONFIG_ID)
@@ -38,7 +46,7 @@ pub fn parse_from<C: Parser>(args: Vec<OsString>) -> Result<C, clap::Error> {
         .flatten()
         .cloned()
     else {
-        return C::from_arg_matches(&matches);
+        return strict();
     };
     let sub_command = command
         .find_subcommand(sub_name)
@@ -50,7 +58,7 @@ pub fn parse_from<C: Parser>(args: Vec<OsString>) -> Result<C, clap::Error> {
             .error(clap::error::ErrorKind::InvalidValue, message)
     })?;
     if extra.is_empty() {
-        return C::from_arg_matches(&matches);
+        return strict();
     }
     // The file's arguments go right after the subcommand's name, so they never end up
     // after a `--`.
