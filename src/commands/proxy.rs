@@ -656,7 +656,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         None
     };
     let health = Arc::new(Health::default());
-    tracing::info!(address = %http.local_addr()?, "health and metrics on http://{}/readiness", http.local_addr()?);
+    let http_local = http.local_addr()?;
+    tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     let ops = tokio::spawn(server::serve(
         http,
         health_router(health.clone()),
