@@ -29,7 +29,7 @@ from harness import (  # noqa: E402
 PRINCIPAL = "interop-client@interop-project.iam.gserviceaccount.com"
 # A principal://... subject whose claims JSON, written naively, base64url-encodes to text with
 # '-' and '_' (three '~', '?' and '>' in a row put one of each at a byte offset of 2 mod 3),
-# which kafka-clients before 4.2 cannot decode (FACTS §1).
+# which kafka-clients before 4.2 cannot decode (KAFKA-17089).
 AWKWARD_PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789/locations/global/"
                      "workloadIdentityPools/interop.svc.id.goog/subject/ns/sa~~~x???y>>>z")
 # Broker: re-authenticate every connection at least this often (Managed Kafka sets it too).
@@ -103,11 +103,15 @@ class FakeGoogle:
             "GET", f"{self.base_url}/_fake/lookup?access_token={quote(access_token, safe='')}")
         return body if status == 200 else None
 
-    def metadata_token(self) -> dict:
-        """A token straight from the fake metadata server, as the sidecar would get it."""
+    def metadata_token(self, scopes: list[str] | None = None) -> dict:
+        """A token straight from the fake metadata server, as the sidecar would get it (with
+        `?scopes=` when given, else the instance's scopes)."""
+        from urllib.parse import quote
+        query = "" if scopes is None else "?scopes=" + quote(",".join(scopes), safe=",")
         status, body = http_json(
             "GET",
-            f"http://{self.metadata_host}/computeMetadata/v1/instance/service-accounts/default/token",
+            f"http://{self.metadata_host}/computeMetadata/v1/instance/service-accounts/default/token"
+            + query,
             headers={"Metadata-Flavor": "Google"})
         assert status == 200, f"fake metadata token answered {status}: {body}"
         return body
