@@ -111,31 +111,28 @@ impl fmt::Display for ClusterName {
 pub enum LookupError {
     /// 404: no such cluster.
     #[error(
-        "Managed Kafka cluster {name} not found (404 from {url}): check the project, the region and the cluster id; `gcloud managed-kafka clusters list --project={project} --location={location}` lists the clusters there"
+        "Managed Kafka cluster {name} not found (404 from {url}): check the project, the region and the cluster id; `gcloud managed-kafka clusters list --project={project} --location={location}` lists the clusters there",
+        project = .name.project,
+        location = .name.location
     )]
     NotFound {
         /// The cluster.
-        name: ClusterName,
+        name: Box<ClusterName>,
         /// The URL called.
         url: String,
-        /// Its project.
-        project: String,
-        /// Its region.
-        location: String,
     },
     /// 403 without `SERVICE_DISABLED`: the principal lacks the permission.
     #[error(
-        "permission denied reading Managed Kafka cluster {name} (403 from {url}): {principal} needs the {GET_PERMISSION} permission on it, which the role {VIEWER_ROLE} grants (gcloud projects add-iam-policy-binding {project} --member=<that principal> --role={VIEWER_ROLE}); Google said: {message}"
+        "permission denied reading Managed Kafka cluster {name} (403 from {url}): {principal} needs the {GET_PERMISSION} permission on it, which the role {VIEWER_ROLE} grants (gcloud projects add-iam-policy-binding {project} --member=<that principal> --role={VIEWER_ROLE}); Google said: {message}",
+        project = .name.project
     )]
     PermissionDenied {
         /// The cluster.
-        name: ClusterName,
+        name: Box<ClusterName>,
         /// The URL called.
         url: String,
         /// Whose token was used.
         principal: String,
-        /// The project to grant the role in.
-        project: String,
         /// Google's message.
         message: String,
     },
@@ -163,7 +160,7 @@ pub enum LookupError {
     #[error("the Managed Kafka API answered {status} for {name} from {url}: {message}")]
     Status {
         /// The cluster.
-        name: ClusterName,
+        name: Box<ClusterName>,
         /// The URL called.
         url: String,
         /// The HTTP status.
@@ -183,19 +180,16 @@ pub enum LookupError {
     },
     /// 200 without a usable `bootstrapAddress`.
     #[error(
-        "the Managed Kafka API's answer for {name} has no usable bootstrapAddress ({detail}); is the cluster still being created? (`gcloud managed-kafka clusters describe {cluster} --location={location} --project={project}`)"
+        "the Managed Kafka API's answer for {name} has no usable bootstrapAddress ({detail}); is the cluster still being created? (`gcloud managed-kafka clusters describe {cluster} --location={location} --project={project}`)",
+        cluster = .name.cluster,
+        location = .name.location,
+        project = .name.project
     )]
     NoBootstrapAddress {
         /// The cluster.
-        name: ClusterName,
+        name: Box<ClusterName>,
         /// What is wrong.
         detail: String,
-        /// The cluster id.
-        cluster: String,
-        /// Its region.
-        location: String,
-        /// Its project.
-        project: String,
     },
     /// No token to call the API with.
     #[error("no access token to call the Managed Kafka API with: {0}")]
@@ -275,10 +269,8 @@ pub async fn lookup_bootstrap(
         .unwrap_or_else(|| String::from_utf8_lossy(&body[..body.len().min(200)]).into_owned());
     Err(match status {
         404 => LookupError::NotFound {
-            name: name.clone(),
+            name: Box::new(name.clone()),
             url,
-            project: name.project.clone(),
-            location: name.location.clone(),
         },
         401 => LookupError::Unauthenticated { url, message },
         403 => match service_disabled(json.as_ref()) {
@@ -294,15 +286,14 @@ pub async fn lookup_bootstrap(
                     .unwrap_or_default(),
             },
             None => LookupError::PermissionDenied {
-                name: name.clone(),
+                name: Box::new(name.clone()),
                 url,
                 principal: token.principal().as_str().to_owned(),
-                project: name.project.clone(),
                 message,
             },
         },
         _ => LookupError::Status {
-            name: name.clone(),
+            name: Box::new(name.clone()),
             url,
             status,
             message,
@@ -328,11 +319,8 @@ fn service_disabled(json: Option<&Value>) -> Option<(Option<String>, Option<Stri
 
 fn bootstrap_from(name: &ClusterName, json: Option<&Value>) -> Result<String, LookupError> {
     let missing = |detail: &str| LookupError::NoBootstrapAddress {
-        name: name.clone(),
+        name: Box::new(name.clone()),
         detail: detail.to_owned(),
-        cluster: name.cluster.clone(),
-        location: name.location.clone(),
-        project: name.project.clone(),
     };
     let json = json.ok_or_else(|| missing("the answer is not JSON"))?;
     let address = json["bootstrapAddress"]
