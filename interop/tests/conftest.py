@@ -25,6 +25,9 @@ from harness import (  # noqa: E402
     run_bounded, tail, wait_until,
 )
 
+# The 3-node TLS cluster and the proxy fixtures (tests/cluster.py), started only on first use.
+pytest_plugins = ["cluster"]
+
 # The principal the fake's metadata server hands out for the whole session.
 PRINCIPAL = "interop-client@interop-project.iam.gserviceaccount.com"
 # A principal://... subject whose claims JSON, written naively, base64url-encodes to text with
