@@ -92,7 +92,7 @@ pub fn build_provider(
         BuildError::Principal(_) => {
             anyhow!("invalid --principal (GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL): {err}")
         }
-        BuildError::Timing(_) => {
+        BuildError::RefreshMargin { .. } => {
             anyhow!("invalid --refresh-margin (GCP_KAFKA_AUTH_REFRESH_MARGIN): {err}")
         }
         _ => anyhow!("{err}"),

@@ -187,6 +187,11 @@ pub struct ProxyArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_ADMIN_PORT", default_value_t = 9091)]
     pub admin_port: u16,
 
+    /// Check once instead of serving: token, cluster lookup, TCP, TLS, SASL and a bootstrap
+    /// Metadata round trip; print what was found (or what failed and the fix) and exit 0 or 1.
+    #[arg(long)]
+    pub check: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -579,6 +584,9 @@ fn admin_router(quit: Arc<watch::Sender<Option<StopReason>>>) -> Router {
 
 /// Runs the command inside a tokio runtime; the exit code says what stopped it.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    if args.check {
+        return check(args).await;
+    }
     // What asked to stop (a signal or /quitquitquit); `stop` turns true once the proxies
     // should drain (after --min-sigterm-delay for SIGTERM).
     let (reason_tx, mut reason_rx) = watch::channel(None::<StopReason>);
@@ -709,27 +717,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let mut builder = Proxy::builder(provider.clone())
-            .with_bootstrap_servers(&bootstrap)
-            .with_broker_port_base(plan.broker_port_base)
-            .with_advertised_host(&args.advertised_host)
-            .with_upstream_tls(args.upstream_tls)
-            .with_sasl(match args.upstream_sasl {
-                UpstreamSasl::Oauthbearer => SaslMechanism::OauthBearer,
-                UpstreamSasl::Plain => SaslMechanism::Plain,
-            })
-            .with_max_connections(args.max_connections)
-            .with_drain_timeout(args.max_sigterm_delay);
-        for (host, ip) in &args.resolve {
-            builder = builder.with_resolve(host, *ip);
-        }
-        if let Some(forward) = &args.forward_proxy {
-            builder = builder.with_forward_proxy(forward.clone());
-        }
-        if let Some(path) = &args.upstream_ca_file {
-            builder = builder.with_upstream_ca_file(path)?;
-        }
-        let proxy = builder.build()?;
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
         statuses.push((plan.label.clone(), proxy.status()));
         proxies.push(proxy);
     }
@@ -766,6 +754,92 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let reason = *reason_tx.borrow();
     tracing::info!(?reason, "stopped");
     Ok(exit_code(reason, args.exit_zero_on_sigterm))
+}
+
+/// The library configuration the flags describe, for one cluster.
+fn builder(
+    args: &ProxyArgs,
+    provider: KafkaTokenProvider,
+    bootstrap: &[String],
+    broker_port_base: u16,
+) -> anyhow::Result<gcp_kafka_auth_handler::proxy::ProxyBuilder> {
+    let mut builder = Proxy::builder(provider)
+        .with_bootstrap_servers(bootstrap)
+        .with_broker_port_base(broker_port_base)
+        .with_advertised_host(&args.advertised_host)
+        .with_upstream_tls(args.upstream_tls)
+        .with_sasl(match args.upstream_sasl {
+            UpstreamSasl::Oauthbearer => SaslMechanism::OauthBearer,
+            UpstreamSasl::Plain => SaslMechanism::Plain,
+        })
+        .with_max_connections(args.max_connections)
+        .with_drain_timeout(args.max_sigterm_delay);
+    for (host, ip) in &args.resolve {
+        builder = builder.with_resolve(host, *ip);
+    }
+    if let Some(forward) = &args.forward_proxy {
+        builder = builder.with_forward_proxy(forward.clone());
+    }
+    if let Some(path) = &args.upstream_ca_file {
+        builder = builder.with_upstream_ca_file(path)?;
+    }
+    Ok(builder)
+}
+
+/// `--check`: for each cluster, the lookup and the start-up probe once, reported on stdout.
+async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let provider = super::credentials::build_provider(
+        &args.credentials,
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account.clone(),
+    )?;
+    let options = LookupOptions {
+        endpoint: args.managed_kafka_endpoint.clone(),
+        quota_project: args.quota_project.clone(),
+        timeout: None,
+    };
+    let mut code = ExitCode::SUCCESS;
+    let plans = plans(&args)?;
+    let many = plans.len() > 1;
+    for plan in plans {
+        let label = if many {
+            format!("{}: ", plan.label)
+        } else {
+            String::new()
+        };
+        let bootstrap = match &plan.target {
+            Target::Bootstrap(servers) => servers.clone(),
+            Target::Cluster(name) => match lookup(&provider, name, &options).await {
+                Ok(found) => vec![found],
+                Err(why) => {
+                    println!("not ready: {label}{why:#}");
+                    code = ExitCode::from(1);
+                    continue;
+                }
+            },
+        };
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
+        match proxy.check().await {
+            Ok(brokers) => {
+                println!(
+                    "ok: {label}bootstrap Metadata round trip succeeded; {} brokers",
+                    brokers.len()
+                );
+                for (broker, port) in brokers {
+                    println!(
+                        "  node {} at {}:{} -> {}:{port}",
+                        broker.node_id, broker.host, broker.port, args.advertised_host
+                    );
+                }
+            }
+            Err(why) => {
+                println!("not ready: {label}{why}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
 }
 
 /// 143 after SIGTERM (128 + 15, what a shell reports for a process the signal killed) unless

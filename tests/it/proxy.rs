@@ -797,3 +797,77 @@ async fn the_proxy_subcommand_serves_with_the_documented_flags_and_variables() {
     // 143 as Google's auth proxies exit after SIGTERM; --exit-zero-on-sigterm makes it 0.
     assert_eq!(status.code(), Some(143), "{status:?}: {}", sidecar.logs());
 }
+
+/// `proxy --check`: the start-up probe once, with the problem and its fix when it fails.
+#[tokio::test]
+async fn proxy_check_reports_the_brokers_or_what_failed() {
+    use crate::support::{SidecarEnv, run};
+    let google = FakeGoogle::start().await;
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = broker.addr.port();
+    broker.set(|s| s.brokers = vec![(4, host(4), i32::from(port))]);
+    let env = SidecarEnv::new(&google);
+    let bootstrap = format!("bootstrap.kafka.invalid:{port}");
+    let resolve = format!("bootstrap.kafka.invalid=127.0.0.1,{}=127.0.0.1", host(4));
+    let args: Vec<String> = [
+        "proxy",
+        "--check",
+        "--bootstrap-server",
+        &bootstrap,
+        "--resolve",
+        &resolve,
+        "--upstream-tls=false",
+        "--broker-port-base",
+        "30000",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run(&env, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "ok: bootstrap Metadata round trip succeeded; 1 brokers\n  node 4 at {}:{port} -> 127.0.0.1:30004\n",
+            host(4)
+        )
+    );
+
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = SidecarEnv::new(&google);
+    let bootstrap = format!("127.0.0.1:{closed}");
+    let (code, stdout, _) = tokio::task::spawn_blocking(move || {
+        run(
+            &env,
+            &[
+                "proxy",
+                "--check",
+                "--bootstrap-server",
+                &bootstrap,
+                "--upstream-tls=false",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with(&format!(
+            "not ready: cannot connect to broker 127.0.0.1:{closed} (127.0.0.1:{closed}): "
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reachable only from the cluster's VPC"),
+        "{stdout}"
+    );
+}

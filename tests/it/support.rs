@@ -246,6 +246,48 @@ impl Drop for Sidecar {
     }
 }
 
+/// The library's token endpoint served in this process, as `serve` serves it (default
+/// endpoint checks), for scenarios about credential types: what they exercise is the library,
+/// and a process of their own would add nothing but start-up time. Stopped on drop.
+pub struct InProcess {
+    pub addr: SocketAddr,
+    server: tokio::task::JoinHandle<()>,
+    _home: tempfile::TempDir,
+}
+
+impl InProcess {
+    /// Builds a provider that reads only `env` (as the binary reads its environment) and
+    /// serves its router on a free loopback port.
+    pub async fn start(env: SidecarEnv) -> InProcess {
+        let provider = gcp_kafka_auth_handler::KafkaTokenProvider::builder()
+            .with_env(gcp_kafka_auth_handler::Env::from_pairs(env.vars))
+            .build()
+            .expect("the provider builds");
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, provider.router())
+                .await
+                .expect("the endpoint serves");
+        });
+        InProcess {
+            addr,
+            server,
+            _home: env.home,
+        }
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+impl Drop for InProcess {
+    fn drop(&mut self) {
+        self.server.abort();
+    }
+}
+
 /// A token response taken apart.
 #[derive(Debug)]
 pub struct Decoded {
