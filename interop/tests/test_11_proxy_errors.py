@@ -8,6 +8,8 @@ client is left hanging.
 - The brokers' certificates are signed by a CA the proxy was not given: `/readyz` and the log
   name the certificate problem and the fix (`--upstream-ca-file`), and no broker ever saw a
   SASL attempt.
+- A client configured for a direct connection (SASL_SSL, SASL_PLAINTEXT) is pointed at the
+  proxy: it fails, and the proxy's log tells the user what to change.
 """
 
 from __future__ import annotations
@@ -59,7 +61,7 @@ def client_is_closed(address: str, timeout: float = 20) -> tuple[bool, str]:
 # Kafka's OAUTHBEARER server answers a refused token per RFC 7628 §3.2.2: SaslAuthenticate
 # with error_code 0 and auth_bytes {"status":"invalid_token"}, waiting for the client's %x01;
 # only then does it fail the authentication (error 58, that JSON as the message). The proxy
-# (as of 0095691) takes the first answer for success: it goes on to Metadata, the broker closes
+# (as of 2a8d5bc) takes the first answer for success: it goes on to Metadata, the broker closes
 # the connection ("Unexpected Kafka request of type METADATA during SASL authentication"),
 # /readyz says ready with "0 brokers", and the refusal is never logged. strict: the day the
 # proxy handles the challenge this XPASSes, fails, and the marker must go.
@@ -133,3 +135,41 @@ def test_proxy_reports_unknown_ca(kafka_cluster, start_proxy, workdir):
     assert cluster.decision_log()[d0:] == []
     note(f"proxy with an unknown CA: /readyz {history[-1][0]} '{last.strip()[:200]}'; client "
          f"connection {how}")
+
+
+@pytest.mark.parametrize("security,hint", [
+    # TLS against the plaintext listener: the proxy sees a ClientHello, says so, closes.
+    pytest.param("sasl_ssl", "this listener is plaintext: use security.protocol=PLAINTEXT",
+                 id="sasl_ssl"),
+    # SASL against the proxy: refused, never forwarded.
+    pytest.param("sasl_plaintext", "the proxy authenticates for you: remove the SASL settings",
+                 id="sasl_plaintext"),
+])
+def test_proxy_tells_a_misconfigured_client_what_to_change(security, hint, kafka_cluster,
+                                                           start_proxy, start_sidecar, workdir):
+    """kafka-clients 4.x pointed at the proxy with a direct-connection configuration (SASL_SSL
+    or SASL_PLAINTEXT, OAUTHBEARER through the sidecar): the client fails, the proxy's log
+    says what to change, and no credential of the client reaches a broker."""
+    from cluster_clients import run_java
+    cluster = kafka_cluster
+    proxy = start_proxy(cluster, name=f"proxy-{security}-client")
+    sidecar = start_sidecar()
+    d0 = len(cluster.decision_log())
+    status, res, log = run_java(
+        f"proxy-{security}-client", proxy.bootstrap, workdir,
+        [f"security={security}", f"tokenUrl={sidecar.url}", f"truststore={cluster.ca_file}",
+         "mode=describe", "timeoutSecs=15"], timeout=90,
+        extra_jvm=[f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={sidecar.url}"])
+    what = f"kafka-clients via proxy with security.protocol={security.upper()}"
+    assert res is not None and status != 0 and not res["ok"], cluster.report(
+        what, "describe", f"the client should have failed: {res}", client_log=log, proxy=proxy)
+    assert res["step"] == "describe-cluster", res
+    hints = [l for l in proxy.log_text().splitlines() if hint in l]
+    assert hints, cluster.report(what, "proxy log", f"no line says {hint!r}", client_log=log,
+                                 proxy=proxy)
+    # Whatever the brokers saw meanwhile was the proxy's own (accepted) authentication.
+    refused = [d for d in cluster.decision_log()[d0:] if d["decision"] == "refuse"]
+    assert not refused, cluster.report(what, "brokers", f"refused: {refused[:3]}", proxy=proxy)
+    note(f"proxy, kafka-clients with {security.upper()}: fails at describeCluster "
+         f"({res['errors'][0][:160] if res['errors'] else '?'}); proxy log: "
+         f"{hints[0].split(': ', 1)[-1][:200]}")
