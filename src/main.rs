@@ -37,12 +37,15 @@ enum Command {
     /// Run a Kafka-protocol proxy: clients connect in plaintext with only bootstrap.servers
     /// set; the proxy authenticates every broker connection and rewrites broker addresses.
     Proxy(Box<commands::proxy::ProxyArgs>),
+    /// Wait until the proxy (or sidecar) on the health port is ready: exit 0 then, 1 after
+    /// --timeout. For init ordering where native sidecars are not available.
+    Wait(commands::wait::WaitArgs),
     /// Print the version, target and git commit as JSON.
     Version,
 }
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let cli: Cli = commands::config_file::parse();
     match cli.command {
         Command::Version => {
             commands::version::run();
@@ -59,7 +62,7 @@ fn main() -> ExitCode {
         }
         Command::Proxy(args) => {
             commands::init_logging(&args.log);
-            commands::run_async(async move { commands::proxy::run(*args).await })
+            commands::run_async(commands::proxy::run(*args))
         }
         Command::Token(args) => {
             commands::init_logging(&args.log);
@@ -67,6 +70,7 @@ fn main() -> ExitCode {
         }
         Command::ClientConfig(args) => commands::client_config::run(&args),
         Command::Healthcheck(args) => commands::healthcheck::run(&args),
+        Command::Wait(args) => commands::wait::run(&args),
         Command::Completions(args) => {
             commands::completions::run(&args, Cli::command());
             ExitCode::SUCCESS

@@ -558,6 +558,12 @@ impl KafkaTokenProvider {
         self.source.describe()
     }
 
+    /// The universe domain of the credentials (`googleapis.com` unless they say otherwise),
+    /// for calling other Google APIs in the same universe with this provider's tokens.
+    pub async fn universe_domain(&self) -> Result<String, crate::credentials::CredentialError> {
+        self.source.universe_domain().await
+    }
+
     /// This provider's metrics (also served on `/metrics` by the router of
     /// [`crate::endpoint`]).
     pub fn metrics(&self) -> &Arc<Metrics> {

@@ -13,6 +13,7 @@
 //! | `POST /v1/oauthtoken` | STS refresh for workforce pool users (Basic client auth) |
 //! | `GET /subject-token-service/{text\|json}?subject=S` | a local subject token service for `credential_source.url` (demands `Metadata: True`) |
 //! | `PUT /latest/api/token`, `GET /latest/meta-data/...` | the AWS EC2 instance metadata service (IMDSv2) |
+//! | `GET /v1/projects/{p}/locations/{l}/clusters/{c}` | the Managed Kafka API's `clusters.get` ([`managed_kafka`]) |
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
@@ -47,6 +48,7 @@ mod faults;
 pub mod federation;
 mod iam;
 mod keys;
+pub mod managed_kafka;
 pub mod metadata;
 pub mod oauth;
 mod record;
@@ -71,6 +73,7 @@ pub use credentials::{
 };
 pub use faults::{Fault, FaultTarget, ParseFaultError, RESET_ANNOUNCED_LENGTH, RESET_PARTIAL_BODY};
 pub use iam::{UNAUTHENTICATED as IAM_UNAUTHENTICATED, rfc3339};
+pub use managed_kafka::ManagedKafkaFault;
 pub use state::{IssuedToken, RecordedRequest, Stats};
 pub use tokeninfo::EMAIL_SCOPES;
 
@@ -119,6 +122,7 @@ pub struct FakeGoogle {
 
 struct Handle {
     shared: Arc<Shared>,
+    clusters: Arc<managed_kafka::Clusters>,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -154,7 +158,8 @@ impl FakeGoogle {
         }
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(format!("http://{local}"), shutdown_rx.clone()));
-        let app = router(shared.clone());
+        let clusters = Arc::new(managed_kafka::Clusters::default());
+        let app = router(shared.clone(), clusters.clone());
         let mut signal = shutdown_rx;
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             // Err means every handle is gone: shut down as well.
@@ -167,6 +172,7 @@ impl FakeGoogle {
         Ok(FakeGoogle {
             handle: Arc::new(Handle {
                 shared,
+                clusters,
                 shutdown,
                 task: Mutex::new(Some(task)),
             }),
@@ -392,10 +398,26 @@ impl FakeGoogle {
     pub fn requests(&self) -> Vec<RecordedRequest> {
         self.shared().requests()
     }
+
+    /// Makes the Managed Kafka API know cluster `name` (`projects/P/locations/L/clusters/C`)
+    /// with this `bootstrapAddress` (`HOST:PORT`).
+    pub fn add_managed_kafka_cluster(&self, name: &str, bootstrap_address: &str) {
+        self.handle.clusters.add(name, bootstrap_address);
+    }
+
+    /// Makes every Managed Kafka API call fail this way until set to `None`.
+    pub fn set_managed_kafka_fault(&self, fault: Option<ManagedKafkaFault>) {
+        self.handle.clusters.set_fault(fault);
+    }
+
+    /// How many `clusters.get` calls arrived (answered or refused).
+    pub fn managed_kafka_gets(&self) -> u64 {
+        self.handle.clusters.gets()
+    }
 }
 
 /// All endpoints on one router.
-fn router(shared: Arc<Shared>) -> Router {
+fn router(shared: Arc<Shared>, clusters: Arc<managed_kafka::Clusters>) -> Router {
     Router::new()
         .route("/", get(metadata::root))
         .nest(metadata::PREFIX, metadata::router(shared.clone()))
@@ -412,6 +434,7 @@ fn router(shared: Arc<Shared>) -> Router {
         .merge(aws::router())
         .merge(federation::router())
         .merge(control::router())
+        .merge(managed_kafka::router(shared.clone(), clusters))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             record::record,

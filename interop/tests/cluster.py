@@ -584,10 +584,13 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
 
     def start(cluster: KafkaCluster, name: str = "proxy", upstream_sasl: str = "oauthbearer",
               extra_args: list[str] | None = None, ready_timeout: float = 60,
-              wait_ready: bool = True, ca_file: Path | None = None) -> Proxy:
+              wait_ready: bool = True, ca_file: Path | None = None,
+              cluster_name: str | None = None) -> Proxy:
         """Starts a proxy and waits for /readyz to answer 200 (with wait_ready=False: for its
         HTTP port to answer at all, for scenarios where it must not become ready). It trusts
-        the cluster's CA unless `ca_file` names another."""
+        the cluster's CA unless `ca_file` names another. With `cluster_name` the proxy is
+        started from that Managed Kafka resource name, which fake-google's Managed Kafka API
+        must know, instead of --bootstrap-server."""
         if not binary.exists():
             pytest.fail(f"proxy binary {binary} is missing: cargo build --bins "
                         f"(or set INTEROP_PROXY_BIN)")
@@ -605,7 +608,9 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
         listen, http_port = free_port(), free_port()
         base = free_port_block(NODE_IDS)
         argv = [str(binary), "proxy",
-                "--bootstrap-server", ",".join(n.external for n in cluster.nodes.values()),
+                *(["--bootstrap-server", ",".join(n.external for n in cluster.nodes.values())]
+                  if cluster_name is None else
+                  [cluster_name, "--managed-kafka-endpoint", fake_google.base_url]),
                 "--listen", f"127.0.0.1:{listen}",
                 "--broker-port-base", str(base),
                 "--advertised-host", "127.0.0.1",

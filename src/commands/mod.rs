@@ -5,12 +5,15 @@
 pub mod args;
 pub mod client_config;
 pub mod completions;
+pub mod config_file;
+pub mod credentials;
 pub mod doctor;
 pub mod healthcheck;
 pub mod proxy;
 pub mod serve;
 pub mod token;
 pub mod version;
+pub mod wait;
 
 use std::process::ExitCode;
 use std::time::Duration;

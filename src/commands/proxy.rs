@@ -1,30 +1,89 @@
 //! `proxy`: the Kafka-protocol proxy (library module `proxy`), its health/metrics port and,
 //! with `--token-endpoint`, the token endpoint from the same provider.
+//!
+//! Conventions of Google's own auth proxies (Cloud SQL, AlloyDB): Managed Kafka cluster names
+//! as positional arguments (bootstrap address looked up with the Managed Kafka API, one
+//! bootstrap port and broker port block per cluster), `/startup`, `/readiness` and
+//! `/liveness`, the opt-in `POST /quitquitquit` admin endpoint, `--exit-zero-on-sigterm`,
+//! `--min-sigterm-delay` and `--max-sigterm-delay`.
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::Context as _;
+use anyhow::{Context as _, anyhow};
+use axum::Router;
+use axum::extract::State;
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
 use clap::{ArgAction, Args, ValueEnum};
-use gcp_kafka_auth_handler::proxy::{Proxy, SaslMechanism};
-use gcp_kafka_auth_handler::server;
+use gcp_kafka_auth_handler::proxy::cluster_name::{self, ClusterName, LookupError, LookupOptions};
+use gcp_kafka_auth_handler::proxy::dial::ForwardProxy;
+use gcp_kafka_auth_handler::proxy::{Proxy, ProxyStatus, SaslMechanism};
+use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
+use http::{HeaderValue, StatusCode, header};
+use tokio::sync::watch;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
+use crate::commands::credentials::CredentialArgs;
+
+/// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
+pub const CLUSTER_PORT_STRIDE: u16 = 100;
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
+    /// Managed Kafka clusters to serve, by resource name; the bootstrap address is looked up
+    /// with the Managed Kafka API. Cluster i (from 0) listens on the --listen port + 100·i, its
+    /// brokers on --broker-port-base + 100·i + node id; `?port=N&broker-port-base=M` after a
+    /// name sets its own.
+    #[arg(
+        env = "GCP_KAFKA_AUTH_CLUSTERS",
+        value_delimiter = ',',
+        value_name = "projects/P/locations/L/clusters/C[?port=N&broker-port-base=M]",
+        value_parser = parse_cluster_arg,
+        required_unless_present = "bootstrap_servers",
+        conflicts_with = "bootstrap_servers"
+    )]
+    pub clusters: Vec<ClusterArg>,
+
     /// A broker to bootstrap from, HOST:PORT (repeatable, or comma-separated as in
-    /// bootstrap.servers): the cluster's bootstrapAddress.
+    /// bootstrap.servers), for a cluster not named by its Managed Kafka resource name.
     #[arg(
         long = "bootstrap-server",
         env = "GCP_KAFKA_AUTH_BOOTSTRAP_SERVER",
         value_delimiter = ',',
-        required = true,
         value_name = "HOST:PORT"
     )]
     pub bootstrap_servers: Vec<String>,
+
+    /// The Managed Kafka API base URL (default https://managedkafka.UNIVERSE_DOMAIN, from the
+    /// credentials): a private endpoint or a test server.
+    #[arg(
+        long,
+        env = "GCP_KAFKA_AUTH_MANAGED_KAFKA_ENDPOINT",
+        value_name = "URL"
+    )]
+    pub managed_kafka_endpoint: Option<String>,
+
+    /// The project billed for the Managed Kafka API call (sent as x-goog-user-project).
+    #[arg(long, env = "GCP_KAFKA_AUTH_QUOTA_PROJECT", value_name = "PROJECT")]
+    pub quota_project: Option<String>,
+
+    /// Reach the brokers through this proxy (a bastion, an IAP or SSH tunnel):
+    /// socks5://[USER:PASS@]HOST:PORT (names resolved by the proxy) or
+    /// http://[USER:PASS@]HOST:PORT (CONNECT).
+    #[arg(long, env = "GCP_KAFKA_AUTH_FORWARD_PROXY", value_name = "URL", value_parser = parse_forward_proxy)]
+    pub forward_proxy: Option<ForwardProxy>,
+
+    /// A TOML file with flags as keys (`listen = "127.0.0.1:9092"`, `clusters = [...]`);
+    /// flags win over environment variables, which win over the file.
+    #[arg(long, env = "GCP_KAFKA_AUTH_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    #[command(flatten)]
+    pub credentials: CredentialArgs,
 
     /// The bootstrap listener clients put in bootstrap.servers (plaintext, no SASL).
     #[arg(long, env = "GCP_KAFKA_AUTH_LISTEN", default_value = "127.0.0.1:9092")]
@@ -69,11 +128,12 @@ pub struct ProxyArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_RESOLVE", value_delimiter = ',', value_name = "HOST=IP", value_parser = parse_resolve)]
     pub resolve: Vec<(String, IpAddr)>,
 
-    /// Address of the /healthz, /readyz and /metrics port.
+    /// Address of the health port: /startup, /readiness (/readyz), /liveness (/healthz),
+    /// /metrics.
     #[arg(long, env = "GCP_KAFKA_AUTH_HTTP_ADDRESS", default_value = "127.0.0.1")]
     pub http_address: IpAddr,
 
-    /// Port of /healthz, /readyz and /metrics (0 picks a free one).
+    /// Port of /startup, /readiness, /liveness and /metrics (0 picks a free one).
     #[arg(long, env = "GCP_KAFKA_AUTH_HTTP_PORT", default_value_t = 9090)]
     pub http_port: u16,
 
@@ -104,12 +164,31 @@ pub struct ProxyArgs {
     #[command(flatten)]
     pub impersonation: ImpersonationArgs,
 
-    /// How long requests in flight may take to be answered after SIGTERM/SIGINT.
-    #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
-    pub shutdown_timeout: Duration,
+    /// After SIGTERM (and the --min-sigterm-delay), how long open connections may take to
+    /// be drained (requests in flight answered) before they are closed.
+    #[arg(long, alias = "shutdown-timeout", env = "GCP_KAFKA_AUTH_MAX_SIGTERM_DELAY", default_value = "10s", value_parser = parse_duration)]
+    pub max_sigterm_delay: Duration,
 
-    /// Check once instead of serving: token, TCP, TLS, SASL and a bootstrap Metadata round
-    /// trip; print what was found (or what failed and the fix) and exit 0 or 1.
+    /// After SIGTERM, keep accepting new connections this long before draining (so a
+    /// Kubernetes Service stops routing to the pod first).
+    #[arg(long, env = "GCP_KAFKA_AUTH_MIN_SIGTERM_DELAY", default_value = "0s", value_parser = parse_duration)]
+    pub min_sigterm_delay: Duration,
+
+    /// Exit 0 instead of 143 after SIGTERM (Kubernetes Jobs count 143 as failure).
+    #[arg(long, env = "GCP_KAFKA_AUTH_EXIT_ZERO_ON_SIGTERM")]
+    pub exit_zero_on_sigterm: bool,
+
+    /// Serve POST /quitquitquit on the admin port (127.0.0.1:--admin-port): it stops the
+    /// proxy and exits 0, for the last container of a Kubernetes Job.
+    #[arg(long, env = "GCP_KAFKA_AUTH_QUITQUITQUIT")]
+    pub quitquitquit: bool,
+
+    /// Port of the admin server on 127.0.0.1 (only with --quitquitquit; 0 picks a free one).
+    #[arg(long, env = "GCP_KAFKA_AUTH_ADMIN_PORT", default_value_t = 9091)]
+    pub admin_port: u16,
+
+    /// Check once instead of serving: token, cluster lookup, TCP, TLS, SASL and a bootstrap
+    /// Metadata round trip; print what was found (or what failed and the fix) and exit 0 or 1.
     #[arg(long)]
     pub check: bool,
 
@@ -124,6 +203,52 @@ pub enum UpstreamSasl {
     Oauthbearer,
     /// SASL/PLAIN: the principal and the raw Google access token.
     Plain,
+}
+
+/// A cluster name with optional per-cluster ports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClusterArg {
+    /// The resource name.
+    pub name: ClusterName,
+    /// `?port=N`: its bootstrap listener's port.
+    pub port: Option<u16>,
+    /// `?broker-port-base=M`: its broker listeners' base.
+    pub broker_port_base: Option<u16>,
+}
+
+fn parse_cluster_arg(text: &str) -> Result<ClusterArg, String> {
+    let (name, query) = match text.split_once('?') {
+        Some((name, query)) => (name, Some(query)),
+        None => (text, None),
+    };
+    let name: ClusterName = name.trim().parse().map_err(|e| format!("{e}"))?;
+    let mut arg = ClusterArg {
+        name,
+        port: None,
+        broker_port_base: None,
+    };
+    for pair in query.into_iter().flat_map(|q| q.split('&')) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let port = value
+            .parse::<u16>()
+            .ok()
+            .filter(|p| *p != 0)
+            .ok_or_else(|| format!("`{pair}` in `{text}`: `{value}` is not a port (1-65535)"))?;
+        match key {
+            "port" => arg.port = Some(port),
+            "broker-port-base" => arg.broker_port_base = Some(port),
+            _ => {
+                return Err(format!(
+                    "`{key}` in `{text}` is not a cluster option: write NAME?port=N&broker-port-base=M"
+                ));
+            }
+        }
+    }
+    Ok(arg)
+}
+
+fn parse_forward_proxy(text: &str) -> Result<ForwardProxy, String> {
+    text.parse().map_err(|e| format!("{e}"))
 }
 
 fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
@@ -141,16 +266,363 @@ fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
     Ok((host.to_owned(), ip))
 }
 
-/// Runs the command inside a tokio runtime.
+/// What stopped the proxy, which decides the exit code.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum StopReason {
+    Sigterm,
+    Sigint,
+    Quit,
+}
+
+/// SIGTERM or SIGINT, whichever comes first.
+async fn signal() -> StopReason {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => StopReason::Sigterm,
+                _ = int.recv() => StopReason::Sigint,
+            },
+            (Err(err), _) | (_, Err(err)) => {
+                tracing::warn!(%err, "cannot install signal handlers; stop the process with SIGKILL");
+                std::future::pending().await
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        match tokio::signal::ctrl_c().await {
+            Ok(()) => StopReason::Sigint,
+            Err(_) => std::future::pending().await,
+        }
+    }
+}
+
+/// One proxied cluster: how it is named in logs and metrics, and where it listens.
+struct Plan {
+    label: String,
+    listen: SocketAddr,
+    broker_port_base: u16,
+    target: Target,
+}
+
+enum Target {
+    Bootstrap(Vec<String>),
+    Cluster(ClusterName),
+}
+
+fn plans(args: &ProxyArgs) -> anyhow::Result<Vec<Plan>> {
+    if args.clusters.is_empty() {
+        return Ok(vec![Plan {
+            label: args.bootstrap_servers.join(","),
+            listen: args.listen,
+            broker_port_base: args.broker_port_base,
+            target: Target::Bootstrap(args.bootstrap_servers.clone()),
+        }]);
+    }
+    let mut plans = Vec::new();
+    for (i, cluster) in args.clusters.iter().enumerate() {
+        let offset = u16::try_from(i)
+            .ok()
+            .and_then(|i| i.checked_mul(CLUSTER_PORT_STRIDE));
+        let shifted = |base: u16, what: &str| {
+            offset
+                .and_then(|o| base.checked_add(o))
+                .ok_or_else(|| anyhow!("cluster {} (number {i}) has no {what}: {base} + {CLUSTER_PORT_STRIDE}·{i} is past 65535; give it one with ?port=N&broker-port-base=M", cluster.name))
+        };
+        let port = match cluster.port {
+            Some(p) => p,
+            None if args.listen.port() == 0 => 0,
+            None => shifted(args.listen.port(), "bootstrap port")?,
+        };
+        let broker_port_base = match cluster.broker_port_base {
+            Some(b) => b,
+            None => shifted(args.broker_port_base, "broker port base")?,
+        };
+        plans.push(Plan {
+            label: cluster.name.to_string(),
+            listen: SocketAddr::new(args.listen.ip(), port),
+            broker_port_base,
+            target: Target::Cluster(cluster.name.clone()),
+        });
+    }
+    Ok(plans)
+}
+
+/// Looks a cluster's bootstrap address up, retrying what may pass (5xx, network) twice.
+async fn lookup(
+    provider: &KafkaTokenProvider,
+    name: &ClusterName,
+    options: &LookupOptions,
+) -> anyhow::Result<String> {
+    let mut backoff = Duration::from_millis(500);
+    for attempt in 1.. {
+        match cluster_name::lookup_bootstrap(provider, name, options).await {
+            Ok(address) => {
+                tracing::info!(cluster = %name, bootstrap = %address, "looked up the cluster's bootstrap address");
+                return Ok(address);
+            }
+            Err(
+                err @ (LookupError::Unreachable { .. }
+                | LookupError::Status {
+                    status: 500..=599, ..
+                }),
+            ) if attempt < 3 => {
+                tracing::warn!("{err}; retrying in {backoff:?}");
+                tokio::time::sleep(backoff).await;
+                backoff *= 2;
+            }
+            Err(err) => return Err(err.into()),
+        }
+    }
+    unreachable!("the loop returns")
+}
+
+/// What the health port knows: the proxies once built, and whether all were ready once.
+#[derive(Default)]
+struct Health {
+    proxies: OnceLock<Vec<(String, ProxyStatus)>>,
+    started: std::sync::atomic::AtomicBool,
+    provider: OnceLock<KafkaTokenProvider>,
+}
+
+impl Health {
+    fn readiness(&self) -> Result<String, String> {
+        let Some(proxies) = self.proxies.get() else {
+            return Err("looking up the clusters' bootstrap addresses".to_owned());
+        };
+        let mut details = Vec::new();
+        for (label, status) in proxies {
+            match status.readiness() {
+                Ok(detail) if proxies.len() == 1 => details.push(detail),
+                Ok(detail) => details.push(format!("{label}: {detail}")),
+                Err(why) if proxies.len() == 1 => return Err(why),
+                Err(why) => return Err(format!("{label}: {why}")),
+            }
+        }
+        self.started
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+        Ok(details.join("; "))
+    }
+}
+
+fn json(status: StatusCode, body: serde_json::Value) -> Response {
+    let mut response = (status, body.to_string()).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    response
+}
+
+async fn alive() -> Response {
+    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(health): State<Arc<Health>>) -> Response {
+    match health.readiness() {
+        Ok(detail) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "ready", "detail": detail}),
+        ),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "not ready", "reason": reason}),
+        ),
+    }
+}
+
+/// 200 from the first time every proxy was ready on: a Kubernetes startup probe, which must
+/// not fail again when a broker hiccups later (readiness covers that).
+async fn startup(State(health): State<Arc<Health>>) -> Response {
+    if health.started.load(std::sync::atomic::Ordering::Relaxed) {
+        return json(StatusCode::OK, serde_json::json!({"status": "started"}));
+    }
+    match health.readiness() {
+        Ok(detail) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "started", "detail": detail}),
+        ),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "starting", "reason": reason}),
+        ),
+    }
+}
+
+async fn metrics(State(health): State<Arc<Health>>) -> Response {
+    let mut text = health
+        .provider
+        .get()
+        .map(|p| p.metrics().render())
+        .unwrap_or_default();
+    if text.ends_with("# EOF\n") {
+        text.truncate(text.len() - "# EOF\n".len());
+    }
+    if let Some(proxies) = health.proxies.get() {
+        let rendered: Vec<(String, String)> = proxies
+            .iter()
+            .map(|(label, status)| {
+                let mut t = String::new();
+                status.render_metrics_into(&mut t);
+                (label.clone(), t)
+            })
+            .collect();
+        text.push_str(&merge_metrics(&rendered));
+    }
+    text.push_str("# EOF\n");
+    let mut response = (StatusCode::OK, text).into_response();
+    response.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(gcp_kafka_auth_handler::metrics::CONTENT_TYPE),
+    );
+    response
+}
+
+/// One proxy's families as they are; several proxies' merged family by family, each sample
+/// labelled `cluster="NAME"` (OpenMetrics allows a family's metadata only once).
+fn merge_metrics(rendered: &[(String, String)]) -> String {
+    if let [(_, only)] = rendered {
+        return only.clone();
+    }
+    // family name -> (metadata lines, samples), in first-seen order.
+    let mut order: Vec<String> = Vec::new();
+    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
+        std::collections::HashMap::new();
+    for (label, text) in rendered {
+        let mut current = String::new();
+        for line in text.lines() {
+            if let Some(rest) = line
+                .strip_prefix("# HELP ")
+                .or_else(|| line.strip_prefix("# TYPE "))
+                .or_else(|| line.strip_prefix("# UNIT "))
+            {
+                current = rest.split(' ').next().unwrap_or_default().to_owned();
+                let entry = families.entry(current.clone()).or_insert_with(|| {
+                    order.push(current.clone());
+                    (Vec::new(), Vec::new())
+                });
+                if !entry.0.iter().any(|l| l == line) {
+                    entry.0.push(line.to_owned());
+                }
+                continue;
+            }
+            if line.is_empty() || line.starts_with('#') {
+                continue;
+            }
+            let label = label.replace('\\', "\\\\").replace('"', "\\\"");
+            let sample = match line.find('{') {
+                Some(brace) if line[..brace].find(' ').is_none() => {
+                    let inner = &line[brace + 1..];
+                    if inner.starts_with('}') {
+                        format!("{}{{cluster=\"{label}\"{}", &line[..brace], inner)
+                    } else {
+                        format!("{}{{cluster=\"{label}\",{}", &line[..brace], inner)
+                    }
+                }
+                _ => match line.split_once(' ') {
+                    Some((name, value)) => format!("{name}{{cluster=\"{label}\"}} {value}"),
+                    None => line.to_owned(),
+                },
+            };
+            families
+                .entry(current.clone())
+                .or_insert_with(|| {
+                    order.push(current.clone());
+                    (Vec::new(), Vec::new())
+                })
+                .1
+                .push(sample);
+        }
+    }
+    let mut out = String::new();
+    for name in order {
+        let (meta, samples) = &families[&name];
+        for line in meta.iter().chain(samples) {
+            out.push_str(line);
+            out.push('\n');
+        }
+    }
+    out
+}
+
+fn health_router(health: Arc<Health>) -> Router {
+    Router::new()
+        .route("/startup", get(startup))
+        .route("/readiness", get(ready))
+        .route("/readyz", get(ready))
+        .route("/liveness", get(alive))
+        .route("/healthz", get(alive))
+        .route("/metrics", get(metrics))
+        .with_state(health)
+}
+
+fn admin_router(quit: Arc<watch::Sender<Option<StopReason>>>) -> Router {
+    Router::new().route(
+        "/quitquitquit",
+        post(move || {
+            let quit = quit.clone();
+            async move {
+                tracing::info!("POST /quitquitquit: stopping");
+                quit.send_if_modified(|reason| {
+                    if reason.is_none() {
+                        *reason = Some(StopReason::Quit);
+                        true
+                    } else {
+                        false
+                    }
+                });
+                json(StatusCode::OK, serde_json::json!({"status": "stopping"}))
+            }
+        }),
+    )
+}
+
+/// Runs the command inside a tokio runtime; the exit code says what stopped it.
 pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return check(args).await;
     }
-    // One signal, three servers.
-    let signal = server::shutdown_signal();
-    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    // What asked to stop (a signal or /quitquitquit); `stop` turns true once the proxies
+    // should drain (after --min-sigterm-delay for SIGTERM).
+    let (reason_tx, mut reason_rx) = watch::channel(None::<StopReason>);
+    let reason_tx = Arc::new(reason_tx);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    {
+        let reason_tx = reason_tx.clone();
+        tokio::spawn(async move {
+            let got = signal().await;
+            tracing::info!(
+                "received {}",
+                if got == StopReason::Sigterm {
+                    "SIGTERM"
+                } else {
+                    "SIGINT"
+                }
+            );
+            reason_tx.send_if_modified(|r| {
+                if r.is_none() {
+                    *r = Some(got);
+                    true
+                } else {
+                    false
+                }
+            });
+        });
+    }
+    let min_delay = args.min_sigterm_delay;
     tokio::spawn(async move {
-        signal.await;
+        let Ok(reason) = reason_rx.wait_for(Option::is_some).await.map(|r| *r) else {
+            return;
+        };
+        if reason == Some(StopReason::Sigterm) && !min_delay.is_zero() {
+            tracing::info!("still accepting connections for --min-sigterm-delay {min_delay:?}");
+            tokio::time::sleep(min_delay).await;
+        }
         let _ = stop_tx.send(true);
     });
     let stopped = move || {
@@ -160,39 +632,57 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     };
 
-    let listener = tokio::net::TcpListener::bind(args.listen)
-        .await
-        .with_context(|| format!("cannot listen on --listen {}", args.listen))?;
+    let plans = plans(&args)?;
+    let mut listeners = Vec::new();
+    for plan in &plans {
+        let listener = tokio::net::TcpListener::bind(plan.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
+        listeners.push(listener);
+    }
     let http_addr = SocketAddr::new(args.http_address, args.http_port);
     let http = tokio::net::TcpListener::bind(http_addr)
         .await
         .with_context(|| format!("cannot listen on --http-address/--http-port {http_addr}"))?;
-    let provider = super::build_provider(
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
-    let proxy = builder(&args, provider.clone())?.build()?;
-    if !args.listen.ip().is_loopback() {
-        tracing::warn!(
-            listen = %args.listen,
-            "the Kafka listener is not on loopback: every host that can reach it uses the cluster as {}",
-            provider.describe_source()
-        );
-    }
-    let limits = server::Limits {
-        max_connections: 64,
-        ..server::Limits::default()
+    let admin = if args.quitquitquit {
+        let addr = SocketAddr::from(([127, 0, 0, 1], args.admin_port));
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on --admin-port {addr}"))?;
+        tracing::info!(address = %listener.local_addr()?, "admin server: POST http://{}/quitquitquit stops the proxy", listener.local_addr()?);
+        Some(tokio::spawn(server::serve(
+            vec![listener],
+            admin_router(reason_tx.clone()),
+            server::Limits {
+                max_connections: 8,
+                ..server::Limits::default()
+            },
+            stopped(),
+            Duration::from_secs(1),
+        )))
+    } else {
+        None
     };
+    let health = Arc::new(Health::default());
     let http_local = http.local_addr()?;
     tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     let ops = tokio::spawn(server::serve(
         vec![http],
-        proxy.router(),
-        limits,
+        health_router(health.clone()),
+        server::Limits {
+            max_connections: 64,
+            ..server::Limits::default()
+        },
         stopped(),
         Duration::from_secs(1),
     ));
+    let provider = super::credentials::build_provider(
+        &args.credentials,
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account.clone(),
+    )?;
+    let _ = health.provider.set(provider.clone());
     let token = match args.token_endpoint {
         Some(addr) => {
             // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does, so
@@ -210,62 +700,78 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 provider.router(),
                 server::Limits::default(),
                 stopped(),
-                args.shutdown_timeout,
+                args.max_sigterm_delay,
             )))
         }
         None => None,
     };
-    proxy.run(listener, stopped()).await?;
+
+    let options = LookupOptions {
+        endpoint: args.managed_kafka_endpoint.clone(),
+        quota_project: args.quota_project.clone(),
+        timeout: None,
+    };
+    let mut proxies = Vec::new();
+    let mut statuses = Vec::new();
+    for plan in &plans {
+        let bootstrap = match &plan.target {
+            Target::Bootstrap(servers) => servers.clone(),
+            Target::Cluster(name) => {
+                tokio::select! {
+                    found = lookup(&provider, name, &options) => vec![found?],
+                    () = stopped() => return Ok(exit_code(*reason_tx.borrow(), args.exit_zero_on_sigterm)),
+                }
+            }
+        };
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
+        statuses.push((plan.label.clone(), proxy.status()));
+        proxies.push(proxy);
+    }
+    let _ = health.proxies.set(statuses);
+    if !args.listen.ip().is_loopback() {
+        tracing::warn!(
+            listen = %args.listen,
+            "the Kafka listener is not on loopback: every host that can reach it uses the cluster as {}",
+            provider.describe_source()
+        );
+    }
+    let mut running = Vec::new();
+    for (proxy, listener) in proxies.into_iter().zip(listeners) {
+        running.push(tokio::spawn(proxy.run(listener, stopped())));
+    }
+    for task in running {
+        task.await.context("proxy task")??;
+    }
     if let Some(token) = token {
         token
             .await
             .context("token endpoint task")?
             .context("token endpoint failed")?;
     }
+    if let Some(admin) = admin {
+        admin
+            .await
+            .context("admin server task")?
+            .context("admin server failed")?;
+    }
     ops.await
         .context("health server task")?
         .context("health server failed")?;
-    tracing::info!("stopped");
-    Ok(ExitCode::SUCCESS)
+    let reason = *reason_tx.borrow();
+    tracing::info!(?reason, "stopped");
+    Ok(exit_code(reason, args.exit_zero_on_sigterm))
 }
 
-/// `--check`: the start-up probe once, reported on stdout.
-async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let provider = super::build_provider(
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
-    let proxy = builder(&args, provider)?.build()?;
-    match proxy.check().await {
-        Ok(brokers) => {
-            println!(
-                "ok: bootstrap Metadata round trip succeeded; {} brokers",
-                brokers.len()
-            );
-            for (broker, port) in brokers {
-                println!(
-                    "  node {} at {}:{} -> {}:{port}",
-                    broker.node_id, broker.host, broker.port, args.advertised_host
-                );
-            }
-            Ok(ExitCode::SUCCESS)
-        }
-        Err(why) => {
-            println!("not ready: {why}");
-            Ok(ExitCode::from(1))
-        }
-    }
-}
-
-/// The library configuration the flags describe.
+/// The library configuration the flags describe, for one cluster.
 fn builder(
     args: &ProxyArgs,
-    provider: gcp_kafka_auth_handler::KafkaTokenProvider,
+    provider: KafkaTokenProvider,
+    bootstrap: &[String],
+    broker_port_base: u16,
 ) -> anyhow::Result<gcp_kafka_auth_handler::proxy::ProxyBuilder> {
     let mut builder = Proxy::builder(provider)
-        .with_bootstrap_servers(&args.bootstrap_servers)
-        .with_broker_port_base(args.broker_port_base)
+        .with_bootstrap_servers(bootstrap)
+        .with_broker_port_base(broker_port_base)
         .with_advertised_host(&args.advertised_host)
         .with_upstream_tls(args.upstream_tls)
         .with_sasl(match args.upstream_sasl {
@@ -273,14 +779,83 @@ fn builder(
             UpstreamSasl::Plain => SaslMechanism::Plain,
         })
         .with_max_connections(args.max_connections)
-        .with_drain_timeout(args.shutdown_timeout);
+        .with_drain_timeout(args.max_sigterm_delay);
     for (host, ip) in &args.resolve {
         builder = builder.with_resolve(host, *ip);
+    }
+    if let Some(forward) = &args.forward_proxy {
+        builder = builder.with_forward_proxy(forward.clone());
     }
     if let Some(path) = &args.upstream_ca_file {
         builder = builder.with_upstream_ca_file(path)?;
     }
     Ok(builder)
+}
+
+/// `--check`: for each cluster, the lookup and the start-up probe once, reported on stdout.
+async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let provider = super::credentials::build_provider(
+        &args.credentials,
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account.clone(),
+    )?;
+    let options = LookupOptions {
+        endpoint: args.managed_kafka_endpoint.clone(),
+        quota_project: args.quota_project.clone(),
+        timeout: None,
+    };
+    let mut code = ExitCode::SUCCESS;
+    let plans = plans(&args)?;
+    let many = plans.len() > 1;
+    for plan in plans {
+        let label = if many {
+            format!("{}: ", plan.label)
+        } else {
+            String::new()
+        };
+        let bootstrap = match &plan.target {
+            Target::Bootstrap(servers) => servers.clone(),
+            Target::Cluster(name) => match lookup(&provider, name, &options).await {
+                Ok(found) => vec![found],
+                Err(why) => {
+                    println!("not ready: {label}{why:#}");
+                    code = ExitCode::from(1);
+                    continue;
+                }
+            },
+        };
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
+        match proxy.check().await {
+            Ok(brokers) => {
+                println!(
+                    "ok: {label}bootstrap Metadata round trip succeeded; {} brokers",
+                    brokers.len()
+                );
+                for (broker, port) in brokers {
+                    println!(
+                        "  node {} at {}:{} -> {}:{port}",
+                        broker.node_id, broker.host, broker.port, args.advertised_host
+                    );
+                }
+            }
+            Err(why) => {
+                println!("not ready: {label}{why}");
+                code = ExitCode::from(1);
+            }
+        }
+    }
+    Ok(code)
+}
+
+/// 143 after SIGTERM (128 + 15, what a shell reports for a process the signal killed) unless
+/// --exit-zero-on-sigterm, 130 after SIGINT, 0 after /quitquitquit.
+fn exit_code(reason: Option<StopReason>, exit_zero_on_sigterm: bool) -> ExitCode {
+    match reason {
+        Some(StopReason::Sigterm) if !exit_zero_on_sigterm => ExitCode::from(143),
+        Some(StopReason::Sigint) => ExitCode::from(130),
+        _ => ExitCode::SUCCESS,
+    }
 }
 
 #[cfg(test)]

@@ -31,11 +31,14 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`frame`] (framing, header peek), [`versions`] (the reviewed version table and
+//! Modules: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`] (forward
+//! proxies), [`frame`] (framing, header peek), [`versions`] (the reviewed version table and
 //! ApiVersions filtering), [`rewrite`] (address rewriting by node id), `upstream` (TCP, TLS,
 //! SASL), `connection` (one client and its broker connection), `metrics`.
 
+pub mod cluster_name;
 mod connection;
+pub mod dial;
 pub mod frame;
 mod metrics;
 pub mod rewrite;
@@ -82,6 +85,7 @@ pub struct ProxyBuilder {
     ca_pem: Option<(String, Vec<u8>)>,
     sasl: SaslMechanism,
     resolve: HashMap<String, IpAddr>,
+    forward: Option<dial::ForwardProxy>,
     max_connections: usize,
     max_frame_bytes: usize,
     max_in_flight: usize,
@@ -196,6 +200,12 @@ impl ProxyBuilder {
         self
     }
 
+    /// Dial brokers through this SOCKS5 or HTTP CONNECT proxy (see [`dial`]).
+    pub fn with_forward_proxy(mut self, forward: dial::ForwardProxy) -> Self {
+        self.forward = Some(forward);
+        self
+    }
+
     /// Client connections served at once over all listeners (default 1024); more wait in
     /// the listen backlog.
     pub fn with_max_connections(mut self, max: usize) -> Self {
@@ -277,6 +287,7 @@ impl ProxyBuilder {
             upstream: upstream::Upstream {
                 tls,
                 resolve: Arc::new(self.resolve),
+                forward: self.forward.map(Arc::new),
                 sasl: self.sasl,
                 connect_timeout: self.connect_timeout,
                 max_frame: self.max_frame_bytes,
@@ -580,6 +591,7 @@ impl Proxy {
             ca_pem: None,
             sasl: SaslMechanism::default(),
             resolve: HashMap::new(),
+            forward: None,
             max_connections: 1024,
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
             max_in_flight: 1024,
@@ -619,6 +631,14 @@ impl Proxy {
     /// succeeded), and why not.
     pub fn readiness(&self) -> Result<String, String> {
         readiness(&self.shared)
+    }
+
+    /// A handle on this proxy's readiness and metrics that stays usable while [`run`](Self::run)
+    /// owns the proxy (for a health port serving several proxies).
+    pub fn status(&self) -> ProxyStatus {
+        ProxyStatus {
+            shared: self.shared.clone(),
+        }
     }
 
     /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's).
@@ -705,6 +725,33 @@ impl Proxy {
             );
         }
         Ok(())
+    }
+}
+
+/// A proxy's readiness and metrics, from [`Proxy::status`].
+#[derive(Clone)]
+pub struct ProxyStatus {
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for ProxyStatus {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxyStatus")
+            .field("bootstrap", &self.shared.bootstrap)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ProxyStatus {
+    /// As [`Proxy::readiness`].
+    pub fn readiness(&self) -> Result<String, String> {
+        readiness(&self.shared)
+    }
+
+    /// Appends the proxy's own metric families (not the provider's) in OpenMetrics text,
+    /// without `# EOF`.
+    pub fn render_metrics_into(&self, text: &mut String) {
+        self.shared.metrics.render_into(text);
     }
 }
 

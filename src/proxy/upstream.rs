@@ -67,6 +67,8 @@ impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 pub(crate) struct Upstream {
     pub tls: Option<tokio_rustls::TlsConnector>,
     pub resolve: Arc<HashMap<String, IpAddr>>,
+    /// `--forward-proxy`: dial every broker through it.
+    pub forward: Option<Arc<super::dial::ForwardProxy>>,
     pub sasl: SaslMechanism,
     pub connect_timeout: Duration,
     pub max_frame: usize,
@@ -217,6 +219,44 @@ pub(crate) fn decode_response<R: Request>(
 impl Upstream {
     /// Opens a TCP (and TLS) connection to `host:port`.
     pub async fn connect(&self, host: &str, port: u16) -> Result<Box<dyn Io>, UpstreamError> {
+        let tcp = match &self.forward {
+            Some(forward) => self.connect_forwarded(forward, host, port).await?,
+            None => self.connect_direct(host, port).await?,
+        };
+        // Kafka requests are small and latency-bound; never wait to coalesce them.
+        let _ = tcp.set_nodelay(true);
+        self.secure(tcp, host).await
+    }
+
+    /// TCP through the forward proxy, which resolves the name (unless --resolve maps it).
+    async fn connect_forwarded(
+        &self,
+        forward: &super::dial::ForwardProxy,
+        host: &str,
+        port: u16,
+    ) -> Result<TcpStream, UpstreamError> {
+        let target = match self.resolve.get(host) {
+            Some(ip) => ip.to_string(),
+            None => host.to_owned(),
+        };
+        match tokio::time::timeout(self.connect_timeout, forward.connect(&target, port)).await {
+            Ok(Ok(stream)) => Ok(stream),
+            Ok(Err(e)) => Err(UpstreamError::Connect {
+                host: host.to_owned(),
+                port,
+                addr: format!("via {forward}"),
+                detail: e.to_string(),
+            }),
+            Err(_) => Err(UpstreamError::Connect {
+                host: host.to_owned(),
+                port,
+                addr: format!("via {forward}"),
+                detail: format!("timed out after {:?}", self.connect_timeout),
+            }),
+        }
+    }
+
+    async fn connect_direct(&self, host: &str, port: u16) -> Result<TcpStream, UpstreamError> {
         let addrs: Vec<SocketAddr> = match self.resolve.get(host) {
             Some(ip) => vec![SocketAddr::new(*ip, port)],
             None => match tokio::net::lookup_host((host, port)).await {
@@ -258,8 +298,11 @@ impl Upstream {
                 detail,
             });
         };
-        // Kafka requests are small and latency-bound; never wait to coalesce them.
-        let _ = tcp.set_nodelay(true);
+        Ok(tcp)
+    }
+
+    /// TLS on top of `tcp` when configured.
+    async fn secure(&self, tcp: TcpStream, host: &str) -> Result<Box<dyn Io>, UpstreamError> {
         let Some(tls) = &self.tls else {
             return Ok(Box::new(tcp));
         };

@@ -10,6 +10,7 @@ mod support;
 mod cache;
 mod commands;
 mod config;
+mod conventions;
 mod credential_types;
 mod doctor;
 mod faults;
