@@ -203,3 +203,45 @@ impl CredentialSource for AuthorizedUser {
         format!("user credentials of OAuth client {}", self.client_id)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const FILE: &[u8] =
+        br#"{"type":"authorized_user","client_id":"cid","client_secret":"hunter2-secret",
+        "refresh_token":"refresh-secret-123","token_uri":"http://127.0.0.1:1/token"}"#;
+
+    #[test]
+    fn builder_debug_shows_neither_the_refresh_token_nor_the_client_secret() {
+        let builder = Builder::from_json(FILE).with_token_uri("http://127.0.0.1:2/token");
+        let shown = format!("{builder:?}");
+        assert!(!shown.contains("hunter2-secret"), "{shown}");
+        assert!(!shown.contains("refresh-secret-123"), "{shown}");
+        assert_eq!(
+            shown,
+            format!(
+                "Builder {{ json: [{} bytes, censored], token_uri: Some(\"http://127.0.0.1:2/token\"), .. }}",
+                FILE.len()
+            )
+        );
+    }
+
+    #[test]
+    fn with_token_uri_replaces_the_files_and_a_missing_field_is_named() {
+        let user = Builder::from_json(FILE)
+            .with_http(HttpClients::new())
+            .with_token_uri("http://127.0.0.1:2/token")
+            .build()
+            .unwrap();
+        assert_eq!(user.token_uri, "http://127.0.0.1:2/token");
+        let err = Builder::from_json(br#"{"type":"authorized_user","client_id":"cid"}"#)
+            .with_http(HttpClients::new())
+            .build()
+            .unwrap_err();
+        assert_eq!(
+            err.message(),
+            "the user credentials have no client_secret; run `gcloud auth application-default login` again"
+        );
+    }
+}

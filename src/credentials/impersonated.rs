@@ -433,6 +433,28 @@ mod tests {
     }
 
     #[test]
+    fn a_url_naming_no_account_fails_at_build_saying_what_it_must_end_in() {
+        let mds: Arc<dyn CredentialSource> = Arc::new(
+            super::super::metadata_server::Builder::default()
+                .build()
+                .unwrap(),
+        );
+        let err = Builder::from_url(
+            mds,
+            "https://iamcredentials.googleapis.com/v1/x?k=secret",
+            "googleapis.com",
+        )
+        .build()
+        .unwrap_err();
+        assert_eq!(err.kind(), super::super::ErrorKind::Invalid);
+        assert_eq!(
+            err.message(),
+            "service_account_impersonation_url https://iamcredentials.googleapis.com/v1/x does not \
+             end in /serviceAccounts/EMAIL:generateAccessToken"
+        );
+    }
+
+    #[test]
     fn delegates_become_resource_names() {
         let mds: Arc<dyn CredentialSource> = Arc::new(
             super::super::metadata_server::Builder::default()
