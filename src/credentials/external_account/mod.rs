@@ -315,25 +315,31 @@ fn from_json(
     {
         None => Ok(Arc::new(exchange)),
         Some(url) => {
-            let mut impersonated =
-                impersonated::Builder::from_url(Arc::new(exchange), url, universe_domain)
-                    .with_env(env.clone())
-                    .with_http(http.clone());
-            if let Some(secs) = file
+            let lifetime = match file
                 .service_account_impersonation
                 .and_then(|o| o.token_lifetime_seconds)
             {
-                if !IMPERSONATION_LIFETIME_SECS.contains(&secs) {
-                    return Err(CredentialError::invalid(format!(
+                Some(secs) if !IMPERSONATION_LIFETIME_SECS.contains(&secs) => {
+                    Err(CredentialError::invalid(format!(
                         "service_account_impersonation.token_lifetime_seconds is {secs}; \
                          it must be between {} and {}",
                         IMPERSONATION_LIFETIME_SECS.start(),
                         IMPERSONATION_LIFETIME_SECS.end()
-                    )));
+                    )))
                 }
-                impersonated = impersonated.with_lifetime(Duration::from_secs(secs));
+                secs => Ok(secs.map(Duration::from_secs)),
+            };
+            let mut builder =
+                impersonated::Builder::from_url(Arc::new(exchange), url, universe_domain)
+                    .with_env(env.clone())
+                    .with_http(http.clone());
+            if let Ok(Some(lifetime)) = lifetime {
+                builder = builder.with_lifetime(lifetime);
             }
-            Ok(Arc::new(impersonated.build()?))
+            // A URL naming no account is reported before a bad lifetime, as it always was.
+            let impersonated = builder.build()?;
+            lifetime?;
+            Ok(Arc::new(impersonated))
         }
     }
 }
