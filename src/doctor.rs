@@ -15,9 +15,8 @@ use base64::engine::general_purpose::{STANDARD_NO_PAD, URL_SAFE_NO_PAD};
 use serde::Serialize;
 
 use crate::credentials::adc::{self, ApplicationDefault, Location};
-use crate::credentials::impersonated::Impersonated;
-use crate::credentials::metadata_server::MetadataServer;
 use crate::credentials::{CredentialError, CredentialSource, ErrorKind, HttpClients};
+use crate::credentials::{impersonated, metadata_server};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal};
@@ -226,10 +225,15 @@ pub async fn examine(env: Env, options: Options) -> Report {
     report.source = Some(base.describe());
     let source: Arc<dyn CredentialSource> = match options.impersonate {
         Some(chain) => {
-            let wrapped = Impersonated::new(adc.clone(), chain.target)
+            let wrapped = match impersonated::Builder::new(adc.clone(), chain.target)
                 .with_delegates(chain.delegates)
-                .with_env(&env)
-                .with_http(&http);
+                .with_env(env.clone())
+                .with_http(http.clone())
+                .build()
+            {
+                Ok(wrapped) => wrapped,
+                Err(err) => return report.fail("credentials", &err),
+            };
             report.source = Some(format!(
                 "{} impersonated by {}",
                 wrapped.target(),
@@ -348,11 +352,14 @@ async fn describe_file_or_server(
         }
         Location::MetadataServer => {
             report.credential_type = Some("metadata_server".to_owned());
-            let mds = MetadataServer::builder()
-                .with_env(env)
+            let mds = metadata_server::Builder::default()
+                .with_env(env.clone())
                 .with_http(http.clone())
                 .build();
-            if let Ok(project) = mds.project_id().await {
+            // The project is a detail of the report; without it the checks go on.
+            if let Ok(mds) = mds
+                && let Ok(project) = mds.project_id().await
+            {
                 report.project = Some(project);
                 report.project_from = Some("the metadata server".to_owned());
             }

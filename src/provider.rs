@@ -8,8 +8,8 @@ use tokio::time::Instant;
 
 use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
-use crate::credentials::impersonated::Impersonated;
-use crate::credentials::{CredentialSource, HttpClientError, HttpClients};
+use crate::credentials::impersonated;
+use crate::credentials::{CredentialError, CredentialSource, HttpClientError, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
 use crate::metrics::{Metrics, RefreshMetrics};
@@ -68,14 +68,14 @@ impl std::fmt::Debug for KafkaTokenProvider {
 ///
 /// ```
 /// use std::time::Duration;
-/// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+/// use gcp_kafka_auth_handler::credentials::metadata_server;
 /// use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), gcp_kafka_auth_handler::BuildError> {
 /// let provider = KafkaTokenProvider::builder()
 ///     // An explicit source instead of the ADC search (here: the metadata server).
-///     .with_credentials(MetadataServer::builder().with_host("127.0.0.1:1").build())
+///     .with_credentials(metadata_server::Builder::default().with_host("127.0.0.1:1").build()?)
 ///     // The `sub` claim, instead of the service account's email.
 ///     .with_principal("app@my-project.iam.gserviceaccount.com")
 ///     .with_refresh_margin(Duration::from_secs(600))
@@ -194,6 +194,9 @@ pub enum BuildError {
     /// The HTTPS clients for Google could not be created.
     #[error(transparent)]
     Http(#[from] HttpClientError),
+    /// A credential source could not be built (the impersonation wrapper, for instance).
+    #[error(transparent)]
+    Credentials(#[from] CredentialError),
 }
 
 impl ProviderBuilder {
@@ -201,7 +204,7 @@ impl ProviderBuilder {
     /// in [`credentials`](crate::credentials), or your own [`CredentialSource`].
     ///
     /// ```
-    /// use gcp_kafka_auth_handler::credentials::service_account::ServiceAccountKey;
+    /// use gcp_kafka_auth_handler::credentials::service_account;
     /// use gcp_kafka_auth_handler::KafkaTokenProvider;
     /// # fn key_json() -> Vec<u8> {
     /// #     serde_json::to_vec(&serde_json::json!({"type": "service_account",
@@ -211,7 +214,7 @@ impl ProviderBuilder {
     /// # }
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let key = ServiceAccountKey::from_json(&key_json())?;
+    /// let key = service_account::Builder::from_json(&key_json()).build()?;
     /// let provider = KafkaTokenProvider::builder().with_credentials(key).build()?;
     /// assert!(provider.describe_source().contains("app@p.iam.gserviceaccount.com"));
     /// # Ok(()) }
@@ -226,12 +229,12 @@ impl ProviderBuilder {
     /// ```
     /// use std::sync::Arc;
     /// use gcp_kafka_auth_handler::credentials::CredentialSource;
-    /// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+    /// use gcp_kafka_auth_handler::credentials::metadata_server;
     /// use gcp_kafka_auth_handler::KafkaTokenProvider;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let source: Arc<dyn CredentialSource> =
-    ///     Arc::new(MetadataServer::builder().with_host("127.0.0.1:1").build());
+    ///     Arc::new(metadata_server::Builder::default().with_host("127.0.0.1:1").build()?);
     /// let provider = KafkaTokenProvider::builder()
     ///     .with_shared_credentials(source.clone())
     ///     .build()?;
@@ -367,10 +370,11 @@ impl ProviderBuilder {
             .unwrap_or_else(|| Arc::new(ApplicationDefault::new(env.clone(), http.clone())));
         if let Some(chain) = self.impersonate {
             source = Arc::new(
-                Impersonated::new(source, chain.target)
+                impersonated::Builder::new(source, chain.target)
                     .with_delegates(chain.delegates)
-                    .with_env(&env)
-                    .with_http(&http),
+                    .with_env(env.clone())
+                    .with_http(http.clone())
+                    .build()?,
             );
         }
         let refresh_metrics = RefreshMetrics::new();
@@ -544,12 +548,12 @@ impl KafkaTokenProvider {
     /// The credential source, described for people (type and where it came from).
     ///
     /// ```
-    /// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
+    /// use gcp_kafka_auth_handler::credentials::metadata_server;
     /// use gcp_kafka_auth_handler::KafkaTokenProvider;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
     /// let provider = KafkaTokenProvider::builder()
-    ///     .with_credentials(MetadataServer::builder().with_host("127.0.0.1:1").build())
+    ///     .with_credentials(metadata_server::Builder::default().with_host("127.0.0.1:1").build()?)
     ///     .build()?;
     /// assert!(provider.describe_source().contains("127.0.0.1:1"));
     /// # Ok(()) }

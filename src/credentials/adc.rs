@@ -12,14 +12,13 @@ use std::sync::{Arc, Mutex};
 
 use serde::Deserialize;
 
-use super::authorized_user::AuthorizedUser;
-use super::external_account;
-use super::external_account_authorized_user::WorkforceUser;
-use super::impersonated::Impersonated;
-use super::metadata_server::MetadataServer;
-use super::service_account::ServiceAccountKey;
+use super::metadata_server::{self, MetadataServer};
 use super::upstream::{self, HttpClients};
 use super::{BoxFuture, CredentialError, CredentialSource, ErrorKind, GoogleToken};
+use super::{
+    authorized_user, external_account, external_account_authorized_user, impersonated,
+    service_account,
+};
 use crate::env::Env;
 use crate::principal::Principal;
 
@@ -190,9 +189,11 @@ fn impersonated_from_json(
         .filter(|u| !u.is_empty())
         .unwrap_or_else(|| super::DEFAULT_UNIVERSE_DOMAIN.to_owned());
     Ok(Arc::new(
-        Impersonated::from_url(source, &url, &universe, env)?
+        impersonated::Builder::from_url(source, url, universe)
             .with_delegates(file.delegates)
-            .with_http(http),
+            .with_env(env.clone())
+            .with_http(http.clone())
+            .build()?,
     ))
 }
 
@@ -213,14 +214,28 @@ pub fn source_from_json(
         .unwrap_or_default();
     match kind.as_str() {
         "service_account" => Ok(Arc::new(
-            ServiceAccountKey::from_json(json)?.with_http(http),
+            service_account::Builder::from_json(json)
+                .with_env(env.clone())
+                .with_http(http.clone())
+                .build()?,
         )),
         "authorized_user" => Ok(Arc::new(
-            AuthorizedUser::from_json(json, env)?.with_http(http, env),
+            authorized_user::Builder::from_json(json)
+                .with_env(env.clone())
+                .with_http(http.clone())
+                .build()?,
         )),
         "impersonated_service_account" => impersonated_from_json(json, env, http),
-        "external_account" => external_account::from_json(json, env, http),
-        "external_account_authorized_user" => Ok(Arc::new(WorkforceUser::from_json(json, http)?)),
+        "external_account" => external_account::Builder::from_json(json)
+            .with_env(env.clone())
+            .with_http(http.clone())
+            .build(),
+        "external_account_authorized_user" => Ok(Arc::new(
+            external_account_authorized_user::Builder::from_json(json)
+                .with_env(env.clone())
+                .with_http(http.clone())
+                .build()?,
+        )),
         "" => Err(CredentialError::invalid(
             "the credentials file has no \"type\" field; expected a file written by gcloud or a service-account key",
         )),
@@ -242,7 +257,8 @@ pub fn source_from_json(
 pub struct ApplicationDefault {
     env: Env,
     http: HttpClients,
-    metadata: Arc<MetadataServer>,
+    /// Built on first use and kept, so its cached email and universe survive re-resolving.
+    metadata: std::sync::OnceLock<Arc<MetadataServer>>,
     current: Mutex<Option<Chosen>>,
 }
 
@@ -256,16 +272,10 @@ struct Chosen {
 impl ApplicationDefault {
     /// ADC as `env` describes it.
     pub fn new(env: Env, http: HttpClients) -> Self {
-        let metadata = Arc::new(
-            MetadataServer::builder()
-                .with_env(&env)
-                .with_http(http.clone())
-                .build(),
-        );
         Self {
             env,
             http,
-            metadata,
+            metadata: std::sync::OnceLock::new(),
             current: Mutex::new(None),
         }
     }
@@ -309,7 +319,7 @@ impl ApplicationDefault {
                 source_from_json(&bytes, &self.env, &self.http)
                     .map_err(|e| e.context(path.display()))?
             }
-            None => self.metadata.clone(),
+            None => self.metadata_server()?,
         };
         if current.is_some() {
             tracing::info!(source = %source.describe(), "credentials changed; using the new ones");
@@ -320,6 +330,20 @@ impl ApplicationDefault {
             source: source.clone(),
         });
         Ok((search, source))
+    }
+
+    fn metadata_server(&self) -> Result<Arc<MetadataServer>, CredentialError> {
+        if let Some(metadata) = self.metadata.get() {
+            return Ok(metadata.clone());
+        }
+        let built = Arc::new(
+            metadata_server::Builder::default()
+                .with_env(self.env.clone())
+                .with_http(self.http.clone())
+                .build()?,
+        );
+        // Callers hold the `current` lock, so only one builds; `get_or_init` keeps it simple.
+        Ok(self.metadata.get_or_init(|| built).clone())
     }
 
     fn current_source(&self) -> Option<Arc<dyn CredentialSource>> {

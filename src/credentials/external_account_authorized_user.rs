@@ -33,7 +33,7 @@ struct RefreshResponse {
     refresh_token: Option<SecretString>,
 }
 
-/// A workforce pool user's refresh token.
+/// A workforce pool user's refresh token. Built with [`Builder`].
 pub struct WorkforceUser {
     audience: Option<String>,
     client_id: String,
@@ -45,9 +45,72 @@ pub struct WorkforceUser {
     http: reqwest::Client,
 }
 
+/// Builds a [`WorkforceUser`] from an `external_account_authorized_user` file.
+///
+/// ```no_run
+/// use gcp_kafka_auth_handler::credentials::external_account_authorized_user::Builder;
+/// use gcp_kafka_auth_handler::credentials::HttpClients;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let json = std::fs::read("application_default_credentials.json")?;
+/// let user = Builder::from_json(&json)
+///     .with_http(HttpClients::try_new()?)
+///     .build()?;
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    json: Vec<u8>,
+    http: Option<HttpClients>,
+}
+
+impl Builder {
+    /// Starts from the bytes of an `external_account_authorized_user` file; nothing is parsed
+    /// until [`build`](Self::build).
+    pub fn from_json(json: &[u8]) -> Self {
+        Self {
+            json: json.to_vec(),
+            http: None,
+        }
+    }
+
+    /// Accepted so every credential builder has the same shape; the file's `token_url` and
+    /// `universe_domain` say everything, nothing is read from the environment.
+    pub fn with_env(self, env: crate::env::Env) -> Self {
+        let _ = env;
+        self
+    }
+
+    /// Shares HTTP clients (and their connection pools) with other sources; without them
+    /// [`build`](Self::build) uses the process-wide shared clients.
+    pub fn with_http(mut self, http: HttpClients) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Parses the file. Fails with an [`Invalid`](super::ErrorKind::Invalid) error naming the
+    /// missing field, or when no HTTP clients were given and none can be created.
+    pub fn build(self) -> Result<WorkforceUser, CredentialError> {
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
+        WorkforceUser::parse(&self.json, &http)
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The JSON holds the refresh token and client secret: only its size is shown.
+        f.debug_struct("Builder")
+            .field(
+                "json",
+                &format_args!("[{} bytes, censored]", self.json.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
 impl WorkforceUser {
-    /// Parses an `external_account_authorized_user` file.
-    pub fn from_json(json: &[u8], http: &HttpClients) -> Result<Self, CredentialError> {
+    fn parse(json: &[u8], http: &HttpClients) -> Result<Self, CredentialError> {
         let fix = "run `gcloud auth application-default login --login-config=...` again";
         let file: WorkforceUserFile = serde_json::from_slice(json).map_err(|e| {
             CredentialError::invalid(format!(
@@ -180,7 +243,10 @@ mod tests {
     fn debug_censors_the_refresh_token_and_client_secret() {
         let json = br#"{"type":"external_account_authorized_user","audience":"//iam.googleapis.com/locations/global/workforcePools/p/providers/x",
             "client_id":"cid","client_secret":"hunter2-secret","refresh_token":"refresh-secret-123"}"#;
-        let user = WorkforceUser::from_json(json, &HttpClients::new()).unwrap();
+        let user = Builder::from_json(json)
+            .with_http(HttpClients::new())
+            .build()
+            .unwrap();
         let shown = format!("{user:?}");
         assert!(
             !shown.contains("hunter2-secret") && !shown.contains("refresh-secret-123"),
@@ -193,7 +259,10 @@ mod tests {
     #[test]
     fn universe_domain_moves_the_default_sts_host() {
         let json = br#"{"client_id":"cid","client_secret":"s","refresh_token":"r","universe_domain":"example-universe.test"}"#;
-        let user = WorkforceUser::from_json(json, &HttpClients::new()).unwrap();
+        let user = Builder::from_json(json)
+            .with_http(HttpClients::new())
+            .build()
+            .unwrap();
         assert_eq!(
             user.token_url,
             "https://sts.example-universe.test/v1/oauthtoken"

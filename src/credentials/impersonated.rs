@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::upstream::{self, HttpClientError, HttpClients};
+use super::upstream::{self, HttpClients};
 use super::{BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, GoogleToken};
 use crate::env::Env;
 use crate::principal::Principal;
@@ -35,80 +35,104 @@ enum Endpoint {
     Base { override_base: Option<String> },
 }
 
-/// A source that impersonates `target` with the token of another source.
-///
-/// ```
-/// use std::sync::Arc;
-/// use gcp_kafka_auth_handler::credentials::impersonated::Impersonated;
-/// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
-/// use gcp_kafka_auth_handler::credentials::CredentialSource;
-/// let mds = Arc::new(MetadataServer::builder().build());
-/// let target = Impersonated::new(mds, "kafka@proj.iam.gserviceaccount.com")
-///     .with_delegates(vec!["hop@proj.iam.gserviceaccount.com".into()]);
-/// assert_eq!(target.target(), "kafka@proj.iam.gserviceaccount.com");
-/// ```
+/// A source that impersonates a service account with the tokens of another source. Built
+/// with [`Builder`].
 pub struct Impersonated {
     source: Arc<dyn CredentialSource>,
     target: String,
     delegates: Vec<String>,
     lifetime: Duration,
     endpoint: Endpoint,
-    /// The shared client unless one was given; an error (no TLS backend) is reported by the
-    /// first fetch, so constructing the source never fails or panics.
-    http: Result<reqwest::Client, HttpClientError>,
+    http: reqwest::Client,
 }
 
-impl Impersonated {
+/// Whom a [`Builder`] impersonates, and how the URL is found.
+enum Target {
+    /// An email, at the IAM Credentials base URL.
+    Email(String),
+    /// A `service_account_impersonation_url` from a credentials file.
+    Url {
+        url: String,
+        universe_domain: String,
+    },
+}
+
+/// Builds an [`Impersonated`] source. Impersonation wraps another source instead of reading a
+/// file of its own, so the builder starts from that source ([`new`](Self::new), or
+/// [`from_url`](Self::from_url) for a file's `service_account_impersonation_url`).
+///
+/// ```
+/// use std::sync::Arc;
+/// use gcp_kafka_auth_handler::credentials::{impersonated, metadata_server, HttpClients};
+/// use gcp_kafka_auth_handler::Env;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let http = HttpClients::try_new()?;
+/// let mds = Arc::new(metadata_server::Builder::default().with_http(http.clone()).build()?);
+/// let target = impersonated::Builder::new(mds, "kafka@proj.iam.gserviceaccount.com")
+///     .with_delegates(vec!["hop@proj.iam.gserviceaccount.com".into()])
+///     .with_env(Env::from_process())
+///     .with_http(http)
+///     .build()?;
+/// assert_eq!(target.target(), "kafka@proj.iam.gserviceaccount.com");
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    source: Arc<dyn CredentialSource>,
+    target: Target,
+    delegates: Vec<String>,
+    lifetime: Duration,
+    env: Env,
+    http: Option<HttpClients>,
+}
+
+impl Builder {
     /// Impersonates `target` (an email) with the tokens of `source`, at Google's IAM
     /// Credentials endpoint for the source's universe.
     pub fn new(source: Arc<dyn CredentialSource>, target: impl Into<String>) -> Self {
-        Self {
-            source,
-            target: target.into(),
-            delegates: Vec::new(),
-            lifetime: DEFAULT_LIFETIME,
-            endpoint: Endpoint::Base {
-                override_base: None,
-            },
-            http: HttpClients::shared().map(|http| http.google),
-        }
+        Self::with_target(source, Target::Email(target.into()))
     }
 
     /// Impersonates the account named in a `service_account_impersonation_url`
-    /// (`.../serviceAccounts/{email}:generateAccessToken`), calling that URL (its default
-    /// host moved into `universe_domain`, or to `GCP_KAFKA_AUTH_IAM_CREDENTIALS_URL`).
+    /// (`.../serviceAccounts/{email}:generateAccessToken`), calling that URL with its default
+    /// host moved into `universe_domain` (or to `GCP_KAFKA_AUTH_IAM_CREDENTIALS_URL` when the
+    /// environment given to [`with_env`](Self::with_env) sets it). A URL naming no account is
+    /// reported by [`build`](Self::build).
     pub fn from_url(
         source: Arc<dyn CredentialSource>,
-        url: &str,
-        universe_domain: &str,
-        env: &Env,
-    ) -> Result<Self, CredentialError> {
-        let target = target_from_url(url).ok_or_else(|| {
-            CredentialError::invalid(format!(
-                "service_account_impersonation_url {} does not end in \
-                 /serviceAccounts/EMAIL:generateAccessToken",
-                upstream::display_url(url)
-            ))
-        })?;
-        let mut url = upstream::in_universe(url, "iamcredentials", universe_domain);
-        if let Some(base) = env.get(IAM_CREDENTIALS_URL_VAR)
-            && let Some(rest) =
-                url.strip_prefix(&format!("https://iamcredentials.{universe_domain}"))
-        {
-            url = format!("{}{rest}", base.trim_end_matches('/'));
-        }
-        let mut this = Self::new(source, target);
-        this.endpoint = Endpoint::Url(url);
-        Ok(this)
+        url: impl Into<String>,
+        universe_domain: impl Into<String>,
+    ) -> Self {
+        Self::with_target(
+            source,
+            Target::Url {
+                url: url.into(),
+                universe_domain: universe_domain.into(),
+            },
+        )
     }
 
-    /// Takes the base URL from `GCP_KAFKA_AUTH_IAM_CREDENTIALS_URL` when it is set.
-    pub fn with_env(mut self, env: &Env) -> Self {
-        if let Endpoint::Base { override_base } = &mut self.endpoint {
-            *override_base = env
-                .get(IAM_CREDENTIALS_URL_VAR)
-                .map(|b| b.trim_end_matches('/').to_owned());
+    fn with_target(source: Arc<dyn CredentialSource>, target: Target) -> Self {
+        Self {
+            source,
+            target,
+            delegates: Vec::new(),
+            lifetime: DEFAULT_LIFETIME,
+            env: Env::default(),
+            http: None,
         }
+    }
+
+    /// Reads the IAM Credentials base URL override, `GCP_KAFKA_AUTH_IAM_CREDENTIALS_URL`, from
+    /// `env` (none is read otherwise).
+    pub fn with_env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Shares HTTP clients (and their connection pools) with other sources; without them
+    /// [`build`](Self::build) uses the process-wide shared clients.
+    pub fn with_http(mut self, http: HttpClients) -> Self {
+        self.http = Some(http);
         self
     }
 
@@ -116,16 +140,7 @@ impl Impersonated {
     /// `roles/iam.serviceAccountTokenCreator` on the next. Emails or
     /// `projects/-/serviceAccounts/EMAIL`.
     pub fn with_delegates(mut self, delegates: Vec<String>) -> Self {
-        self.delegates = delegates
-            .into_iter()
-            .map(|d| {
-                if d.starts_with("projects/") {
-                    d
-                } else {
-                    format!("projects/-/serviceAccounts/{d}")
-                }
-            })
-            .collect();
+        self.delegates = delegates;
         self
     }
 
@@ -136,12 +151,77 @@ impl Impersonated {
         self
     }
 
-    /// Shares HTTP clients with other sources.
-    pub fn with_http(mut self, http: &HttpClients) -> Self {
-        self.http = Ok(http.google.clone());
-        self
+    /// The configured source. Fails when a `service_account_impersonation_url` names no
+    /// account, or when no HTTP clients were given and none can be created.
+    pub fn build(self) -> Result<Impersonated, CredentialError> {
+        let override_base = self
+            .env
+            .get(IAM_CREDENTIALS_URL_VAR)
+            .map(|b| b.trim_end_matches('/').to_owned());
+        let (target, endpoint) = match self.target {
+            Target::Email(email) => (email, Endpoint::Base { override_base }),
+            Target::Url {
+                url,
+                universe_domain,
+            } => {
+                let target = target_from_url(&url).ok_or_else(|| {
+                    CredentialError::invalid(format!(
+                        "service_account_impersonation_url {} does not end in \
+                         /serviceAccounts/EMAIL:generateAccessToken",
+                        upstream::display_url(&url)
+                    ))
+                })?;
+                let mut url = upstream::in_universe(&url, "iamcredentials", &universe_domain);
+                if let Some(base) = override_base
+                    && let Some(rest) =
+                        url.strip_prefix(&format!("https://iamcredentials.{universe_domain}"))
+                {
+                    url = format!("{base}{rest}");
+                }
+                (target, Endpoint::Url(url))
+            }
+        };
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
+        Ok(Impersonated {
+            source: self.source,
+            target,
+            delegates: self
+                .delegates
+                .into_iter()
+                .map(|d| {
+                    if d.starts_with("projects/") {
+                        d
+                    } else {
+                        format!("projects/-/serviceAccounts/{d}")
+                    }
+                })
+                .collect(),
+            lifetime: self.lifetime,
+            endpoint,
+            http: http.google,
+        })
     }
+}
 
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let target = match &self.target {
+            Target::Email(email) => email.clone(),
+            Target::Url { url, .. } => upstream::display_url(url).to_string(),
+        };
+        f.debug_struct("Builder")
+            .field("source", &self.source.describe())
+            .field("target", &target)
+            .field("delegates", &self.delegates)
+            .field("lifetime", &self.lifetime)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Impersonated {
     /// The impersonated service account.
     pub fn target(&self) -> &str {
         &self.target
@@ -212,8 +292,6 @@ impl CredentialSource for Impersonated {
             let sent_at = SystemTime::now();
             let request = self
                 .http
-                .as_ref()
-                .map_err(|err| CredentialError::from(err.clone()))?
                 .post(&url)
                 .bearer_auth(source_token.access_token.expose_secret())
                 .json(&serde_json::json!({
@@ -311,15 +389,23 @@ mod tests {
 
     #[test]
     fn file_urls_follow_the_universe_and_the_override() {
-        let mds: Arc<dyn CredentialSource> =
-            Arc::new(super::super::metadata_server::MetadataServer::builder().build());
+        let mds: Arc<dyn CredentialSource> = Arc::new(
+            super::super::metadata_server::Builder::default()
+                .build()
+                .unwrap(),
+        );
         let url = "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/a@b.c:generateAccessToken";
-        let plain = Impersonated::from_url(mds.clone(), url, "u.test", &Env::default()).unwrap();
+        let plain = Builder::from_url(mds.clone(), url, "u.test")
+            .build()
+            .unwrap();
         assert!(
             matches!(&plain.endpoint, Endpoint::Url(u) if u == "https://iamcredentials.u.test/v1/projects/-/serviceAccounts/a@b.c:generateAccessToken")
         );
         let env = Env::from_pairs([(IAM_CREDENTIALS_URL_VAR, "http://127.0.0.1:9/")]);
-        let overridden = Impersonated::from_url(mds, url, "googleapis.com", &env).unwrap();
+        let overridden = Builder::from_url(mds, url, "googleapis.com")
+            .with_env(env)
+            .build()
+            .unwrap();
         assert!(
             matches!(&overridden.endpoint, Endpoint::Url(u) if u == "http://127.0.0.1:9/v1/projects/-/serviceAccounts/a@b.c:generateAccessToken")
         );
@@ -329,12 +415,15 @@ mod tests {
     async fn without_an_override_the_iam_host_follows_the_metadata_servers_universe() {
         let fake = fake_google::FakeGoogle::start().await;
         let mds: Arc<dyn CredentialSource> = Arc::new(
-            super::super::metadata_server::MetadataServer::builder()
+            super::super::metadata_server::Builder::default()
                 .with_host(fake.metadata_host())
-                .build(),
+                .build()
+                .unwrap(),
         );
-        let target =
-            Impersonated::new(mds, "t@p.iam.gserviceaccount.com").with_env(&Env::default());
+        let target = Builder::new(mds, "t@p.iam.gserviceaccount.com")
+            .with_env(Env::default())
+            .build()
+            .unwrap();
         assert_eq!(
             target.url().await.unwrap(),
             "https://iamcredentials.googleapis.com/v1/projects/-/serviceAccounts/t@p.iam.gserviceaccount.com:generateAccessToken"
@@ -344,13 +433,41 @@ mod tests {
     }
 
     #[test]
+    fn a_url_naming_no_account_fails_at_build_saying_what_it_must_end_in() {
+        let mds: Arc<dyn CredentialSource> = Arc::new(
+            super::super::metadata_server::Builder::default()
+                .build()
+                .unwrap(),
+        );
+        let err = Builder::from_url(
+            mds,
+            "https://iamcredentials.googleapis.com/v1/x?k=secret",
+            "googleapis.com",
+        )
+        .build()
+        .unwrap_err();
+        assert_eq!(err.kind(), super::super::ErrorKind::Invalid);
+        assert_eq!(
+            err.message(),
+            "service_account_impersonation_url https://iamcredentials.googleapis.com/v1/x does not \
+             end in /serviceAccounts/EMAIL:generateAccessToken"
+        );
+    }
+
+    #[test]
     fn delegates_become_resource_names() {
-        let mds: Arc<dyn CredentialSource> =
-            Arc::new(super::super::metadata_server::MetadataServer::builder().build());
-        let i = Impersonated::new(mds, "t@p.iam.gserviceaccount.com").with_delegates(vec![
-            "d1@p.iam.gserviceaccount.com".into(),
-            "projects/-/serviceAccounts/d2@p.iam.gserviceaccount.com".into(),
-        ]);
+        let mds: Arc<dyn CredentialSource> = Arc::new(
+            super::super::metadata_server::Builder::default()
+                .build()
+                .unwrap(),
+        );
+        let i = Builder::new(mds, "t@p.iam.gserviceaccount.com")
+            .with_delegates(vec![
+                "d1@p.iam.gserviceaccount.com".into(),
+                "projects/-/serviceAccounts/d2@p.iam.gserviceaccount.com".into(),
+            ])
+            .build()
+            .unwrap();
         assert_eq!(
             i.delegates,
             [

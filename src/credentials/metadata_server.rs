@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use tokio::sync::OnceCell;
 
-use super::upstream::{self, HttpClientError, HttpClients, display_url};
+use super::upstream::{self, HttpClients, display_url};
 use super::{
     BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, ErrorKind, GoogleToken,
 };
@@ -21,78 +21,82 @@ const EMAIL_PATH: &str = "/computeMetadata/v1/instance/service-accounts/default/
 const UNIVERSE_PATH: &str = "/computeMetadata/v1/universe/universe-domain";
 const PROJECT_PATH: &str = "/computeMetadata/v1/project/project-id";
 
-/// Credentials of the service account attached to the VM, pod or worker.
-///
-/// ```
-/// use gcp_kafka_auth_handler::credentials::metadata_server::MetadataServer;
-/// use gcp_kafka_auth_handler::credentials::CredentialSource;
-/// let mds = MetadataServer::builder().with_host("127.0.0.1:8080").build();
-/// assert_eq!(mds.describe(), "metadata server at http://127.0.0.1:8080");
-/// ```
+/// Credentials of the service account attached to the VM, pod or worker. Built with
+/// [`Builder`].
 #[derive(Debug)]
 pub struct MetadataServer {
     base_url: String,
-    /// The given client, or the shared one; an error (no TLS backend) is reported by the first
-    /// request, so building the source never fails or panics.
-    http: Result<reqwest::Client, HttpClientError>,
+    http: reqwest::Client,
     email: OnceCell<Principal>,
     universe: OnceCell<String>,
 }
 
-/// Builds a [`MetadataServer`].
+/// Builds a [`MetadataServer`]; the metadata server has no credentials file, so there is no
+/// `from_json` (start from [`Builder::default`]).
+///
+/// ```
+/// use gcp_kafka_auth_handler::credentials::metadata_server::Builder;
+/// use gcp_kafka_auth_handler::credentials::{CredentialSource, HttpClients};
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mds = Builder::default()
+///     .with_host("127.0.0.1:8080")
+///     .with_http(HttpClients::try_new()?)
+///     .build()?;
+/// assert_eq!(mds.describe(), "metadata server at http://127.0.0.1:8080");
+/// # Ok(()) }
+/// ```
 #[derive(Debug, Default)]
-pub struct MetadataServerBuilder {
+pub struct Builder {
     host: Option<String>,
     http: Option<HttpClients>,
 }
 
-impl MetadataServerBuilder {
-    /// Uses `host` (`name` or `name:port`) instead of `metadata.google.internal`.
+impl Builder {
+    /// Uses `host` (`name`, `name:port` or a `http://` URL) instead of
+    /// `metadata.google.internal`.
     pub fn with_host(mut self, host: impl Into<String>) -> Self {
         self.host = Some(host.into());
         self
     }
 
-    /// Takes the host from `GCE_METADATA_HOST` when it is set.
-    pub fn with_env(mut self, env: &Env) -> Self {
+    /// Takes the host from `GCE_METADATA_HOST` when `env` sets it.
+    pub fn with_env(mut self, env: Env) -> Self {
         if let Some(host) = env.get(HOST_VAR) {
             self.host = Some(host.to_owned());
         }
         self
     }
 
-    /// Shares HTTP clients (and their connection pools) with other sources.
+    /// Shares HTTP clients (and their connection pools) with other sources; without them
+    /// [`build`](Self::build) uses the process-wide shared clients.
     pub fn with_http(mut self, http: HttpClients) -> Self {
         self.http = Some(http);
         self
     }
 
-    /// The configured source.
-    pub fn build(self) -> MetadataServer {
+    /// The configured source. Fails only when no HTTP clients were given and none can be
+    /// created (no TLS backend).
+    pub fn build(self) -> Result<MetadataServer, CredentialError> {
         let host = self.host.unwrap_or_else(|| DEFAULT_HOST.to_owned());
         let base_url = if host.starts_with("http://") || host.starts_with("https://") {
             host.trim_end_matches('/').to_owned()
         } else {
             format!("http://{}", host.trim_end_matches('/'))
         };
-        MetadataServer {
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
+        Ok(MetadataServer {
             base_url,
-            http: match self.http {
-                Some(http) => Ok(http.metadata),
-                None => HttpClients::shared().map(|http| http.metadata),
-            },
+            http: http.metadata,
             email: OnceCell::new(),
             universe: OnceCell::new(),
-        }
+        })
     }
 }
 
 impl MetadataServer {
-    /// A builder for the default host.
-    pub fn builder() -> MetadataServerBuilder {
-        MetadataServerBuilder::default()
-    }
-
     /// The base URL, `http://metadata.google.internal` unless overridden.
     pub fn base_url(&self) -> &str {
         &self.base_url
@@ -110,8 +114,6 @@ impl MetadataServer {
         let url = format!("{}{path_and_query}", self.base_url);
         let response = self
             .http
-            .as_ref()
-            .map_err(|err| CredentialError::from(err.clone()))?
             .get(&url)
             .header("Metadata-Flavor", "Google")
             .send()

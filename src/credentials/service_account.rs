@@ -17,6 +17,7 @@ use serde::Deserialize;
 
 use super::upstream::{self, HttpClients};
 use super::{BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, GoogleToken};
+use crate::env::Env;
 use crate::principal::Principal;
 
 /// Google's OAuth2 token endpoint, used when a key file names none.
@@ -34,14 +35,7 @@ struct KeyFile {
     universe_domain: Option<String>,
 }
 
-/// A service account's JSON key, parsed and ready to sign.
-///
-/// ```no_run
-/// use gcp_kafka_auth_handler::credentials::service_account::ServiceAccountKey;
-/// let json = std::fs::read("key.json").unwrap();
-/// let key = ServiceAccountKey::from_json(&json).unwrap();
-/// println!("{}", key.client_email());
-/// ```
+/// A service account's JSON key, parsed and ready to sign. Built with [`Builder`].
 pub struct ServiceAccountKey {
     client_email: String,
     key_id: Option<String>,
@@ -52,9 +46,87 @@ pub struct ServiceAccountKey {
     http: reqwest::Client,
 }
 
+/// Builds a [`ServiceAccountKey`] from a key file (`"type": "service_account"`).
+///
+/// ```no_run
+/// use gcp_kafka_auth_handler::credentials::service_account::Builder;
+/// use gcp_kafka_auth_handler::credentials::HttpClients;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let json = std::fs::read("key.json")?;
+/// let key = Builder::from_json(&json)
+///     .with_http(HttpClients::try_new()?)
+///     .with_token_uri("https://oauth2.googleapis.com/token")
+///     .build()?;
+/// println!("{}", key.client_email());
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    json: Vec<u8>,
+    http: Option<HttpClients>,
+    token_uri: Option<String>,
+}
+
+impl Builder {
+    /// Starts from the bytes of a key file; nothing is parsed until [`build`](Self::build).
+    pub fn from_json(json: &[u8]) -> Self {
+        Self {
+            json: json.to_vec(),
+            http: None,
+            token_uri: None,
+        }
+    }
+
+    /// Accepted so every credential builder has the same shape; a key file reads nothing from
+    /// the environment.
+    pub fn with_env(self, env: Env) -> Self {
+        let _ = env;
+        self
+    }
+
+    /// Shares HTTP clients (and their connection pools) with other sources; without them
+    /// [`build`](Self::build) uses the process-wide shared clients.
+    pub fn with_http(mut self, http: HttpClients) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Sends the assertion to `token_uri` instead of the one in the file.
+    pub fn with_token_uri(mut self, token_uri: impl Into<String>) -> Self {
+        self.token_uri = Some(token_uri.into());
+        self
+    }
+
+    /// Parses the key file and loads its private key. Fails with an
+    /// [`Invalid`](super::ErrorKind::Invalid) error naming what is wrong with the file, or
+    /// when no HTTP clients were given and none can be created.
+    pub fn build(self) -> Result<ServiceAccountKey, CredentialError> {
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
+        let mut key = ServiceAccountKey::parse(&self.json, http)?;
+        if let Some(token_uri) = self.token_uri {
+            key.token_uri = token_uri;
+        }
+        Ok(key)
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The JSON holds the private key: only its size is shown.
+        f.debug_struct("Builder")
+            .field(
+                "json",
+                &format_args!("[{} bytes, censored]", self.json.len()),
+            )
+            .field("token_uri", &self.token_uri)
+            .finish_non_exhaustive()
+    }
+}
+
 impl ServiceAccountKey {
-    /// Parses a key file (`"type": "service_account"`) and loads its private key.
-    pub fn from_json(json: &[u8]) -> Result<Self, CredentialError> {
+    fn parse(json: &[u8], http: HttpClients) -> Result<Self, CredentialError> {
         let file: KeyFile = serde_json::from_slice(json).map_err(|e| {
             CredentialError::invalid(format!(
                 "the service-account key is not valid JSON ({}); download a new JSON key",
@@ -91,20 +163,8 @@ impl ServiceAccountKey {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| super::DEFAULT_UNIVERSE_DOMAIN.to_owned()),
             signer,
-            http: HttpClients::shared()?.google,
+            http: http.google,
         })
-    }
-
-    /// Shares HTTP clients with other sources.
-    pub fn with_http(mut self, http: &HttpClients) -> Self {
-        self.http = http.google.clone();
-        self
-    }
-
-    /// Sends the assertion to `token_uri` instead of the one in the file.
-    pub fn with_token_uri(mut self, token_uri: impl Into<String>) -> Self {
-        self.token_uri = token_uri.into();
-        self
     }
 
     /// The service account's email, the principal of its tokens.

@@ -3,7 +3,7 @@
 //! A subject token from outside Google (a Kubernetes or CI OIDC token, a SAML assertion, a
 //! signed AWS request) is exchanged at STS (`token_url`, RFC 8693) for a federated Google
 //! token; with `service_account_impersonation_url` that token then impersonates a service
-//! account ([`Impersonated`]).
+//! account ([`Impersonated`](impersonated::Impersonated)).
 //!
 //! Layout: one module per `credential_source` kind ([`file_source`], [`url_source`],
 //! [`executable_source`], [`aws_source`]), each a [`SubjectTokenSource`]; this module parses
@@ -21,7 +21,7 @@ use base64::Engine as _;
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::impersonated::Impersonated;
+use super::impersonated;
 use super::upstream::{self, HttpClients};
 use super::{
     BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, DEFAULT_UNIVERSE_DOMAIN,
@@ -172,9 +172,80 @@ pub struct StsExchange {
     http: reqwest::Client,
 }
 
-/// Builds the source an `external_account` file describes: the exchange, wrapped in an
-/// impersonation when the file names a service account.
-pub fn from_json(
+/// Builds the source an `external_account` file describes: the STS exchange, wrapped in an
+/// [`Impersonated`](impersonated::Impersonated) source when the file names a service account
+/// (so [`build`](Self::build) returns a shared trait object, either kind).
+///
+/// ```no_run
+/// use gcp_kafka_auth_handler::credentials::external_account::Builder;
+/// use gcp_kafka_auth_handler::credentials::HttpClients;
+/// use gcp_kafka_auth_handler::Env;
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let json = std::fs::read("credential-configuration.json")?;
+/// let source = Builder::from_json(&json)
+///     .with_env(Env::from_process())
+///     .with_http(HttpClients::try_new()?)
+///     .build()?;
+/// println!("{}", source.describe());
+/// # Ok(()) }
+/// ```
+pub struct Builder {
+    json: Vec<u8>,
+    env: Env,
+    http: Option<HttpClients>,
+}
+
+impl Builder {
+    /// Starts from the bytes of an `external_account` file; nothing is parsed until
+    /// [`build`](Self::build).
+    pub fn from_json(json: &[u8]) -> Self {
+        Self {
+            json: json.to_vec(),
+            env: Env::default(),
+            http: None,
+        }
+    }
+
+    /// Reads the variables the subject token sources honour (the AWS credentials and region,
+    /// `GOOGLE_EXTERNAL_ACCOUNT_ALLOW_EXECUTABLES`) and the IAM Credentials override from
+    /// `env` (none is read otherwise).
+    pub fn with_env(mut self, env: Env) -> Self {
+        self.env = env;
+        self
+    }
+
+    /// Shares HTTP clients (and their connection pools) with other sources; without them
+    /// [`build`](Self::build) uses the process-wide shared clients.
+    pub fn with_http(mut self, http: HttpClients) -> Self {
+        self.http = Some(http);
+        self
+    }
+
+    /// Parses the file and builds its subject token source. Fails with an
+    /// [`Invalid`](super::ErrorKind::Invalid) error naming what is wrong with the file, or when
+    /// no HTTP clients were given and none can be created.
+    pub fn build(self) -> Result<Arc<dyn CredentialSource>, CredentialError> {
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
+        from_json(&self.json, &self.env, &http)
+    }
+}
+
+impl std::fmt::Debug for Builder {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // The JSON may hold a client secret or inline headers: only its size is shown.
+        f.debug_struct("Builder")
+            .field(
+                "json",
+                &format_args!("[{} bytes, censored]", self.json.len()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+fn from_json(
     json: &[u8],
     env: &Env,
     http: &HttpClients,
@@ -244,23 +315,30 @@ pub fn from_json(
     {
         None => Ok(Arc::new(exchange)),
         Some(url) => {
-            let mut impersonated =
-                Impersonated::from_url(Arc::new(exchange), &url, &universe_domain, env)?
-                    .with_http(http);
-            if let Some(secs) = file
+            let lifetime = match file
                 .service_account_impersonation
                 .and_then(|o| o.token_lifetime_seconds)
             {
-                if !IMPERSONATION_LIFETIME_SECS.contains(&secs) {
-                    return Err(CredentialError::invalid(format!(
+                Some(secs) if !IMPERSONATION_LIFETIME_SECS.contains(&secs) => {
+                    Err(CredentialError::invalid(format!(
                         "service_account_impersonation.token_lifetime_seconds is {secs}; \
                          it must be between {} and {}",
                         IMPERSONATION_LIFETIME_SECS.start(),
                         IMPERSONATION_LIFETIME_SECS.end()
-                    )));
+                    )))
                 }
-                impersonated = impersonated.with_lifetime(Duration::from_secs(secs));
+                secs => Ok(secs.map(Duration::from_secs)),
+            };
+            let mut builder =
+                impersonated::Builder::from_url(Arc::new(exchange), url, universe_domain)
+                    .with_env(env.clone())
+                    .with_http(http.clone());
+            if let Ok(Some(lifetime)) = lifetime {
+                builder = builder.with_lifetime(lifetime);
             }
+            // A URL naming no account is reported before a bad lifetime, as it always was.
+            let impersonated = builder.build()?;
+            lifetime?;
             Ok(Arc::new(impersonated))
         }
     }
@@ -472,17 +550,20 @@ mod tests {
     #[test]
     fn missing_fields_and_unknown_sources_are_named() {
         let http = HttpClients::new();
-        let err = from_json(br#"{"type":"external_account"}"#, &Env::default(), &http).unwrap_err();
+        let err = Builder::from_json(br#"{"type":"external_account"}"#)
+            .with_http(http.clone())
+            .build()
+            .unwrap_err();
         assert!(
             err.message()
                 .starts_with("the external_account file has no audience"),
             "{err}"
         );
-        let err = from_json(
+        let err = Builder::from_json(
             br#"{"type":"external_account","audience":"a","subject_token_type":"t","credential_source":{}}"#,
-            &Env::default(),
-            &http,
         )
+        .with_http(http)
+        .build()
         .unwrap_err();
         assert!(
             err.message()
