@@ -34,11 +34,18 @@ if [ "${INTEROP_SKIP_BUILD:-0}" != 1 ]; then
 fi
 
 VENV="$HERE/.venv"
-if ! "$VENV/bin/python" -c "import confluent_kafka, pytest" >/dev/null 2>&1; then
-  log "creating $VENV (confluent-kafka, pytest)"
+# The venv remembers the hash of the requirements it was built from, so that a changed pin
+# re-creates it instead of testing against what an older checkout installed.
+REQ_HASH="$(sha256sum "$HERE/requirements.txt" | cut -d' ' -f1)"
+REQ_STAMP="$VENV/requirements.sha256"
+if [ "$(cat "$REQ_STAMP" 2>/dev/null)" != "$REQ_HASH" ] \
+   || ! "$VENV/bin/python" -c "import confluent_kafka, pytest" >/dev/null 2>&1; then
+  log "creating $VENV from requirements.txt (sha256 $REQ_HASH)"
   rm -rf "$VENV"
   python3 -m venv "$VENV"
   timeout 600 "$VENV/bin/pip" install -q -r "$HERE/requirements.txt"
+  # Written last: an interrupted install leaves no stamp and is redone next time.
+  printf '%s\n' "$REQ_HASH" > "$REQ_STAMP"
 fi
 
 log "running the scenarios"

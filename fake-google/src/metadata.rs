@@ -29,6 +29,10 @@ pub const FLAVOR_VALUE: &str = "Google";
 /// Path prefix every metadata request lives under.
 pub const PREFIX: &str = "/computeMetadata/v1";
 
+/// The scopes the fake instance's service account was granted: what a token without
+/// `?scopes=` carries, and what `.../service-accounts/default/?recursive=true` lists.
+pub const INSTANCE_SCOPES: [&str; 1] = [CLOUD_PLATFORM];
+
 /// Content type of the metadata server's plain values (email, project id, ...).
 const TEXT: &str = "application/text";
 
@@ -155,11 +159,17 @@ async fn service_account_token(
         Outcome::Respond(response) => return response,
         Outcome::Proceed { expires_in } => expires_in,
     };
+    // `?scopes=a,b` asks for a token with those scopes; without it the token carries the
+    // scopes the instance was created with (recorded, so tests can check what was asked).
     let scope = match query.get("scopes") {
         Some(scopes) if !scopes.is_empty() => scopes.split(',').collect::<Vec<_>>().join(" "),
-        _ => CLOUD_PLATFORM.to_owned(),
+        _ => INSTANCE_SCOPES.join(" "),
     };
-    let (access_token, expires_in) = match shared.cached_metadata_token() {
+    // The real server caches one token per set of scopes.
+    let cached = shared
+        .cached_metadata_token()
+        .filter(|(token, _)| shared.token(token).is_some_and(|r| r.issued.scope == scope));
+    let (access_token, expires_in) = match cached {
         Some(cached) if expires_in.is_none() => cached,
         _ => {
             let issued =
@@ -193,7 +203,7 @@ async fn service_account_email(
 /// email, which google-auth-library-java reads to learn the email.
 async fn service_accounts(State(shared): State<Arc<Shared>>) -> Response {
     let email = shared.metadata_email();
-    let account = json!({ "aliases": ["default"], "email": email, "scopes": [CLOUD_PLATFORM] });
+    let account = json!({ "aliases": ["default"], "email": email, "scopes": INSTANCE_SCOPES });
     respond::json(
         StatusCode::OK,
         &json!({ "default": account, email: account }),
@@ -209,7 +219,7 @@ async fn service_account_info(
     match resolve_account(&shared, &account) {
         Some(email) => respond::json(
             StatusCode::OK,
-            &json!({ "aliases": ["default"], "email": email, "scopes": [CLOUD_PLATFORM] }),
+            &json!({ "aliases": ["default"], "email": email, "scopes": INSTANCE_SCOPES }),
         ),
         None => not_found().await,
     }

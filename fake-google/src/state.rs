@@ -65,6 +65,9 @@ pub struct IssuedToken {
     /// Which endpoint issued it: `"metadata"`, `"service_account"`, `"authorized_user"`,
     /// `"impersonated"` or `"external_account"`.
     pub source: &'static str,
+    /// The OAuth scopes the token was issued with, space-separated as tokeninfo reports them
+    /// (for the metadata server: its `?scopes=`, else the instance's scopes).
+    pub scope: String,
 }
 
 /// One HTTP request as the fake received it (control-plane requests under `/_fake/` excluded).
@@ -106,8 +109,6 @@ pub(crate) struct TokenRecord {
     pub issued: IssuedToken,
     /// OAuth client the token was issued to (`azp`/`aud` in tokeninfo).
     pub client_id: String,
-    /// Space-separated scopes.
-    pub scope: String,
 }
 
 /// A service account that signs JWT assertions with the fixture key.
@@ -393,9 +394,9 @@ impl Shared {
                     principal: principal.to_owned(),
                     expires_at_unix,
                     source,
+                    scope: scope.to_owned(),
                 },
                 client_id: client_id.to_owned(),
-                scope: scope.to_owned(),
             },
         );
         (token, expires_in)

@@ -42,7 +42,7 @@ pub(crate) async fn tokeninfo(
         &json!({
             "azp": record.client_id,
             "aud": record.client_id,
-            "scope": record.scope,
+            "scope": record.issued.scope,
             "exp": exp.to_string(),
             "expires_in": (exp - now).to_string(),
             "email": record.issued.principal,

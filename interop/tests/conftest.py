@@ -25,6 +25,9 @@ from harness import (  # noqa: E402
     run_bounded, tail, wait_until,
 )
 
+# The 3-node TLS cluster and the proxy fixtures (tests/cluster.py), started only on first use.
+pytest_plugins = ["cluster"]
+
 # The principal the fake's metadata server hands out for the whole session.
 PRINCIPAL = "interop-client@interop-project.iam.gserviceaccount.com"
 # A principal://... subject whose claims JSON, written naively, base64url-encodes to text with
@@ -103,11 +106,15 @@ class FakeGoogle:
             "GET", f"{self.base_url}/_fake/lookup?access_token={quote(access_token, safe='')}")
         return body if status == 200 else None
 
-    def metadata_token(self) -> dict:
-        """A token straight from the fake metadata server, as the sidecar would get it."""
+    def metadata_token(self, scopes: list[str] | None = None) -> dict:
+        """A token straight from the fake metadata server, as the sidecar would get it (with
+        `?scopes=` when given, else the instance's scopes)."""
+        from urllib.parse import quote
+        query = "" if scopes is None else "?scopes=" + quote(",".join(scopes), safe=",")
         status, body = http_json(
             "GET",
-            f"http://{self.metadata_host}/computeMetadata/v1/instance/service-accounts/default/token",
+            f"http://{self.metadata_host}/computeMetadata/v1/instance/service-accounts/default/token"
+            + query,
             headers={"Metadata-Flavor": "Google"})
         assert status == 200, f"fake metadata token answered {status}: {body}"
         return body

@@ -7,6 +7,7 @@ every process started here is stopped by the fixture that started it.
 from __future__ import annotations
 
 import base64
+import hashlib
 import json
 import os
 import signal
@@ -58,14 +59,26 @@ def split_kafka_token(token: str) -> tuple[dict, dict, str, str, str]:
     return json.loads(header_text), json.loads(claims_text), raw, header_text, claims_text
 
 
-def make_kafka_token(raw: str, sub: str, exp: int, iat: int | None = None,
-                     alg: str = "GOOG_OAUTH2_TOKEN") -> str:
-    """A token shaped like Google's handlers build it, for the broker-refusal scenarios."""
-    header = json.dumps({"typ": "JWT", "alg": alg}, separators=(",", ":"))
+def make_kafka_token(raw: str, sub: str, exp: int | str, iat: int | str | None = None,
+                     alg: str = "GOOG_OAUTH2_TOKEN", typ: str = "JWT",
+                     third_part: str | None = None) -> str:
+    """A token shaped like Google's handlers build it, for the broker-refusal scenarios.
+
+    `exp`/`iat` may be strings (to test non-numeric claims); `third_part` replaces
+    base64url(raw) verbatim (to test a third part that is not base64url).
+    """
+    header = json.dumps({"typ": typ, "alg": alg}, separators=(",", ":"))
     claims = json.dumps({"exp": exp, "iat": iat if iat is not None else int(time.time()),
                          "iss": "Google", "scope": "kafka", "sub": sub},
                         separators=(",", ":"))
-    return ".".join([b64url(header), b64url(claims), b64url(raw)])
+    last = b64url(raw) if third_part is None else third_part
+    return ".".join([b64url(header), b64url(claims), last])
+
+
+def token_fingerprint(token: str) -> str:
+    """What the broker validator logs as `presented_fp` for `token`: the first 12 hex digits
+    of the SHA-256 of the exact token text."""
+    return hashlib.sha256(token.encode()).hexdigest()[:12]
 
 
 def http(method: str, url: str, body: bytes | None = None, headers: dict | None = None,
@@ -201,16 +214,26 @@ def result_line(stdout: str, prefix: str = "RESULT ") -> dict | None:
 
 
 def read_jsonl(path: Path) -> list[dict]:
+    """Every record of a JSON-lines file another process appends to.
+
+    A final line without its newline is a write still in progress and is left for the next
+    read; any complete line that is not JSON is an error (a validator writing garbage must fail
+    the test, not vanish from it).
+    """
     if not path.exists():
         return []
+    text = path.read_text(encoding="utf-8")
+    lines = text.split("\n")
+    # The element after the last "\n": empty for a complete file, else the unfinished line.
+    complete = lines[:-1]
     out = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        line = line.strip()
-        if line:
-            try:
-                out.append(json.loads(line))
-            except ValueError:
-                pass
+    for number, line in enumerate(complete, start=1):
+        if not line.strip():
+            continue
+        try:
+            out.append(json.loads(line))
+        except ValueError as e:
+            raise AssertionError(f"{path}:{number} is not JSON ({e}): {line[:200]!r}") from e
     return out
 
 

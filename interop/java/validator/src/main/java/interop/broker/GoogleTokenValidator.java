@@ -42,13 +42,17 @@ import org.slf4j.LoggerFactory;
  *   <li>header {@code alg} is {@code GOOG_OAUTH2_TOKEN} (and {@code typ} is {@code JWT});
  *   <li>claims carry {@code sub}, integer {@code exp} and {@code iat}; {@code exp} is in the
  *       future;
- *   <li>the third part decodes to a Google access token that tokeninfo recognises;
- *   <li>{@code sub} equals tokeninfo's {@code email}; {@code exp} equals tokeninfo's {@code exp}
- *       (within {@code expToleranceSecs}, default 0).
+ *   <li>the third part decodes to a Google access token that tokeninfo recognises, issued
+ *       with the {@code https://www.googleapis.com/auth/cloud-platform} scope;
+ *   <li>{@code sub} equals tokeninfo's {@code email}; {@code exp} is at most tokeninfo's
+ *       {@code exp} and at least {@code exp - expToleranceSecs} (default 0): a claim may
+ *       understate the token's life (a client rounding down), never outlive it.
  * </ol>
  *
  * The authenticated principal is {@code User:<sub>}. Every decision is appended as one JSON line
- * to {@code decisionLog} (a JAAS option) so the test harness can assert on it, and logged.
+ * to {@code decisionLog} (a JAAS option) so the test harness can assert on it, and logged. Each
+ * decision carries {@code presented_fp}, the first 12 hex digits of the SHA-256 of the exact
+ * token presented, so that a test can find the decision for the token it sent.
  *
  * <p>JAAS options (listener.name.X.oauthbearer.sasl.jaas.config): {@code tokeninfoUrl}
  * (required), {@code decisionLog} (optional file), {@code expToleranceSecs} (optional).
@@ -56,6 +60,8 @@ import org.slf4j.LoggerFactory;
 public class GoogleTokenValidator implements AuthenticateCallbackHandler {
   private static final Logger LOG = LoggerFactory.getLogger(GoogleTokenValidator.class);
   private static final ObjectMapper JSON = new ObjectMapper();
+  /** The OAuth scope Managed Kafka requires of the Google access token. */
+  static final String CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
   static final AtomicLong ACCEPTED = new AtomicLong();
   static final AtomicLong REFUSED = new AtomicLong();
 
@@ -111,6 +117,7 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
     String token = cb.tokenValue();
     ObjectNode rec = JSON.createObjectNode();
     rec.put("ts_ms", System.currentTimeMillis());
+    rec.put("presented_fp", fingerprint(token == null ? "" : token));
     try {
       Checked c = check(token, rec);
       long n = ACCEPTED.incrementAndGet();
@@ -230,14 +237,23 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
     } catch (NumberFormatException e) {
       throw new Refusal("tokeninfo_bad_exp", "tokeninfo exp=" + info.path("exp"));
     }
+    String scope = info.path("scope").asText("");
     rec.put("tokeninfo_email", email);
     rec.put("tokeninfo_exp", infoExp);
+    rec.put("tokeninfo_scope", scope);
     rec.put("exp_skew", c.exp - infoExp);
+    if (!Set.of(scope.split(" ")).contains(CLOUD_PLATFORM)) {
+      throw new Refusal("missing_scope",
+          "tokeninfo scope=\"" + scope + "\" lacks " + CLOUD_PLATFORM);
+    }
     if (!c.sub.equals(email)) {
       throw new Refusal("sub_mismatch", "claim sub=" + c.sub + " but tokeninfo email=" + email);
     }
-    if (Math.abs(c.exp - infoExp) > expToleranceSecs) {
-      throw new Refusal("exp_mismatch", "claim exp=" + c.exp + " but tokeninfo exp=" + infoExp);
+    // One-sided: a claim after the real expiry would let a client keep a session the token no
+    // longer covers; a claim a little before it is only a client rounding down.
+    if (c.exp > infoExp || c.exp < infoExp - expToleranceSecs) {
+      throw new Refusal("exp_mismatch", "claim exp=" + c.exp + " but tokeninfo exp=" + infoExp
+          + " (want " + (infoExp - expToleranceSecs) + ".." + infoExp + ")");
     }
     return c;
   }

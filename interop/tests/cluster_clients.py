@@ -1,0 +1,184 @@
+"""Clients for the 3-node cluster scenarios: the Java ClusterRoundTrip program, and librdkafka
+(confluent-kafka) producers/consumers that check every record per partition.
+
+Record i has key `k-i`, value `<prefix>-i` and is produced to partition `i % partitions`, so
+each partition's order is known: partition p must deliver p, p+P, p+2P, ... without a gap.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from pathlib import Path
+
+from conftest import java_client
+from harness import result_line
+
+# The string every advertised broker name of the cluster contains: seeing it anywhere on the
+# client side means a broker address leaked past the proxy.
+LEAK_MARK = "kafka.invalid"
+
+
+def run_java(name: str, bootstrap: str, workdir: Path, args: list[str], timeout: float = 240,
+             extra_jvm: list[str] | None = None, env: dict | None = None):
+    """Runs interop.clients.ClusterRoundTrip (kafka-clients 4.x); returns (status, result, log)."""
+    log = workdir / f"{name}.client.log"
+    status, out = java_client("clients-4", "interop.clients.ClusterRoundTrip",
+                              [f"bootstrap={bootstrap}"] + args, log, timeout=timeout,
+                              extra_jvm=extra_jvm, env=env)
+    return status, result_line(out), log
+
+
+class RdLog(logging.Handler):
+    """Collects librdkafka's log lines (through confluent-kafka's `logger`) and error_cb
+    reports, so a scenario can scan everything the client was told."""
+
+    def __init__(self):
+        super().__init__(logging.DEBUG)
+        self.lines: list[str] = []
+        self.errors: list[str] = []
+        self._lock = threading.Lock()
+        self.logger = logging.getLogger(f"rdkafka-{id(self)}")
+        self.logger.propagate = False
+        self.logger.setLevel(logging.DEBUG)
+        self.logger.addHandler(self)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        with self._lock:
+            if len(self.lines) < 200_000:
+                self.lines.append(record.getMessage())
+
+    def error_cb(self, err) -> None:
+        with self._lock:
+            self.errors.append(f"{err.name()}: {err.str()}")
+
+    def leaks(self) -> list[str]:
+        with self._lock:
+            return [l for l in self.lines + self.errors if LEAK_MARK in l][:5]
+
+    def metadata_brokers(self) -> dict[int, set[str]]:
+        """Every broker address librdkafka's Metadata answers gave it (debug=metadata lines
+        'Broker #i/n: host:port NodeId id'), by node id."""
+        import re
+        pat = re.compile(r"Broker #\d+/\d+: (\S+) NodeId (-?\d+)")
+        out: dict[int, set[str]] = {}
+        with self._lock:
+            for l in self.lines:
+                m = pat.search(l)
+                if m:
+                    out.setdefault(int(m.group(2)), set()).add(m.group(1))
+        return out
+
+    def conf(self) -> dict:
+        # debug=metadata logs every broker address librdkafka learns ("Broker #i/n: host:port").
+        return {"logger": self.logger, "error_cb": self.error_cb, "debug": "metadata"}
+
+    def write(self, path: Path) -> None:
+        with self._lock:
+            path.write_text("\n".join(self.lines + ["--- error_cb:"] + self.errors) + "\n")
+
+
+def rd_brokers(conf: dict, timeout: float = 20) -> dict[int, str]:
+    """The broker list librdkafka's Metadata gives it: node id -> host:port."""
+    from confluent_kafka.admin import AdminClient
+    admin = AdminClient(dict(conf))
+    md = admin.list_topics(timeout=timeout)
+    return {b.id: f"{b.host}:{b.port}" for b in md.brokers.values()}
+
+
+def rd_produce(conf: dict, topic: str, prefix: str, partitions: int, count: int | None = None,
+               stop_at: float | None = None, interval: float = 0.0, timeout: float = 60) -> dict:
+    """Produces records (acks=all, idempotent) until `count` or `stop_at`; every delivery
+    report is kept: acked maps index -> (partition, offset)."""
+    from confluent_kafka import Producer
+    acked: dict[int, tuple[int, int]] = {}
+    failed: list[str] = []
+
+    def on_delivery(err, msg):
+        i = int(msg.key().decode()[2:])
+        if err is not None:
+            failed.append(f"record {i}: {err}")
+        else:
+            acked[i] = (msg.partition(), msg.offset())
+
+    p = Producer({**conf, "acks": "all", "enable.idempotence": True, "linger.ms": 5})
+    sent = 0
+    while (count is not None and sent < count) or (stop_at is not None and time.monotonic() < stop_at):
+        p.produce(topic, key=f"k-{sent}", value=f"{prefix}-{sent}", partition=sent % partitions,
+                  on_delivery=on_delivery)
+        sent += 1
+        p.poll(0)
+        if interval:
+            time.sleep(interval)
+    unflushed = p.flush(timeout)
+    return {"sent": sent, "acked": acked, "failed": failed[:10], "failed_count": len(failed),
+            "unflushed": unflushed}
+
+
+def rd_consume(conf: dict, topic: str, prefix: str, partitions: int, group: str, target_fn,
+               timeout: float = 60) -> dict:
+    """Consumes in a group until every partition delivered the records `target_fn()` says were
+    sent (None: not known yet); checks each record's key, value, partition and per-partition
+    order and offsets; commits, and reads the committed offsets back."""
+    from confluent_kafka import Consumer, TopicPartition
+    c = Consumer({**conf, "group.id": group, "auto.offset.reset": "earliest",
+                  "enable.auto.commit": False})
+    c.subscribe([topic])
+    nxt = {p: p for p in range(partitions)}
+    last_off: dict[int, int] = {}
+    got = 0
+    redelivered = 0
+    bad: list[str] = []
+    deadline = time.monotonic() + timeout
+
+    def done(n):
+        return all(nxt[p] >= n or (nxt[p] - p) // partitions >= len(range(p, n, partitions))
+                   for p in range(partitions))
+
+    try:
+        while time.monotonic() < deadline:
+            target = target_fn()
+            if target is not None and done(target):
+                break
+            msg = c.poll(0.5)
+            if msg is None:
+                continue
+            if msg.error():
+                if len(bad) < 10:
+                    bad.append(f"consumer error: {msg.error()}")
+                continue
+            k = msg.key().decode() if msg.key() else ""
+            v = msg.value().decode() if msg.value() else None
+            p = msg.partition()
+            try:
+                i = int(k[2:])
+            except ValueError:
+                bad.append(f"partition {p} offset {msg.offset()}: unexpected key {k!r}")
+                continue
+            if v != f"{prefix}-{i}" or i % partitions != p:
+                if len(bad) < 10:
+                    bad.append(f"record {i}: key={k} value={v} partition={p}")
+                continue
+            if i < nxt[p]:
+                redelivered += 1
+                continue
+            if i != nxt[p]:
+                if len(bad) < 10:
+                    bad.append(f"partition {p}: record {i} at offset {msg.offset()}, want {nxt[p]}")
+            if p in last_off and msg.offset() != last_off[p] + 1:
+                if len(bad) < 10:
+                    bad.append(f"partition {p}: record {i} at offset {msg.offset()} after "
+                               f"{last_off[p]}")
+            last_off[p] = msg.offset()
+            nxt[p] = i + partitions
+            got += 1
+        committed = {}
+        if got:
+            c.commit(asynchronous=False)
+            for tp in c.committed([TopicPartition(topic, p) for p in range(partitions)], timeout=20):
+                committed[tp.partition] = tp.offset
+    finally:
+        c.close()
+    return {"consumed": got, "redelivered": redelivered, "bad": bad,
+            "next_offsets": {p: o + 1 for p, o in last_off.items()}, "committed": committed}

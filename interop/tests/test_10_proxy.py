@@ -1,0 +1,351 @@
+"""(10) `gcp-kafka-auth-handler proxy` in front of the real 3-node TLS cluster.
+
+Clients connect to the proxy with `bootstrap.servers=127.0.0.1:<port>` and nothing else
+(PLAINTEXT, no SASL settings); the proxy opens TLS to the brokers (trusting the run's test CA,
+dialling `broker-N.kafka.invalid` through `--resolve`), authenticates every upstream connection
+itself, and rewrites every broker address to its own `127.0.0.1:(base + node id)`. The brokers'
+advertised names resolve nowhere, so a broker address that leaked past the proxy would fail the
+client: a passing scenario proves none did. Each scenario also asserts it on the client side
+(the addresses describeCluster and Metadata gave the client, and no `kafka.invalid` in anything
+the client logged), that the brokers accepted only the proxy's authentications as
+`User:<principal>` and refused none, and that the proxy logged no broker refusal.
+
+Until the proxy subcommand is merged these scenarios are selected only with `-m proxy`.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import threading
+import time
+
+import confluent_kafka
+import pytest
+
+from cluster import NODE_IDS
+from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
+from conftest import DEFAULT_LIFETIME, PRINCIPAL, note
+
+pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
+
+COUNT = 1000
+PARTITIONS = 3
+LIFETIME = int(os.environ.get("INTEROP_REFRESH_LIFETIME_SECS", "60"))
+SOAK = int(os.environ.get("INTEROP_PROXY_SOAK_SECS", str(3 * LIFETIME + 10)))
+
+
+# ---- checks shared by the scenarios -----------------------------------------------------
+
+
+def broker_refusals_in(proxy_log: str) -> list[str]:
+    """Proxy log lines that report a SASL refusal by a broker (the broker's error message is
+    logged whole: our validators' refusals read 'invalid_token' (OAUTHBEARER) or
+    'Authentication failed' (PLAIN))."""
+    pat = re.compile(r"invalid_token|authentication failed|refus", re.IGNORECASE)
+    return [l for l in proxy_log.splitlines() if pat.search(l)][:5]
+
+
+def problems_in(proxy_log: str) -> list[str]:
+    """WARN and ERROR lines of the proxy's log (tracing's format: 'time  LEVEL target: ...')."""
+    return [l for l in proxy_log.splitlines() if re.search(r"^\S+\s+(WARN|ERROR)\s", l)][:5]
+
+
+def assert_only_proxy_addresses(cluster, proxy, res: dict, what: str, client_log=None):
+    want = {str(i): a for i, a in proxy.broker_addresses().items()}
+    for key in ("described_nodes", "metadata_nodes"):
+        if key in res:
+            assert res[key] == want, cluster.report(
+                what, "addresses", f"{key} = {res[key]}, want exactly the proxy's {want}",
+                client_log=client_log, proxy=proxy)
+    if client_log is not None:
+        leaked = [l for l in client_log.read_text(errors="replace").splitlines() if LEAK_MARK in l]
+        assert not leaked, cluster.report(what, "addresses",
+                                          f"the client log names a broker: {leaked[:3]}",
+                                          client_log=client_log, proxy=proxy)
+
+
+def assert_brokers_accepted_only(cluster, proxy, d0: int, mechanism: str, what: str) -> list[dict]:
+    decisions = cluster.decision_log()[d0:]
+    refused = [d for d in decisions if d["decision"] == "refuse"]
+    accepted = [d for d in decisions if d["decision"] == "accept"]
+    assert accepted and not refused, cluster.report(
+        what, "broker authentication", f"{len(accepted)} accepted, refused: {refused[:3]}",
+        proxy=proxy)
+    assert {d["principal"] for d in accepted} == {f"User:{PRINCIPAL}"}, accepted[:3]
+    assert {d["mechanism"] for d in accepted} == {mechanism}, accepted[:3]
+    return accepted
+
+
+def assert_proxy_log_clean(cluster, proxy, what: str):
+    log = proxy.log_text()
+    refusals = broker_refusals_in(log)
+    assert not refusals, cluster.report(what, "proxy log", f"broker refusals logged: {refusals}",
+                                        proxy=proxy)
+    problems = problems_in(log)
+    assert not problems, cluster.report(what, "proxy log", f"warnings/errors: {problems}",
+                                        proxy=proxy)
+
+
+def java_via_proxy(proxy, workdir, name: str, args: list[str], timeout: float = 240):
+    # No hosts file, no SASL, no TLS: bootstrap.servers is the proxy, and that is all.
+    return run_java(name, proxy.bootstrap, workdir, ["security=plaintext"] + args,
+                    timeout=timeout)
+
+
+def assert_java_ok(cluster, proxy, status, res, log, what):
+    assert res is not None and status == 0 and res["ok"], cluster.report(
+        what, (res or {}).get("step", "start"),
+        f"exit status {status}; errors: {(res or {}).get('errors')}", client_log=log,
+        proxy=proxy)
+    # The client itself never authenticated: the proxy did, upstream.
+    for m in ("admin_metrics", "producer_metrics", "consumer_metrics"):
+        assert res.get(m, {}).get("successful-authentication-total", 0) == 0, (m, res[m])
+
+
+# ---- the scenarios ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("mechanism", ["oauthbearer", "plain"])
+def test_proxy_java_round_trip(mechanism, kafka_cluster, start_proxy, workdir):
+    """kafka-clients 4.x through the proxy: AdminClient describeCluster lists exactly the
+    proxy's addresses; an acks=all producer and a consumer group move 1,000 records over 3
+    partitions (RF 3), each checked; the committed offsets read back equal the end offsets.
+    With `--upstream-sasl plain` the proxy authenticates with email + access token instead."""
+    cluster = kafka_cluster
+    topic = f"interop-proxy-java-{mechanism}"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster, upstream_sasl=mechanism)
+    d0 = len(cluster.decision_log())
+    t0 = time.monotonic()
+    status, res, log = java_via_proxy(
+        proxy, workdir, topic,
+        [f"topic={topic}", f"count={COUNT}", f"partitions={PARTITIONS}", "mode=roundtrip",
+         "timeoutSecs=90"])
+    elapsed = time.monotonic() - t0
+    what = f"kafka-clients {res.get('client_version') if res else '4.x'} via proxy ({mechanism})"
+    assert_java_ok(cluster, proxy, status, res, log, what)
+    assert res["produced"] == res["acked"] == res["consumed"] == COUNT, res
+    assert res["mismatched"] == 0 and res["redelivered"] == 0, res
+    want_end = {str(p): len(range(p, COUNT, PARTITIONS)) for p in range(PARTITIONS)}
+    assert res["end_offsets"] == want_end and res["committed_read_back"] == want_end, res
+    assert_only_proxy_addresses(cluster, proxy, res, what, client_log=log)
+    accepted = assert_brokers_accepted_only(
+        cluster, proxy, d0, "OAUTHBEARER" if mechanism == "oauthbearer" else "PLAIN", what)
+    # Partition leaders are spread over the nodes: the proxy authenticated to each of them.
+    assert {d["node"] for d in accepted} == set(NODE_IDS), accepted
+    assert_proxy_log_clean(cluster, proxy, what)
+    note(f"proxy ({mechanism} upstream), kafka-clients {res['client_version']}: {COUNT} records "
+         f"over {PARTITIONS} partitions RF 3 produced (acks=all), consumed in a group and "
+         f"committed, each checked; describeCluster = {sorted(res['described_nodes'].values())}; "
+         f"{len(accepted)} upstream authentications accepted on nodes "
+         f"{sorted({d['node'] for d in accepted})}; {elapsed:.1f} s")
+
+
+def test_proxy_librdkafka_round_trip(kafka_cluster, start_proxy, workdir):
+    """librdkafka through the proxy, configured with bootstrap.servers only: Metadata lists
+    exactly the proxy's addresses, 1,000 records round-trip, each checked per partition."""
+    cluster = kafka_cluster
+    topic = "interop-proxy-librdkafka"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    rdlog = RdLog()
+    conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
+    what = f"librdkafka {confluent_kafka.libversion()[0]} via proxy"
+    t0 = time.monotonic()
+    try:
+        brokers = rd_brokers(conf)
+        p = rd_produce(conf, topic, topic, PARTITIONS, count=COUNT)
+        c = rd_consume(conf, topic, topic, PARTITIONS, f"interop-{topic}", lambda: COUNT,
+                       timeout=90)
+    finally:
+        rdlog.write(workdir / f"{topic}.client.log")
+    elapsed = time.monotonic() - t0
+    assert brokers == proxy.broker_addresses(), cluster.report(
+        what, "metadata", f"brokers {brokers}, want exactly {proxy.broker_addresses()}",
+        proxy=proxy)
+    assert not p["failed"] and not p["unflushed"] and len(p["acked"]) == p["sent"] == COUNT, \
+        cluster.report(what, "produce", f"{len(p['acked'])}/{p['sent']} acked; failed "
+                       f"{p['failed']}; errors {rdlog.errors[:5]}", proxy=proxy)
+    assert c["consumed"] == COUNT and not c["bad"] and c["redelivered"] == 0, cluster.report(
+        what, "consume", f"{c}; errors {rdlog.errors[:5]}", proxy=proxy)
+    want_end = {p_: len(range(p_, COUNT, PARTITIONS)) for p_ in range(PARTITIONS)}
+    assert c["next_offsets"] == want_end and c["committed"] == want_end, c
+    # Offsets acknowledged to the producer are the ones the consumer read (0.. per partition).
+    for part in range(PARTITIONS):
+        offs = sorted(o for (pp, o) in p["acked"].values() if pp == part)
+        assert offs == list(range(want_end[part])), (part, offs[:5])
+    assert not rdlog.leaks(), cluster.report(what, "addresses",
+                                             f"librdkafka was told {rdlog.leaks()}", proxy=proxy)
+    # Every Metadata answer librdkafka logged named the proxy's address for each node id.
+    assert rdlog.metadata_brokers() == {i: {a} for i, a in proxy.broker_addresses().items()}, \
+        rdlog.metadata_brokers()
+    assert not rdlog.errors, cluster.report(what, "client errors", str(rdlog.errors[:5]),
+                                            proxy=proxy)
+    assert_brokers_accepted_only(cluster, proxy, d0, "OAUTHBEARER", what)
+    assert_proxy_log_clean(cluster, proxy, what)
+    note(f"proxy, {what}: {COUNT} records round-tripped over {PARTITIONS} partitions, each "
+         f"checked; Metadata brokers = {sorted(brokers.values())}; {elapsed:.1f} s")
+
+
+def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir):
+    """Google tokens of 60 s, brokers re-authenticating every 20 s: a Java producer/consumer
+    pair and a librdkafka pair run 3 token lifetimes + 10 s through the proxy. Zero client
+    errors, every record in order; the brokers' successful re-authentication counters rise and
+    no (re-)authentication fails; the brokers accepted at least 3 distinct access tokens."""
+    cluster = kafka_cluster
+    assert cluster.reauth_ms == 20_000, cluster.reauth_ms
+    topic_j, topic_r = "interop-proxy-reauth-java", "interop-proxy-reauth-librdkafka"
+    for t in (topic_j, topic_r):
+        cluster.create_topic(t, partitions=PARTITIONS, replication=3)
+    fake_google.configure(token_lifetime_secs=LIFETIME)
+    try:
+        proxy = start_proxy(cluster, name="proxy-short-tokens")
+        d0 = len(cluster.decision_log())
+        m0 = cluster.auth_metrics()
+        rdlog = RdLog()
+        conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
+        rd: dict = {}
+        stop_at = time.monotonic() + SOAK
+
+        def produce():
+            rd["produce"] = rd_produce(conf, topic_r, topic_r, PARTITIONS, stop_at=stop_at,
+                                       interval=0.2, timeout=60)
+
+        def consume():
+            rd["consume"] = rd_consume(conf, topic_r, topic_r, PARTITIONS, f"interop-{topic_r}",
+                                       lambda: rd["produce"]["sent"] if "produce" in rd else None,
+                                       timeout=SOAK + 120)
+
+        threads = [threading.Thread(target=produce), threading.Thread(target=consume)]
+        for t in threads:
+            t.start()
+        t0 = time.monotonic()
+        status, res, log = java_via_proxy(
+            proxy, workdir, topic_j,
+            [f"topic={topic_j}", f"partitions={PARTITIONS}", "mode=soak", f"soakSecs={SOAK}",
+             "intervalMs=200", "timeoutSecs=90"], timeout=SOAK + 240)
+        for t in threads:
+            t.join(timeout=SOAK + 180)
+        elapsed = time.monotonic() - t0
+        rdlog.write(workdir / f"{topic_r}.client.log")
+        time.sleep(2)  # one more metrics dump by every broker
+        m1 = cluster.auth_metrics()
+        decisions = cluster.decision_log()[d0:]
+    finally:
+        fake_google.configure(token_lifetime_secs=DEFAULT_LIFETIME)
+
+    what_j = f"kafka-clients {res.get('client_version') if res else '4.x'} via proxy (soak)"
+    assert_java_ok(cluster, proxy, status, res, log, what_j)
+    assert res["produced"] == res["acked"] == res["consumed"] > 0, res
+    assert res["mismatched"] == 0 and res["redelivered"] == 0 and res["send_failed"] == 0, res
+    assert_only_proxy_addresses(cluster, proxy, res, what_j, client_log=log)
+
+    what_r = f"librdkafka {confluent_kafka.libversion()[0]} via proxy (soak)"
+    assert "produce" in rd and "consume" in rd, cluster.report(what_r, "run", f"{rd}", proxy=proxy)
+    p, c = rd["produce"], rd["consume"]
+    assert not p["failed"] and not p["unflushed"] and len(p["acked"]) == p["sent"] > 0, \
+        cluster.report(what_r, "produce", f"{len(p['acked'])}/{p['sent']} acked; {p['failed']}",
+                       proxy=proxy)
+    assert c["consumed"] == p["sent"] and not c["bad"] and c["redelivered"] == 0, \
+        cluster.report(what_r, "consume", f"{c}", proxy=proxy)
+    assert not rdlog.errors, cluster.report(what_r, "client errors", str(rdlog.errors[:5]),
+                                            proxy=proxy)
+    assert not rdlog.leaks(), rdlog.leaks()
+    assert rdlog.metadata_brokers() == {i: {a} for i, a in proxy.broker_addresses().items()}, \
+        rdlog.metadata_brokers()
+
+    assert elapsed >= 3 * LIFETIME, f"the soak lasted {elapsed:.0f} s, less than 3 lifetimes"
+    refused = [d for d in decisions if d["decision"] == "refuse"]
+    accepted = [d for d in decisions if d["decision"] == "accept"]
+    assert not refused, cluster.report("brokers", "validate", f"refused: {refused[:3]}", proxy=proxy)
+    assert {d["principal"] for d in accepted} == {f"User:{PRINCIPAL}"}
+    tokens = {d["token_fp"] for d in accepted}
+    assert len(tokens) >= 3, cluster.report(
+        "brokers", "validate", f"only {len(tokens)} distinct access tokens accepted in "
+        f"{elapsed:.0f} s of {LIFETIME} s tokens: the proxy did not re-authenticate with fresh "
+        f"ones", proxy=proxy)
+
+    def delta(k):
+        return m1.get(k, 0) - m0.get(k, 0)
+
+    reauth = delta("successful-reauthentication-total")
+    assert reauth > 0 and delta("failed-reauthentication-total") == 0 \
+        and delta("failed-authentication-total") == 0, cluster.report(
+            "brokers", "re-authentication counters", f"before {m0}, after {m1}", proxy=proxy)
+    # Every 20 s, per upstream connection: at least (soak / 20 s) - 1 re-authentications.
+    assert reauth >= SOAK // 20 - 1, (reauth, m0, m1)
+    assert_proxy_log_clean(cluster, proxy, what_j)
+    reauth_lines = [l for l in proxy.metrics().splitlines()
+                    if "reauth" in l and not l.startswith("#")]
+    note(f"proxy re-authentication: {elapsed:.0f} s soak, {LIFETIME} s Google tokens, "
+         f"connections.max.reauth.ms={cluster.reauth_ms}: brokers' successful-reauthentication-"
+         f"total +{reauth} (failed +0), {len(accepted)} authentications accepted with "
+         f"{len(tokens)} distinct access tokens, refused 0; records: Java "
+         f"{res['consumed']}/{res['produced']}, librdkafka {c['consumed']}/{p['sent']}, all "
+         f"checked in order; proxy metrics: {reauth_lines[:4]}")
+
+
+def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
+    """A node (the leader of partition 0) is stopped and started again while a Java producer
+    (acks=all, idempotent) and consumer group run through the proxy: the clients recover
+    through the proxy, every acknowledged record is consumed, in order, none lost; the
+    restarted node is authenticated to by the proxy again."""
+    cluster = kafka_cluster
+    topic = "interop-proxy-restart"
+    cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
+    victim = cluster.leaders(topic)[0]
+    proxy = start_proxy(cluster)
+    d0 = len(cluster.decision_log())
+    soak = int(os.environ.get("INTEROP_RESTART_SOAK_SECS", "50"))
+    events: dict = {}
+
+    def restart():
+        try:
+            time.sleep(12)
+            events["stop_at"] = time.time()
+            cluster.stop_node(victim)
+            events["stopped_at"] = time.time()
+            time.sleep(8)
+            cluster.start_node(victim)
+            events["started_at"] = time.time()
+            cluster.wait_in_sync(timeout=90)
+            events["in_sync_at"] = time.time()
+        except BaseException as e:  # reported below, never swallowed
+            events["error"] = repr(e)
+
+    t = threading.Thread(target=restart, name="restart-node")
+    t0 = time.monotonic()
+    t.start()
+    status, res, log = java_via_proxy(
+        proxy, workdir, topic,
+        [f"topic={topic}", f"partitions={PARTITIONS}", "mode=soak", f"soakSecs={soak}",
+         "intervalMs=100", "timeoutSecs=120"], timeout=soak + 300)
+    t.join(timeout=200)
+    elapsed = time.monotonic() - t0
+    assert "error" not in events and "in_sync_at" in events, cluster.report(
+        "cluster", "restart node", f"{events}", proxy=proxy)
+    what = f"kafka-clients {res.get('client_version') if res else '4.x'} via proxy (node restart)"
+    assert_java_ok(cluster, proxy, status, res, log, what)
+    assert res["send_failed"] == 0 and res["acked"] == res["produced"] > 0, res
+    assert res["consumed"] == res["acked"] and res["mismatched"] == 0, res
+    assert res["partitions_short_of_acked"] == 0, res
+    assert_only_proxy_addresses(cluster, proxy, res, what, client_log=log)
+    decisions = cluster.decision_log()[d0:]
+    refused = [d for d in decisions if d["decision"] == "refuse"]
+    assert not refused, cluster.report(what, "broker authentication", f"{refused[:3]}", proxy=proxy)
+    # The restarted node gets its preferred leaderships back within seconds
+    # (leader.imbalance.check.interval.seconds=5), so the proxy must have connected and
+    # authenticated to the new process.
+    after = [d for d in decisions
+             if d["node"] == victim and d["ts_ms"] >= events["stopped_at"] * 1000]
+    assert after, cluster.report(what, "reconnect", f"no authentication at node {victim} after "
+                                 f"its restart", proxy=proxy)
+    assert not broker_refusals_in(proxy.log_text()), broker_refusals_in(proxy.log_text())
+    note(f"proxy, node {victim} (leader of partition 0) stopped for "
+         f"{events['started_at'] - events['stop_at']:.0f} s and restarted mid-run: Java "
+         f"{res['consumed']}/{res['acked']} acknowledged records consumed in order "
+         f"({res['redelivered']} redelivered after rebalances, 0 lost, 0 send failures); "
+         f"back in sync {events['in_sync_at'] - events['started_at']:.0f} s after start; "
+         f"{elapsed:.0f} s")
