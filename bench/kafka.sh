@@ -4,6 +4,7 @@
 # in interleaved rounds, all driven by one load generator (interop.clients.KafkaLoad).
 #
 #   bench/kafka.sh [--kafka-proxy PATH] [--rounds N] [--secs S] [--idle-connections N]
+#                  [--perf DIR]   (perf record each proxy through its first produce and consume)
 #
 # Builds our release binary (symbols kept so `perf` can read a profile of it), fake-google
 # and the Java programs, then runs interop/tests/test_11_proxy_bench.py with INTEROP_BENCH=full.
@@ -16,14 +17,15 @@ ROOT="$PWD"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
 
-kafka_proxy="" rounds=3 secs=8 idle=1000
+kafka_proxy="" rounds=3 secs=8 idle=1000 perf_dir=""
 while [ $# -gt 0 ]; do
   case "$1" in
     --kafka-proxy) kafka_proxy="$(realpath "$2")"; shift 2 ;;
     --rounds) rounds="$2"; shift 2 ;;
     --secs) secs="$2"; shift 2 ;;
     --idle-connections) idle="$2"; shift 2 ;;
-    -h|--help) sed -n '2,12p' "$0"; exit 0 ;;
+    --perf) mkdir -p "$2"; perf_dir="$(realpath "$2")"; shift 2 ;;
+    -h|--help) sed -n '2,13p' "$0"; exit 0 ;;
     *) echo "bench/kafka.sh: unknown argument $1 (see --help)" >&2; exit 64 ;;
   esac
 done
@@ -46,7 +48,7 @@ mvn -q -B -Dstyle.color=never -f interop/java/pom.xml -pl clients-4,broker,valid
 stamp="$(date -u +%Y%m%dT%H%M%SZ)"
 mkdir -p bench/results
 export INTEROP_BENCH=full INTEROP_BENCH_ROUNDS="$rounds" INTEROP_BENCH_SECS="$secs" \
-  INTEROP_BENCH_IDLE_CONNECTIONS="$idle" INTEROP_BENCH_KAFKA_PROXY="$kafka_proxy" \
+  INTEROP_BENCH_IDLE_CONNECTIONS="$idle" INTEROP_BENCH_KAFKA_PROXY="$kafka_proxy" INTEROP_BENCH_PERF="$perf_dir" \
   INTEROP_BENCH_OUT="$ROOT/bench/results/kafka-$stamp.json" \
   INTEROP_PROXY_BIN="$ROOT/target/release/gcp-kafka-auth-handler"
 step "benchmark: $rounds rounds x ${secs} s per figure; load now: $(cut -d' ' -f1-3 /proc/loadavg)"

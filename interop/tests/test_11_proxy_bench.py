@@ -51,6 +51,9 @@ FILL_RECORDS = int(os.environ.get("INTEROP_BENCH_FILL_RECORDS", "100000" if FULL
 LATENCY_RATE = 1000
 IDLE_CONNECTIONS = int(os.environ.get("INTEROP_BENCH_IDLE_CONNECTIONS", "1000" if FULL else "0"))
 PARTITIONS = 3
+# INTEROP_BENCH_PERF=DIR: `perf record` each proxy (cpu-clock, call graphs) through its first
+# produce and consume runs, into DIR/<path>-<run>.perf.data, for `perf report`.
+PERF_DIR = os.environ.get("INTEROP_BENCH_PERF", "")
 # Full JIT for the load generator (the suite's clients use C1 only, to start quickly).
 LOAD_JVM = ["-Xms512m", "-Xmx512m", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
             "-Dorg.slf4j.simpleLogger.defaultLogLevel=warn"]
@@ -102,8 +105,21 @@ def load_run(path: Path_, workdir: Path, name: str, args: list[str], timeout: fl
         + path.client_args + args
     cpu0 = proc_cpu_secs(path.proc.popen.pid) if path.proc else None
     load0 = os.getloadavg()[0]
+    perf = None
+    if PERF_DIR and path.proc and name in ("produce-1k-acks1", "consume") \
+            and not any(s["run"] == name for s in path.samples):
+        Path(PERF_DIR).mkdir(parents=True, exist_ok=True)
+        perf = subprocess.Popen(
+            ["perf", "record", "-e", "cpu-clock", "-F", "999", "-g", "-p",
+             str(path.proc.popen.pid), "-o", f"{PERF_DIR}/{path.name}-{name}.perf.data"],
+            stdout=subprocess.DEVNULL, stderr=open(log.with_suffix(".perf.log"), "wb"))
     t0 = time.monotonic()
-    status, out = run_bounded(f"KafkaLoad {path.name} {name}", argv, log, timeout=timeout)
+    try:
+        status, out = run_bounded(f"KafkaLoad {path.name} {name}", argv, log, timeout=timeout)
+    finally:
+        if perf is not None:
+            perf.send_signal(2)  # SIGINT: perf writes its file and exits
+            perf.wait(timeout=60)
     wall = time.monotonic() - t0
     res = result_line(out)
     assert status == 0 and res is not None and res["ok"], (
@@ -256,9 +272,9 @@ def summarize(paths: list[Path_], extra: dict) -> tuple[dict, str]:
         rs = [f"{ratios[k][r]:.2f}" for k in ratios if r in ratios[k]]
         lines.append(f"| {r} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
     for k, label in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
-        cells = [f"{table[n]['latency'][k]} µs" for n in names]
-        add = [f"+{added[n][k]:.0f} µs" for n in names[1:] if n == "ours"]
-        add += [f"+{added[n][k]:.0f} µs" for n in names[1:] if n == "kafka-proxy"]
+        cells = [f"{table[n]['latency'][k]:,} µs" for n in names]
+        # Added latency (path - direct, per round): the "ratio" columns of the latency rows.
+        add = [f"{added[n][k]:+.0f} µs" for n in names[1:]]
         lines.append(f"| latency {label} ({LATENCY_RATE}/s, acks=1) | " + " | ".join(cells)
                      + " | " + " | ".join(add) + " |")
     for key, label, fmt in (("cpu_secs_per_gb", "proxy CPU s per GB", "{:.1f}"),
