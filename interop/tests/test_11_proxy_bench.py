@@ -272,11 +272,12 @@ def summarize(paths: list[Path_], extra: dict) -> tuple[dict, str]:
         rs = [f"{ratios[k][r]:.2f}" for k in ratios if r in ratios[k]]
         lines.append(f"| {r} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
     for k, label in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
-        cells = [f"{table[n]['latency'][k]:,} µs" for n in names]
-        # Added latency (path - direct, per round): the "ratio" columns of the latency rows.
-        add = [f"{added[n][k]:+.0f} µs" for n in names[1:]]
+        # Non-direct paths: the median, then (in brackets) the added latency: the median over
+        # rounds of path - direct in the same round.
+        cells = [f"{table[n]['latency'][k]:,.0f} µs"
+                 + ("" if n == "direct" else f" ({added[n][k]:+,.0f})") for n in names]
         lines.append(f"| latency {label} ({LATENCY_RATE}/s, acks=1) | " + " | ".join(cells)
-                     + " | " + " | ".join(add) + " |")
+                     + " | |" + (" |" if "kafka-proxy" in names else ""))
     for key, label, fmt in (("cpu_secs_per_gb", "proxy CPU s per GB", "{:.1f}"),
                             ("peak_rss_kib", "proxy peak RSS", "{:,} KiB"),
                             ("idle_rss_kib", "proxy RSS idle", "{:,} KiB")):
