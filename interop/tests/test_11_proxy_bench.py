@@ -283,11 +283,16 @@ def summarize(paths: list[Path_], extra: dict) -> tuple[dict, str]:
                             ("idle_rss_kib", "proxy RSS idle", "{:,} KiB")):
         cells = ["—" if n == "direct" or table[n].get(key) is None
                  else fmt.format(table[n][key]) for n in names]
-        lines.append(f"| {label} | " + " | ".join(cells) + " | |" + (" |" if "kafka-proxy" in names else ""))
+        vs_kp = ""
+        if "kafka-proxy" in names:
+            a, b = table["ours"].get(key), table["kafka-proxy"].get(key)
+            vs_kp = f" {a / b:.2f} |" if a and b else " |"
+        lines.append(f"| {label} | " + " | ".join(cells) + " | |" + vs_kp)
     if extra.get("idle"):
         cells = ["—"] + [f"{extra['idle'][n]['per_connection_kib']:.1f} KiB" if n in extra["idle"]
                          else "—" for n in names[1:]]
-        lines.append(f"| per idle connection ({IDLE_CONNECTIONS}) | " + " | ".join(cells) + " | |"
+        count = next(iter(extra["idle"].values()))["connections"]
+        lines.append(f"| RSS per idle client connection ({count} open) | " + " | ".join(cells) + " | |"
                      + (" |" if "kafka-proxy" in names else ""))
     return summary, "\n".join(lines) + "\n"
 
@@ -317,6 +322,14 @@ def test_proxy_bench(bench_cluster, fake_google, start_sidecar, start_proxy, wor
     try:
         for p in paths[1:]:
             p.idle_rss_kib = proc_status_kib(p.proc.popen.pid, "VmRSS")
+        # Idle connections first, while each proxy's heap has seen nothing else: after the
+        # load, memory its allocator kept would hide what the connections cost.
+        idle = {}
+        if IDLE_CONNECTIONS:
+            idle["ours"] = idle_connections(ours, "127.0.0.1", proxy.listen_port, IDLE_CONNECTIONS)
+            if kp_port:
+                idle["kafka-proxy"] = idle_connections(paths[2], "127.0.0.1", kp_port,
+                                                       IDLE_CONNECTIONS)
         run_timeout = WARMUP + SECS + 120
 
         fill_topic = "bench-consume"
@@ -346,12 +359,6 @@ def test_proxy_bench(bench_cluster, fake_google, start_sidecar, start_proxy, wor
                 assert res["records"] == LATENCY_RATE * SECS, res
             delete_topics(cluster, topics)
 
-        idle = {}
-        if IDLE_CONNECTIONS:
-            idle["ours"] = idle_connections(ours, "127.0.0.1", proxy.listen_port, IDLE_CONNECTIONS)
-            if kp_port:
-                idle["kafka-proxy"] = idle_connections(paths[2], "127.0.0.1", kp_port,
-                                                       IDLE_CONNECTIONS)
     finally:
         if KAFKA_PROXY and len(paths) > 2:
             paths[2].proc.stop()
