@@ -20,6 +20,14 @@ pub struct ClientConfigArgs {
     /// The token endpoint URL clients use.
     #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_URL", default_value = DEFAULT_URL)]
     pub url: String,
+
+    /// With `--client proxy`: the proxy's bootstrap listener (its --listen).
+    #[arg(
+        long,
+        env = "GCP_KAFKA_AUTH_PROXY_ADDRESS",
+        default_value = "127.0.0.1:9092"
+    )]
+    pub proxy_address: String,
 }
 
 /// `--client` values.
@@ -35,6 +43,9 @@ pub enum ClientName {
     BeamJava,
     /// Kafka command-line tools: client.properties and KAFKA_OPTS.
     KafkaCli,
+    /// Any client behind `gcp-kafka-auth-handler proxy`: Java, librdkafka/kcat, sarama,
+    /// franz-go, kafka-go, kafkajs.
+    Proxy,
 }
 
 impl From<ClientName> for Client {
@@ -45,6 +56,8 @@ impl From<ClientName> for Client {
             ClientName::BeamPython => Client::BeamPython,
             ClientName::BeamJava => Client::BeamJava,
             ClientName::KafkaCli => Client::KafkaCli,
+            // Handled before conversion: it needs no token endpoint.
+            ClientName::Proxy => Client::Java,
         }
     }
 }
@@ -55,6 +68,13 @@ fn parse_version(text: &str) -> Result<KafkaVersion, String> {
 
 /// Prints the configuration, or explains on stderr why there is none (exit 2).
 pub fn run(args: &ClientConfigArgs) -> ExitCode {
+    if let ClientName::Proxy = args.client {
+        print!(
+            "{}",
+            gcp_kafka_auth_handler::proxy::client_config(&args.proxy_address)
+        );
+        return ExitCode::SUCCESS;
+    }
     let mut config = ClientConfig::new(args.client.into()).with_url(&args.url);
     if let Some(version) = args.kafka_version {
         config = config.with_kafka_version(version);

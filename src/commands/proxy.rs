@@ -192,7 +192,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         max_connections: 64,
         ..server::Limits::default()
     };
-    tracing::info!(address = %http.local_addr()?, "health and metrics on http://{}/readyz", http.local_addr()?);
+    let http_local = http.local_addr()?;
+    tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     let ops = tokio::spawn(server::serve(
         http,
         proxy.router(),

@@ -682,6 +682,37 @@ impl Proxy {
     }
 }
 
+/// What a client behind the proxy sets, for every client family (`client-config --client
+/// proxy`): only the bootstrap address, in plaintext, without SASL.
+///
+/// ```
+/// let text = gcp_kafka_auth_handler::proxy::client_config("127.0.0.1:9092");
+/// assert!(text.contains("bootstrap.servers=127.0.0.1:9092\n"));
+/// ```
+pub fn client_config(bootstrap: &str) -> String {
+    format!(
+        "\
+# Clients behind `gcp-kafka-auth-handler proxy` set only the bootstrap address: the proxy
+# speaks TLS and SASL to Managed Kafka for them. No security.protocol other than PLAINTEXT,
+# no sasl.* settings, no token endpoint, no callback handler.
+
+# Java (kafka-clients, Kafka Connect, Kafka Streams, console tools' client.properties):
+bootstrap.servers={bootstrap}
+security.protocol=PLAINTEXT
+
+# librdkafka (confluent-kafka for Python, Go, .NET, JavaScript):
+#   bootstrap.servers={bootstrap}
+#   security.protocol=plaintext
+# kcat:
+#   kcat -b {bootstrap} -L
+# sarama (Go):      config.Net.SASL.Enable = false; config.Net.TLS.Enable = false; brokers {{\"{bootstrap}\"}}
+# franz-go (Go):    kgo.SeedBrokers(\"{bootstrap}\") with no kgo.SASL / kgo.DialTLSConfig
+# kafka-go (Go):    kafka.Dialer{{}} (no SASLMechanism, no TLS), address \"{bootstrap}\"
+# kafkajs:          new Kafka({{ brokers: ['{bootstrap}'] }})  // no ssl, no sasl
+"
+    )
+}
+
 fn readiness(shared: &Shared) -> Result<String, String> {
     if !shared.provider.is_ready() {
         return Err(format!(

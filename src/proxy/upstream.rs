@@ -468,9 +468,9 @@ fn describe_tls_error(host: &str, err: &io::Error) -> String {
     use rustls::{CertificateError, Error};
     let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
     match inner {
-        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => format!(
-            "the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file"
-        ),
+        Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
+            "the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file".to_owned()
+        }
         Some(Error::InvalidCertificate(CertificateError::NotValidForName))
         | Some(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
             format!(

@@ -14,7 +14,8 @@
 //!   broker's.
 //! - Unknown keys (future or proprietary, e.g. ≥ 10000), the SASL keys (17, 36: the proxy
 //!   authenticates for the client) and the delegation-token keys (38–41: tokens would be
-//!   issued to the proxy's identity) are removed.
+//!   issued to the proxy's identity) are removed, and so is DescribeQuorum (55): from v2
+//!   (KIP-853) it lists the controllers' listener addresses, which the proxy does not front.
 
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
@@ -60,6 +61,7 @@ pub const HIDDEN: &[ApiKey] = &[
     ApiKey::RenewDelegationToken,
     ApiKey::ExpireDelegationToken,
     ApiKey::DescribeDelegationToken,
+    ApiKey::DescribeQuorum,
 ];
 
 /// UNSUPPORTED_VERSION.
@@ -235,7 +237,7 @@ mod tests {
         assert_eq!(offered(78, v(1, 1)), Some(v(1, 1)));
         // An opaque key keeps the broker's minimum, capped at the crate's reviewed maximum.
         assert_eq!(offered(19, v(2, 99)), Some(v(2, 7)), "CreateTopics");
-        for hidden in [17, 36, 38, 39, 40, 41] {
+        for hidden in [17, 36, 38, 39, 40, 41, 55] {
             assert_eq!(offered(hidden, v(0, 3)), None, "key {hidden}");
         }
         assert_eq!(offered(10_000, v(0, 1)), None, "proprietary");

@@ -734,3 +734,65 @@ async fn a_broker_that_goes_away_closes_its_clients() {
     assert!(client.closed().await);
     proxy.stop().await;
 }
+
+/// The binary with the interop suite's flags and environment variables: ready, rewriting,
+/// and a clean exit on SIGTERM.
+#[tokio::test]
+async fn the_proxy_subcommand_serves_with_the_documented_flags_and_variables() {
+    use crate::support::{Sidecar, SidecarEnv, free_port};
+    let google = FakeGoogle::start().await;
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = i32::from(broker.addr.port());
+    broker.set(|s| s.brokers = vec![(0, host(0), port), (2, host(2), port)]);
+    let listen = free_port();
+    let base = port_base();
+    let env = SidecarEnv::new(&google)
+        .set(
+            "GCP_KAFKA_AUTH_BOOTSTRAP_SERVER",
+            format!("bootstrap.kafka.invalid:{port}"),
+        )
+        .set("GCP_KAFKA_AUTH_BROKER_PORT_BASE", base.to_string())
+        .set("GCP_KAFKA_AUTH_UPSTREAM_TLS", "false");
+    let listen_arg = format!("127.0.0.1:{listen}");
+    let mut sidecar = Sidecar::spawn(
+        env,
+        &[
+            "proxy",
+            "--listen",
+            &listen_arg,
+            "--resolve",
+            "bootstrap.kafka.invalid=127.0.0.1",
+            "--resolve",
+            &format!("{}=127.0.0.1,{}=127.0.0.1", host(0), host(2)),
+            "--http-port",
+            "0",
+            "--log-format",
+            "json",
+        ],
+    );
+    sidecar.wait_ready().await;
+    let mut client = Client::connect(SocketAddr::new(LOOPBACK, listen)).await;
+    client
+        .send(&MetadataRequest::default().with_topics(None), 12)
+        .await;
+    let (_, metadata) = client.recv::<MetadataRequest>(12).await;
+    let base = i32::from(base);
+    assert_eq!(
+        metadata_brokers(&metadata),
+        [
+            (0, "127.0.0.1".into(), base, Some("rack-0".into())),
+            (2, "127.0.0.1".into(), base + 2, Some("rack-2".into()))
+        ]
+    );
+    assert_no_upstream_host(&client);
+    assert!(
+        sidecar.logs().contains("--upstream-tls=false"),
+        "{}",
+        sidecar.logs()
+    );
+    drop(client);
+    let status = sidecar
+        .terminate(Duration::from_secs(15))
+        .expect("exits after SIGTERM");
+    assert!(status.success(), "{status:?}: {}", sidecar.logs());
+}
