@@ -52,6 +52,6 @@ export INTEROP_BENCH=full INTEROP_BENCH_ROUNDS="$rounds" INTEROP_BENCH_SECS="$se
   INTEROP_BENCH_OUT="$ROOT/bench/results/kafka-$stamp.json" \
   INTEROP_PROXY_BIN="$ROOT/target/release/gcp-kafka-auth-handler"
 step "benchmark: $rounds rounds x ${secs} s per figure; load now: $(cut -d' ' -f1-3 /proc/loadavg)"
-INTEROP_SKIP_BUILD=1 interop/run.sh -m proxy -k test_proxy_bench
+INTEROP_SKIP_BUILD=1 interop/run.sh -k test_proxy_bench
 step "figures: bench/results/kafka-$stamp.md"
 cat "bench/results/kafka-$stamp.md"
