@@ -578,10 +578,10 @@ async fn forward_opaque(
             return Err(cut_short());
         }
     }
-    let total = match frame::complete_frame_len(buf, shared.max_frame)? {
-        Some(total) => total,
-        None => frame::SIZE_LEN + u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize,
-    };
+    // Checked against the frame limit by complete_frame_len, which is None until it is all in.
+    let total = frame::complete_frame_len(buf, shared.max_frame)?.unwrap_or_else(|| {
+        frame::SIZE_LEN + u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+    });
     let got = frame::response_correlation_id(&buf[..total.min(buf.len())])?;
     if got != proxy_id {
         return Err(ConnError::Protocol(format!(
