@@ -96,7 +96,10 @@ fn endpoint(c: &mut Criterion) {
         provider.router()
     });
     let request = || {
+        // The endpoint answers only requests addressed to a loopback name (DNS rebinding), as
+        // every Kafka client's request to the sidecar is.
         http::Request::post("/")
+            .header("host", "localhost:14293")
             .header("content-type", "application/x-www-form-urlencoded")
             .body(Body::from("grant_type=client_credentials"))
             .unwrap()

@@ -16,7 +16,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::credentials::{CredentialError, CredentialSource, ErrorKind};
+use crate::credentials::upstream::MIN_LIFETIME;
+use crate::credentials::{CredentialError, CredentialSource};
 use crate::kafka_token::KafkaToken;
 use crate::principal::Principal;
 use crate::token_response::ResponsePrefix;
@@ -29,8 +30,14 @@ pub(crate) trait RefreshObserver: Send + Sync + 'static {
     fn attempt_finished(&self, took: Duration, ok: bool);
 }
 
-/// A token is served only while it has at least this long left.
-pub(crate) const SERVE_FLOOR: Duration = Duration::from_secs(10);
+/// A token is served only while it has at least this long left: half the shortest lifetime
+/// accepted from upstream, so every accepted token can be served for a while, and a client
+/// still has time to use one it was just given.
+pub(crate) const SERVE_FLOOR: Duration = Duration::from_secs(MIN_LIFETIME.as_secs() / 2);
+
+/// How soon to try again when no token is coming (the refresh task stopped, or a request
+/// waited its full `request_wait`): the next attempt may already be under way.
+const RETRY_AFTER_NO_ANSWER: Duration = Duration::from_secs(1);
 
 /// Timing of the cache.
 #[derive(Debug, Clone)]
@@ -175,7 +182,7 @@ impl TokenCache {
                 Ok(Err(_)) => {
                     return Err(Unavailable {
                         error: CredentialError::transient("the token refresh task has stopped"),
-                        retry_after: Duration::from_secs(1),
+                        retry_after: RETRY_AFTER_NO_ANSWER,
                     });
                 }
                 Err(_) => {
@@ -184,7 +191,7 @@ impl TokenCache {
                             "Google did not answer within {} s",
                             self.timing.request_wait.as_secs()
                         )),
-                        retry_after: Duration::from_secs(1),
+                        retry_after: RETRY_AFTER_NO_ANSWER,
                     });
                 }
             }
@@ -350,7 +357,7 @@ async fn refresh_loop(
                     .as_ref()
                     .filter(|t| t.usable_at(now))
                     .map(|t| t.seconds_left(now));
-                let permanent = matches!(error.kind(), ErrorKind::Rejected | ErrorKind::Invalid);
+                let permanent = !error.is_transient();
                 tracing::warn!(
                     error = %error,
                     permanent,

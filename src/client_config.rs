@@ -1,6 +1,6 @@
 //! Ready-to-paste Kafka client configuration for the sidecar's token endpoint.
 //!
-//! The rules come from the clients' sources (see FACTS §4 in the project notes):
+//! The rules come from the clients' own sources (kafka-clients, librdkafka, Beam):
 //!
 //! - kafka-clients 3.1–3.3 only know the login callback handler under `...oauthbearer.secured.`;
 //!   3.4 moved it to `...oauthbearer.` (the old name is deprecated in 3.4, **removed in 4.0**).
@@ -42,6 +42,7 @@ const BOOTSTRAP: &str = "bootstrap.CLUSTER_ID.REGION.managedkafka.PROJECT_ID.clo
 
 /// Which client the configuration is for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Client {
     /// The Apache Kafka Java client (kafka-clients), Kafka Connect, Kafka Streams: a
     /// properties file.
@@ -144,6 +145,7 @@ impl FromStr for KafkaVersion {
 
 /// Why no configuration can be given.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum ClientConfigError {
     /// kafka-clients before 3.1 cannot fetch tokens from a URL.
     #[error(
@@ -271,7 +273,7 @@ impl JavaRules {
         })
     }
 
-    /// The SASL properties, in the order the FACTS list them.
+    /// The SASL properties, in a fixed order (the golden files in tests/golden pin it).
     fn properties<'a>(&'a self, url: &'a str) -> [(&'static str, &'a str); 5] {
         [
             ("security.protocol", "SASL_SSL"),

@@ -34,6 +34,7 @@ pub struct Options {
 
 /// Everything `doctor` found out.
 #[derive(Debug, Clone, Default, Serialize)]
+#[non_exhaustive]
 pub struct Report {
     /// Every place ADC looked, in order.
     pub checked: Vec<String>,
@@ -63,6 +64,7 @@ pub struct Report {
 
 /// What went wrong and how to fix it.
 #[derive(Debug, Clone, Serialize)]
+#[non_exhaustive]
 pub struct Problem {
     /// The step that failed: `search`, `credentials`, `token`, `principal`, `kafka_token`.
     pub step: &'static str,
@@ -211,7 +213,10 @@ pub async fn examine(env: Env, options: Options) -> Report {
             "the metadata server (no credentials file was found)".to_owned()
         }
     });
-    let http = HttpClients::new();
+    let http = match HttpClients::try_new() {
+        Ok(http) => http,
+        Err(err) => return report.fail("credentials", &err.into()),
+    };
     describe_file_or_server(&mut report, &search.location, &env, &http).await;
     let adc = Arc::new(ApplicationDefault::new(env.clone(), http.clone()));
     let base = match adc.resolve() {

@@ -1,7 +1,7 @@
 //! The token Google Managed Kafka accepts: a Google access token wrapped in a JWT-shaped value.
 //!
-//! `base64url(header) "." base64url(claims) "." base64url(raw access token)`, all unpadded
-//! (FACTS §1). The claims JSON is kept ASCII and `>`, `?`, `~` and DEL are escaped, so its
+//! `base64url(header) "." base64url(claims) "." base64url(raw access token)`, all unpadded,
+//! as Google's own Java and Python login handlers build it. The claims JSON is kept ASCII and `>`, `?`, `~` and DEL are escaped, so its
 //! base64url text never contains `-` or `_` and kafka-clients before 4.2, which decode the
 //! claims with the *standard* Base64 alphabet (KAFKA-17089), accept it too.
 

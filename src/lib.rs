@@ -42,7 +42,10 @@
 //!
 //! - `cli` (on by default): the `gcp-kafka-auth-handler` binary and the dependencies only it
 //!   uses (clap, clap_complete, tracing-subscriber, anyhow, humantime, tempfile). A library
-//!   user sets `default-features = false`; the library's API is the same either way.
+//!   user sets `default-features = false`; the library's API is the same either way, but
+//!   for the `proxy` module, which `cli` turns on.
+//! - `proxy` (on with `cli`): the [`proxy`] module, the Kafka-protocol proxy (kafka-protocol,
+//!   rustls, tokio-rustls). A library user adds `features = ["proxy"]`.
 //! - `rdkafka` (off by default): the `rdkafka` module. It builds
 //!   librdkafka from source (static, with OpenSSL: a C compiler, `make`, `perl` and the
 //!   OpenSSL headers must be installed).
@@ -58,6 +61,9 @@
 //!   the checks in front of them ([`endpoint::EndpointConfig`]: `Host`, browsers, client
 //!   authentication).
 //! - [`metrics`]: Prometheus metrics of the endpoint and the refresh task.
+//! - [`proxy`] (feature `proxy`): the Kafka-protocol proxy that authenticates every client
+//!   connection to Managed Kafka itself and rewrites broker addresses
+//!   ([`proxy::Proxy`]).
 //! - [`server`]: serving a router on a listener within connection limits
 //!   ([`server::Limits`]), with graceful shutdown (what the binary does).
 //! - [`doctor`]: the `doctor` command's checks: which credentials, whose, and whether a token
@@ -87,6 +93,8 @@ mod kafka_token;
 pub mod metrics;
 mod principal;
 mod provider;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;
 #[cfg(feature = "rdkafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
@@ -99,5 +107,6 @@ pub use env::Env;
 pub use kafka_token::KafkaToken;
 pub use principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
 pub use provider::{
-    BuildError, ImpersonationChain, KafkaTokenProvider, ProviderBuilder, TokenError, TokenErrorKind,
+    BuildError, ImpersonationChain, ImpersonationChainError, KafkaTokenProvider, ProviderBuilder,
+    TokenError, TokenErrorKind,
 };

@@ -59,11 +59,7 @@ fn main() -> ExitCode {
         }
         Command::Proxy(args) => {
             commands::init_logging(&args.log);
-            commands::run_async(async move {
-                commands::proxy::run(*args)
-                    .await
-                    .map(|()| ExitCode::SUCCESS)
-            })
+            commands::run_async(async move { commands::proxy::run(*args).await })
         }
         Command::Token(args) => {
             commands::init_logging(&args.log);

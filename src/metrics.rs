@@ -3,7 +3,7 @@
 //! One [`Metrics`] per provider, with its own registry (no process-global state, so two
 //! providers in one program, or tests in one process, never mix counts). Three sources feed it:
 //!
-//! - the endpoint, through [`Metrics::count_request`]: requests by path class and status;
+//! - the endpoint, through `Metrics::count_request`: requests by path class and status;
 //! - the refresh task, through `RefreshMetrics` (the cache's `RefreshObserver`): how long each
 //!   upstream attempt took;
 //! - the cache snapshot, read at scrape time by a collector: refreshes by result, whether a

@@ -12,6 +12,7 @@ pub struct Principal(String);
 
 /// Why a string is not a principal Managed Kafka can use.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
 pub enum PrincipalError {
     /// Nothing was given.
     #[error("the principal is empty")]

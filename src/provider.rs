@@ -9,11 +9,20 @@ use tokio::time::Instant;
 use crate::cache::{CacheTiming, SERVE_FLOOR, TokenCache};
 use crate::credentials::adc::ApplicationDefault;
 use crate::credentials::impersonated::Impersonated;
-use crate::credentials::{CredentialSource, ErrorKind, HttpClients};
+use crate::credentials::{CredentialSource, HttpClientError, HttpClients};
 use crate::env::Env;
 use crate::kafka_token::KafkaToken;
 use crate::metrics::{Metrics, RefreshMetrics};
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal, PrincipalError};
+
+/// Longest refresh margin accepted. Google's tokens live about 3600 s, so a margin near that
+/// is a mistake (seconds meant, minutes written, or the reverse) rather than a wish; the cache
+/// never refreshes before half a token's life anyway.
+const MAX_REFRESH_MARGIN: Duration = Duration::from_secs(3000);
+
+/// The `retry_after` of a blocking call refused on a current-thread runtime: the caller can
+/// retry as soon as the first fetch may have finished, which is typically within a second.
+const RETRY_AFTER_CURRENT_THREAD: Duration = Duration::from_secs(1);
 
 /// Kafka tokens for one set of Google credentials, cached and refreshed in the background.
 ///
@@ -105,25 +114,36 @@ impl ImpersonationChain {
     /// assert_eq!(chain.target, "kafka@p.iam.gserviceaccount.com");
     /// assert_eq!(chain.delegates, ["hop@p.iam.gserviceaccount.com"]);
     /// ```
-    pub fn parse(text: &str) -> Result<Self, String> {
+    pub fn parse(text: &str) -> Result<Self, ImpersonationChainError> {
         let mut accounts: Vec<String> = text
             .split(',')
             .map(|a| a.trim().to_owned())
             .filter(|a| !a.is_empty())
             .collect();
         if let Some(bad) = accounts.iter().find(|a| !a.contains('@')) {
-            return Err(format!(
-                "`{bad}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL"
-            ));
+            return Err(ImpersonationChainError::NotAnEmail { entry: bad.clone() });
         }
-        let target = accounts
-            .pop()
-            .ok_or_else(|| "no service account to impersonate was given".to_owned())?;
+        let target = accounts.pop().ok_or(ImpersonationChainError::Empty)?;
         Ok(Self {
             target,
             delegates: accounts,
         })
     }
+}
+
+/// Why an impersonation chain could not be parsed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ImpersonationChainError {
+    /// An entry is not an email address.
+    #[error("`{entry}` is not a service-account email; write EMAIL or DELEGATE,...,EMAIL")]
+    NotAnEmail {
+        /// The entry, as given.
+        entry: String,
+    },
+    /// No account was given at all.
+    #[error("no service account to impersonate was given; write EMAIL or DELEGATE,...,EMAIL")]
+    Empty,
 }
 
 impl std::fmt::Debug for ProviderBuilder {
@@ -153,15 +173,27 @@ pub enum BuildError {
     /// The principal given (or in `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL`) is not usable.
     #[error("invalid principal override: {0}")]
     Principal(#[from] PrincipalError),
-    /// A duration is out of range.
-    #[error("{0}")]
-    Timing(String),
+    /// The refresh margin is longer than [`ProviderBuilder::with_refresh_margin`] allows.
+    #[error(
+        "the refresh margin is {} s; it must be at most {} s (tokens live about 3600 s)",
+        .margin.as_secs(),
+        .max.as_secs()
+    )]
+    RefreshMargin {
+        /// The margin given.
+        margin: Duration,
+        /// The longest margin accepted.
+        max: Duration,
+    },
     /// [`ProviderBuilder::build`] was called outside a tokio runtime.
     #[error(
         "KafkaTokenProvider must be built inside a tokio runtime, where its refresh task runs: \
          call build() from async code or inside `Runtime::enter()`"
     )]
     NoRuntime,
+    /// The HTTPS clients for Google could not be created.
+    #[error(transparent)]
+    Http(#[from] HttpClientError),
 }
 
 impl ProviderBuilder {
@@ -294,7 +326,7 @@ impl ProviderBuilder {
     /// use gcp_kafka_auth_handler::KafkaTokenProvider;
     /// # #[tokio::main(flavor = "current_thread")]
     /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
-    /// let provider = KafkaTokenProvider::builder().with_http(HttpClients::new()).build()?;
+    /// let provider = KafkaTokenProvider::builder().with_http(HttpClients::try_new()?).build()?;
     /// # let _ = provider; Ok(()) }
     /// ```
     pub fn with_http(mut self, http: HttpClients) -> Self {
@@ -320,13 +352,16 @@ impl ProviderBuilder {
             Some(p) => Some(Principal::new(p)?),
             None => None,
         };
-        if self.timing.refresh_margin > Duration::from_secs(3000) {
-            return Err(BuildError::Timing(format!(
-                "the refresh margin is {} s; it must be at most 3000 s (tokens live about 3600 s)",
-                self.timing.refresh_margin.as_secs()
-            )));
+        if self.timing.refresh_margin > MAX_REFRESH_MARGIN {
+            return Err(BuildError::RefreshMargin {
+                margin: self.timing.refresh_margin,
+                max: MAX_REFRESH_MARGIN,
+            });
         }
-        let http = self.http.unwrap_or_default();
+        let http = match self.http {
+            Some(http) => http,
+            None => HttpClients::shared()?,
+        };
         let mut source = self
             .source
             .unwrap_or_else(|| Arc::new(ApplicationDefault::new(env.clone(), http.clone())));
@@ -389,9 +424,10 @@ impl TokenError {
 
 impl From<crate::cache::Unavailable> for TokenError {
     fn from(u: crate::cache::Unavailable) -> Self {
-        let kind = match u.error.kind() {
-            ErrorKind::Rejected | ErrorKind::Invalid => TokenErrorKind::Rejected,
-            ErrorKind::Transient | ErrorKind::NotFound => TokenErrorKind::Unavailable,
+        let kind = if u.error.is_transient() {
+            TokenErrorKind::Unavailable
+        } else {
+            TokenErrorKind::Rejected
         };
         Self {
             kind,
@@ -485,7 +521,7 @@ impl KafkaTokenProvider {
                               stopping that runtime; call it from a multi-thread runtime or \
                               another thread, or await `token()` first"
                         .to_owned(),
-                    retry_after: Duration::from_secs(1),
+                    retry_after: RETRY_AFTER_CURRENT_THREAD,
                 })
             }
             Ok(_) => tokio::task::block_in_place(|| self.runtime.block_on(self.token())),

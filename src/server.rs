@@ -28,6 +28,10 @@ use tower::ServiceExt as _;
 
 use crate::endpoint::EndpointError;
 
+/// Pause after a failed `accept` (out of file descriptors and the like): long enough not to
+/// spin on an error that persists, short enough that connections resume at once when it clears.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
 /// Limits on what one client can hold of the server.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Limits {
@@ -91,8 +95,12 @@ pub async fn serve(
                 Ok(accepted) => accepted,
                 Err(err) => {
                     // Out of file descriptors and the like: wait instead of spinning.
-                    tracing::warn!(error = %err, "accept failed; retrying in 100 ms");
-                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    tracing::warn!(
+                        error = %err,
+                        "accept failed; retrying in {} ms",
+                        ACCEPT_ERROR_PAUSE.as_millis()
+                    );
+                    tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
                     continue;
                 }
             },

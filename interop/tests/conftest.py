@@ -32,7 +32,7 @@ pytest_plugins = ["cluster"]
 PRINCIPAL = "interop-client@interop-project.iam.gserviceaccount.com"
 # A principal://... subject whose claims JSON, written naively, base64url-encodes to text with
 # '-' and '_' (three '~', '?' and '>' in a row put one of each at a byte offset of 2 mod 3),
-# which kafka-clients before 4.2 cannot decode (FACTS §1).
+# which kafka-clients before 4.2 cannot decode (KAFKA-17089).
 AWKWARD_PRINCIPAL = ("principal://iam.googleapis.com/projects/123456789/locations/global/"
                      "workloadIdentityPools/interop.svc.id.goog/subject/ns/sa~~~x???y>>>z")
 # Broker: re-authenticate every connection at least this often (Managed Kafka sets it too).

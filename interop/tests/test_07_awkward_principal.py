@@ -1,5 +1,5 @@
 """Kafka clients before 4.2 decode the claims part with the standard Base64 alphabet
-(KAFKA-17089, FACTS §1). A principal://... subject with '~', '?' or '>' at the wrong offsets
+(KAFKA-17089). A principal://... subject with '~', '?' or '>' at the wrong offsets
 base64url-encodes to text with '-' or '_', which kafka-clients 3.9 rejects, unless the sidecar
 escapes those characters. This scenario runs the 3.9 client with such a principal.
 """

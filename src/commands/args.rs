@@ -33,7 +33,7 @@ pub struct ImpersonationArgs {
 }
 
 fn parse_chain(text: &str) -> Result<ImpersonationChain, String> {
-    ImpersonationChain::parse(text)
+    ImpersonationChain::parse(text).map_err(|err| err.to_string())
 }
 
 #[derive(Debug, Args)]

@@ -22,6 +22,11 @@ use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 
 use crate::commands::args::{LogArgs, LogFormat};
 
+/// The log target of the process's own lines (listening, stopped, fatal errors): the crate's
+/// name, as it was when they were logged from `main.rs`, so `--log gcp_kafka_auth_handler=...`
+/// filters and log searches keep matching them wherever the code lives.
+const LOG_TARGET: &str = "gcp_kafka_auth_handler";
+
 /// A provider for the process environment, with errors that name the option to fix.
 pub fn build_provider(
     principal: Option<&str>,
@@ -41,7 +46,7 @@ pub fn build_provider(
         BuildError::Principal(_) => {
             anyhow!("invalid --principal (GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL): {err}")
         }
-        BuildError::Timing(_) => {
+        BuildError::RefreshMargin { .. } => {
             anyhow!("invalid --refresh-margin (GCP_KAFKA_AUTH_REFRESH_MARGIN): {err}")
         }
         _ => anyhow!("{err}"),
@@ -57,7 +62,7 @@ pub fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode
     match runtime.block_on(task) {
         Ok(code) => code,
         Err(err) => {
-            tracing::error!("{err:#}");
+            tracing::error!(target: LOG_TARGET, "{err:#}");
             eprintln!("error: {err:#}");
             ExitCode::from(2)
         }

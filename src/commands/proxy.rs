@@ -3,6 +3,7 @@
 
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
+use std::process::ExitCode;
 use std::time::Duration;
 
 use anyhow::Context as _;
@@ -107,6 +108,11 @@ pub struct ProxyArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub shutdown_timeout: Duration,
 
+    /// Check once instead of serving: token, TCP, TLS, SASL and a bootstrap Metadata round
+    /// trip; print what was found (or what failed and the fix) and exit 0 or 1.
+    #[arg(long)]
+    pub check: bool,
+
     #[command(flatten)]
     pub log: LogArgs,
 }
@@ -136,7 +142,10 @@ fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
 }
 
 /// Runs the command inside a tokio runtime.
-pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
+pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    if args.check {
+        return check(args).await;
+    }
     // One signal, three servers.
     let signal = server::shutdown_signal();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -161,26 +170,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
     let provider = super::build_provider(
         args.principal.as_deref(),
         args.refresh_margin,
-        args.impersonation.impersonate_service_account,
+        args.impersonation.impersonate_service_account.clone(),
     )?;
-    let mut builder = Proxy::builder(provider.clone())
-        .with_bootstrap_servers(&args.bootstrap_servers)
-        .with_broker_port_base(args.broker_port_base)
-        .with_advertised_host(&args.advertised_host)
-        .with_upstream_tls(args.upstream_tls)
-        .with_sasl(match args.upstream_sasl {
-            UpstreamSasl::Oauthbearer => SaslMechanism::OauthBearer,
-            UpstreamSasl::Plain => SaslMechanism::Plain,
-        })
-        .with_max_connections(args.max_connections)
-        .with_drain_timeout(args.shutdown_timeout);
-    for (host, ip) in &args.resolve {
-        builder = builder.with_resolve(host, *ip);
-    }
-    if let Some(path) = &args.upstream_ca_file {
-        builder = builder.with_upstream_ca_file(path)?;
-    }
-    let proxy = builder.build()?;
+    let proxy = builder(&args, provider.clone())?.build()?;
     if !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -228,7 +220,61 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<()> {
         .context("health server task")?
         .context("health server failed")?;
     tracing::info!("stopped");
-    Ok(())
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `--check`: the start-up probe once, reported on stdout.
+async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
+    let provider = super::build_provider(
+        args.principal.as_deref(),
+        args.refresh_margin,
+        args.impersonation.impersonate_service_account.clone(),
+    )?;
+    let proxy = builder(&args, provider)?.build()?;
+    match proxy.check().await {
+        Ok(brokers) => {
+            println!(
+                "ok: bootstrap Metadata round trip succeeded; {} brokers",
+                brokers.len()
+            );
+            for (broker, port) in brokers {
+                println!(
+                    "  node {} at {}:{} -> {}:{port}",
+                    broker.node_id, broker.host, broker.port, args.advertised_host
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(why) => {
+            println!("not ready: {why}");
+            Ok(ExitCode::from(1))
+        }
+    }
+}
+
+/// The library configuration the flags describe.
+fn builder(
+    args: &ProxyArgs,
+    provider: gcp_kafka_auth_handler::KafkaTokenProvider,
+) -> anyhow::Result<gcp_kafka_auth_handler::proxy::ProxyBuilder> {
+    let mut builder = Proxy::builder(provider)
+        .with_bootstrap_servers(&args.bootstrap_servers)
+        .with_broker_port_base(args.broker_port_base)
+        .with_advertised_host(&args.advertised_host)
+        .with_upstream_tls(args.upstream_tls)
+        .with_sasl(match args.upstream_sasl {
+            UpstreamSasl::Oauthbearer => SaslMechanism::OauthBearer,
+            UpstreamSasl::Plain => SaslMechanism::Plain,
+        })
+        .with_max_connections(args.max_connections)
+        .with_drain_timeout(args.shutdown_timeout);
+    for (host, ip) in &args.resolve {
+        builder = builder.with_resolve(host, *ip);
+    }
+    if let Some(path) = &args.upstream_ca_file {
+        builder = builder.with_upstream_ca_file(path)?;
+    }
+    Ok(builder)
 }
 
 #[cfg(test)]

@@ -116,12 +116,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             "every host that can reach this address, without authentication"
         };
         tracing::warn!(
+            target: super::LOG_TARGET,
             address = %local,
             credentials = %provider.describe_source(),
             "listening on a non-loopback address: {who} can fetch Kafka tokens for these Google credentials; bind 127.0.0.1 or ::1 unless that is intended, and consider --client-id/--client-secret"
         );
     }
     tracing::info!(
+        target: super::LOG_TARGET,
         address = %local,
         version = env!("CARGO_PKG_VERSION"),
         refresh_margin_s = args.refresh_margin.as_secs(),
@@ -138,7 +140,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     )
     .await
     .context("server failed")?;
-    tracing::info!("stopped");
+    tracing::info!(target: super::LOG_TARGET, "stopped");
     Ok(())
 }
 

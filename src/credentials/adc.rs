@@ -32,6 +32,7 @@ pub const WELL_KNOWN_FILE: &str = "application_default_credentials.json";
 
 /// Where the credentials were found.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Location {
     /// The file named by `GOOGLE_APPLICATION_CREDENTIALS`.
     EnvironmentFile(PathBuf),
@@ -43,6 +44,7 @@ pub enum Location {
 
 /// The outcome of the search: where credentials are, and every place looked at, in order.
 #[derive(Debug, Clone)]
+#[non_exhaustive]
 pub struct Search {
     /// The place chosen.
     pub location: Location,

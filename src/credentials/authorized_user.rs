@@ -53,7 +53,7 @@ impl AuthorizedUser {
                 "the user credentials have no {field}; run `gcloud auth application-default login` again"
             ))
         };
-        let http = HttpClients::default();
+        let http = HttpClients::shared()?;
         Ok(Self {
             client_id: file
                 .client_id

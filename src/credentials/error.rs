@@ -4,6 +4,7 @@ use std::fmt;
 
 /// What kind of failure a [`CredentialError`] is; retry and cache logic only read this.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ErrorKind {
     /// No credentials were found anywhere ADC looks.
     NotFound,
@@ -13,6 +14,17 @@ pub enum ErrorKind {
     Rejected,
     /// The configuration is wrong (unreadable or malformed file, unknown type, bad principal).
     Invalid,
+}
+
+impl ErrorKind {
+    /// Whether retrying later may succeed without anybody changing anything: the one
+    /// classification the cache (retry or report), the provider ([`TokenErrorKind`]) and the
+    /// endpoint (503 or 400) all use.
+    ///
+    /// [`TokenErrorKind`]: crate::TokenErrorKind
+    pub const fn is_transient(self) -> bool {
+        matches!(self, ErrorKind::Transient | ErrorKind::NotFound)
+    }
 }
 
 /// A credential failure with a message that says what is wrong and how to fix it.
@@ -51,7 +63,7 @@ impl CredentialError {
 
     /// Whether retrying the same request later may succeed without anybody changing anything.
     pub fn is_transient(&self) -> bool {
-        matches!(self.kind, ErrorKind::Transient | ErrorKind::NotFound)
+        self.kind.is_transient()
     }
 
     /// The message, without the kind.

@@ -11,7 +11,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Deserialize;
 
-use super::upstream::{self, HttpClients};
+use super::upstream::{self, HttpClientError, HttpClients};
 use super::{BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, GoogleToken};
 use crate::env::Env;
 use crate::principal::Principal;
@@ -53,7 +53,9 @@ pub struct Impersonated {
     delegates: Vec<String>,
     lifetime: Duration,
     endpoint: Endpoint,
-    http: reqwest::Client,
+    /// The shared client unless one was given; an error (no TLS backend) is reported by the
+    /// first fetch, so constructing the source never fails or panics.
+    http: Result<reqwest::Client, HttpClientError>,
 }
 
 impl Impersonated {
@@ -68,7 +70,7 @@ impl Impersonated {
             endpoint: Endpoint::Base {
                 override_base: None,
             },
-            http: HttpClients::default().google,
+            http: HttpClients::shared().map(|http| http.google),
         }
     }
 
@@ -136,7 +138,7 @@ impl Impersonated {
 
     /// Shares HTTP clients with other sources.
     pub fn with_http(mut self, http: &HttpClients) -> Self {
-        self.http = http.google.clone();
+        self.http = Ok(http.google.clone());
         self
     }
 
@@ -210,6 +212,8 @@ impl CredentialSource for Impersonated {
             let sent_at = SystemTime::now();
             let request = self
                 .http
+                .as_ref()
+                .map_err(|err| CredentialError::from(err.clone()))?
                 .post(&url)
                 .bearer_auth(source_token.access_token.expose_secret())
                 .json(&serde_json::json!({

@@ -4,7 +4,7 @@ use std::time::SystemTime;
 
 use tokio::sync::OnceCell;
 
-use super::upstream::{self, HttpClients, display_url};
+use super::upstream::{self, HttpClientError, HttpClients, display_url};
 use super::{
     BoxFuture, CLOUD_PLATFORM_SCOPE, CredentialError, CredentialSource, ErrorKind, GoogleToken,
 };
@@ -32,7 +32,9 @@ const PROJECT_PATH: &str = "/computeMetadata/v1/project/project-id";
 #[derive(Debug)]
 pub struct MetadataServer {
     base_url: String,
-    http: reqwest::Client,
+    /// The given client, or the shared one; an error (no TLS backend) is reported by the first
+    /// request, so building the source never fails or panics.
+    http: Result<reqwest::Client, HttpClientError>,
     email: OnceCell<Principal>,
     universe: OnceCell<String>,
 }
@@ -75,7 +77,10 @@ impl MetadataServerBuilder {
         };
         MetadataServer {
             base_url,
-            http: self.http.unwrap_or_default().metadata,
+            http: match self.http {
+                Some(http) => Ok(http.metadata),
+                None => HttpClients::shared().map(|http| http.metadata),
+            },
             email: OnceCell::new(),
             universe: OnceCell::new(),
         }
@@ -105,6 +110,8 @@ impl MetadataServer {
         let url = format!("{}{path_and_query}", self.base_url);
         let response = self
             .http
+            .as_ref()
+            .map_err(|err| CredentialError::from(err.clone()))?
             .get(&url)
             .header("Metadata-Flavor", "Google")
             .send()

@@ -26,7 +26,7 @@ use std::time::{Duration, SystemTime};
 use secrecy::SecretString;
 
 pub use error::{CredentialError, ErrorKind};
-pub use upstream::HttpClients;
+pub use upstream::{HttpClientError, HttpClients};
 
 use crate::principal::Principal;
 

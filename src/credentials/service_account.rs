@@ -91,7 +91,7 @@ impl ServiceAccountKey {
                 .filter(|u| !u.is_empty())
                 .unwrap_or_else(|| super::DEFAULT_UNIVERSE_DOMAIN.to_owned()),
             signer,
-            http: HttpClients::default().google,
+            http: HttpClients::shared()?.google,
         })
     }
 

@@ -16,6 +16,12 @@ pub(crate) const MIN_LIFETIME: Duration = Duration::from_secs(20);
 /// Longest token lifetime accepted from upstream (Google's maximum is 12 hours).
 pub(crate) const MAX_LIFETIME: Duration = Duration::from_secs(24 * 3600);
 
+/// Connect timeout for the metadata server: it is a link-local hop away, so a connect that
+/// takes longer means there is none (not on Google Cloud), and ADC should say so quickly.
+const METADATA_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+/// Whole-request timeout for the metadata server, which answers in milliseconds when healthy.
+const METADATA_REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// The HTTP clients used to talk to Google: cheap to clone (connection pools are shared).
 #[derive(Clone, Debug)]
 pub struct HttpClients {
@@ -23,10 +29,30 @@ pub struct HttpClients {
     pub(crate) metadata: reqwest::Client,
 }
 
+/// The HTTP clients could not be created: the TLS backend did not initialise (no usable root
+/// certificates, for instance).
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot create the HTTPS client for Google: {reason}; check that the system's root \
+     certificates are installed (Debian/Ubuntu: the ca-certificates package)"
+)]
+pub struct HttpClientError {
+    reason: String,
+}
+
+impl From<HttpClientError> for CredentialError {
+    fn from(err: HttpClientError) -> Self {
+        CredentialError::invalid(err.to_string())
+    }
+}
+
 impl HttpClients {
     /// New clients (own connection pools) with connect and total timeouts; the metadata client
-    /// never uses a proxy. [`HttpClients::default`] shares one set per process instead.
-    pub fn new() -> Self {
+    /// never uses a proxy. [`HttpClients::shared`] shares one set per process instead.
+    pub fn try_new() -> Result<Self, HttpClientError> {
+        let failed = |err: reqwest::Error| HttpClientError {
+            reason: err.to_string(),
+        };
         let google = reqwest::Client::builder()
             .connect_timeout(CONNECT_TIMEOUT)
             .timeout(REQUEST_TIMEOUT)
@@ -35,18 +61,37 @@ impl HttpClients {
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .expect("TLS backend initialises");
+            .map_err(failed)?;
         let metadata = reqwest::Client::builder()
             .no_proxy()
-            .connect_timeout(Duration::from_secs(2))
-            .timeout(Duration::from_secs(10))
+            .connect_timeout(METADATA_CONNECT_TIMEOUT)
+            .timeout(METADATA_REQUEST_TIMEOUT)
             .user_agent(concat!(
                 "gcp-kafka-auth-handler/",
                 env!("CARGO_PKG_VERSION")
             ))
             .build()
-            .expect("TLS backend initialises");
-        Self { google, metadata }
+            .map_err(failed)?;
+        Ok(Self { google, metadata })
+    }
+
+    /// Like [`try_new`](Self::try_new), for tests and examples.
+    ///
+    /// # Panics
+    ///
+    /// When the clients cannot be created; the library itself never calls this.
+    pub fn new() -> Self {
+        Self::try_new().unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// The process-wide shared clients (cheap to clone; created on first success).
+    pub fn shared() -> Result<Self, HttpClientError> {
+        if let Some(shared) = SHARED.get() {
+            return Ok(shared.clone());
+        }
+        let created = Self::try_new()?;
+        // Two first callers at once both create a set; one is kept, the other dropped.
+        Ok(SHARED.get_or_init(|| created).clone())
     }
 }
 
@@ -57,9 +102,13 @@ impl HttpClients {
 static SHARED: std::sync::OnceLock<HttpClients> = std::sync::OnceLock::new();
 
 impl Default for HttpClients {
-    /// The process-wide shared clients (cheap to clone; created on first use).
+    /// The process-wide shared clients, as [`HttpClients::shared`].
+    ///
+    /// # Panics
+    ///
+    /// When the clients cannot be created; the library itself never calls this.
     fn default() -> Self {
-        SHARED.get_or_init(Self::new).clone()
+        Self::shared().unwrap_or_else(|err| panic!("{err}"))
     }
 }
 

@@ -17,9 +17,6 @@ use std::net::IpAddr;
 use std::sync::Arc;
 
 use aws_lc_rs::digest;
-use axum::extract::{Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::alphabet;
 use base64::engine::{DecodePaddingMode, GeneralPurpose, GeneralPurposeConfig};
@@ -146,19 +143,13 @@ fn sha256(bytes: &[u8]) -> [u8; 32] {
     out
 }
 
-/// The middleware: refuses foreign `Host`s and browsers before any handler runs.
-pub(crate) async fn check_request(
-    State(config): State<EndpointConfig>,
-    request: Request,
-    next: Next,
-) -> Response {
-    match refusal(&config, request.headers(), request.uri()) {
-        Some(err) => err.into_response(),
-        None => next.run(request).await,
-    }
-}
-
-fn refusal(config: &EndpointConfig, headers: &HeaderMap, uri: &http::Uri) -> Option<EndpointError> {
+/// Why a request must be refused before any handler runs (a foreign `Host`, a browser), if
+/// it must.
+pub(crate) fn refusal(
+    config: &EndpointConfig,
+    headers: &HeaderMap,
+    uri: &http::Uri,
+) -> Option<EndpointError> {
     for name in [header::ORIGIN.as_str(), "sec-fetch-site", "sec-fetch-mode"] {
         if headers.contains_key(name) {
             return Some(EndpointError::BrowserRequest {

@@ -20,18 +20,22 @@ mod guard;
 
 use axum::Router;
 use axum::body::Body;
-use axum::extract::{FromRef, Request, State};
+use std::sync::Arc;
+
+use axum::extract::{Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, Method, StatusCode, header};
 
-use crate::metrics::{self, Metrics};
+use crate::metrics;
 use crate::provider::{KafkaTokenProvider, Readiness};
 pub(crate) use error::EndpointError;
-pub use guard::{
-    ClientCredentials, EndpointConfig, form_client_credentials, host_without_port, parse_basic,
-};
+pub use guard::{ClientCredentials, EndpointConfig, host_without_port};
+/// The client-authentication parsers, public for the fuzz targets in `fuzz/` only: not part of
+/// the API, free to change in any release.
+#[doc(hidden)]
+pub use guard::{form_client_credentials, parse_basic};
 
 /// Largest request body accepted; a token request is `grant_type=client_credentials` plus an
 /// optional scope or client credentials.
@@ -50,26 +54,43 @@ pub fn router(provider: KafkaTokenProvider) -> Router {
 /// request checked against `config` first (`Host`, browser headers), token requests also
 /// against its client credentials.
 pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Router {
-    let state = EndpointState {
-        provider,
-        config: config.clone(),
-    };
-    let metrics = state.provider.metrics().clone();
+    let endpoint = Arc::new(Endpoint { provider, config });
     Router::new()
         .route("/healthz", get(healthz))
         .route("/readyz", get(readyz))
         .route("/metrics", get(metrics_exposition))
         .fallback(token)
-        .with_state(state)
+        .with_state(endpoint.clone())
         .layer(axum::middleware::from_fn_with_state(
-            config,
-            guard::check_request,
+            endpoint,
+            check_and_count,
         ))
-        // Outermost, so refusals are counted too.
-        .layer(axum::middleware::from_fn_with_state(
-            metrics,
-            count_requests,
-        ))
+}
+
+/// Everything a request needs, behind one `Arc`: axum clones the state for every request, and
+/// one reference-count increment is all that clone should cost.
+struct Endpoint {
+    provider: KafkaTokenProvider,
+    config: EndpointConfig,
+}
+
+/// The one middleware in front of every route: refuses foreign `Host`s and browsers before
+/// any handler runs, and counts every answer, refusals included, by path class and status.
+async fn check_and_count(
+    State(endpoint): State<Arc<Endpoint>>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let class = path_class(request.uri().path());
+    let response = match guard::refusal(&endpoint.config, request.headers(), request.uri()) {
+        Some(err) => err.into_response(),
+        None => next.run(request).await,
+    };
+    endpoint
+        .provider
+        .metrics()
+        .count_request(class, response.status().as_u16());
+    response
 }
 
 /// The path class of a request for the metrics: the reserved path's name, or `token` for
@@ -79,18 +100,6 @@ fn path_class(path: &str) -> &'static str {
         Some(reserved) => &reserved[1..],
         None => "token",
     }
-}
-
-/// Middleware counting every answered request by path class and status.
-async fn count_requests(
-    State(metrics): State<std::sync::Arc<Metrics>>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let class = path_class(request.uri().path());
-    let response = next.run(request).await;
-    metrics.count_request(class, response.status().as_u16());
-    response
 }
 
 // Here rather than in `provider`, so that the endpoint depends on the provider and not the
@@ -144,21 +153,9 @@ impl KafkaTokenProvider {
     }
 }
 
-#[derive(Clone)]
-struct EndpointState {
-    provider: KafkaTokenProvider,
-    config: EndpointConfig,
-}
-
-impl FromRef<EndpointState> for KafkaTokenProvider {
-    fn from_ref(state: &EndpointState) -> Self {
-        state.provider.clone()
-    }
-}
-
 /// `/metrics`: the Prometheus (OpenMetrics text) exposition.
-async fn metrics_exposition(State(provider): State<KafkaTokenProvider>) -> Response {
-    let mut response = (StatusCode::OK, provider.metrics().render()).into_response();
+async fn metrics_exposition(State(endpoint): State<Arc<Endpoint>>) -> Response {
+    let mut response = (StatusCode::OK, endpoint.provider.metrics().render()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(metrics::CONTENT_TYPE),
@@ -170,8 +167,8 @@ async fn healthz() -> Response {
     json_response(StatusCode::OK, r#"{"status":"ok"}"#.to_owned())
 }
 
-async fn readyz(State(provider): State<KafkaTokenProvider>) -> Response {
-    match provider.readiness() {
+async fn readyz(State(endpoint): State<Arc<Endpoint>>) -> Response {
+    match endpoint.provider.readiness() {
         Readiness::Ready {
             principal,
             expires_in,
@@ -208,8 +205,8 @@ fn json_response(status: StatusCode, body: String) -> Response {
 }
 
 /// The token endpoint: checks the request, then serves the cached token.
-async fn token(State(state): State<EndpointState>, request: Request) -> Response {
-    match serve_token(&state.provider, &state.config, request).await {
+async fn token(State(endpoint): State<Arc<Endpoint>>, request: Request) -> Response {
+    match serve_token(&endpoint.provider, &endpoint.config, request).await {
         Ok(response) => response,
         Err(err) => err.into_response(),
     }

@@ -589,6 +589,32 @@ impl Proxy {
         }
     }
 
+    /// The start-up probe once, without binding listeners (`proxy --check`): waits for a
+    /// token, then connects to a bootstrap server, authenticates and asks Metadata. `Ok`
+    /// lists the brokers and the local port each would get; `Err` says what failed (no
+    /// credentials, unreachable bootstrap, TLS, SASL refusal, a node id without a port) and
+    /// how to fix it.
+    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, String> {
+        self.shared.provider.token().await.map_err(|e| {
+            format!(
+                "no Kafka token from {}: {e}",
+                self.shared.provider.describe_source()
+            )
+        })?;
+        let brokers = probe_brokers(&self.shared).await?;
+        brokers
+            .into_iter()
+            .map(|b| {
+                let port = self
+                    .shared
+                    .ports()
+                    .port(b.node_id)
+                    .map_err(|e| e.to_string())?;
+                Ok((b, port))
+            })
+            .collect()
+    }
+
     /// Whether the proxy is ready (a token is cached and the bootstrap Metadata probe
     /// succeeded), and why not.
     pub fn readiness(&self) -> Result<String, String> {
@@ -705,7 +731,7 @@ security.protocol=PLAINTEXT
 #   security.protocol=plaintext
 # kcat:
 #   kcat -b {bootstrap} -L
-# sarama (Go):      config.Net.SASL.Enable = false; config.Net.TLS.Enable = false; brokers {{\"{bootstrap}\"}}
+# sarama (Go):      sarama.NewClient([]string{{\"{bootstrap}\"}}, config) with Net.SASL.Enable and Net.TLS.Enable false
 # franz-go (Go):    kgo.SeedBrokers(\"{bootstrap}\") with no kgo.SASL / kgo.DialTLSConfig
 # kafka-go (Go):    kafka.Dialer{{}} (no SASLMechanism, no TLS), address \"{bootstrap}\"
 # kafkajs:          new Kafka({{ brokers: ['{bootstrap}'] }})  // no ssl, no sasl
@@ -763,6 +789,17 @@ async fn probe_loop(shared: Arc<Shared>, interval: Duration) {
 /// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
 /// listener. Returns the broker count.
 async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
+    let brokers = probe_brokers(shared).await?;
+    shared
+        .nodes
+        .observe(shared, &brokers)
+        .map_err(|e| e.to_string())?;
+    Ok(brokers.len())
+}
+
+/// One bootstrap round trip: the first bootstrap server that connects, authenticates and
+/// answers Metadata names the brokers.
+async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
     let mut last = String::from("no bootstrap server");
     for (host, port) in &shared.bootstrap {
         let mut seq = upstream::Sequence::default();
@@ -819,11 +856,7 @@ async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
                 port: u16::try_from(b.port).unwrap_or(0),
             })
             .collect();
-        shared
-            .nodes
-            .observe(shared, &brokers)
-            .map_err(|e| e.to_string())?;
-        return Ok(brokers.len());
+        return Ok(brokers);
     }
     Err(last)
 }

@@ -429,4 +429,55 @@ mod tests {
             "{err}"
         );
     }
+
+    /// A timed loop for the KIP-951 decision (`cargo bench --bench proxy_decode` measures the
+    /// same with criterion in an optimised build): opaque forwarding writes 4 bytes, rewriting
+    /// decodes and re-encodes the whole Fetch response.
+    #[test]
+    #[ignore = "a measurement, not a check: run with --ignored --nocapture"]
+    fn kip_951_fetch_rewrite_cost() {
+        use kafka_protocol::messages::fetch_response::{
+            FetchableTopicResponse, NodeEndpoint, PartitionData,
+        };
+        let records = Bytes::from(vec![0x5a; 32 * 1024]);
+        let response = FetchResponse::default()
+            .with_responses(
+                (0..4)
+                    .map(|_| {
+                        FetchableTopicResponse::default().with_partitions(
+                            (0..8)
+                                .map(|p| {
+                                    PartitionData::default()
+                                        .with_partition_index(p)
+                                        .with_records(Some(records.clone()))
+                                })
+                                .collect(),
+                        )
+                    })
+                    .collect(),
+            )
+            .with_node_endpoints(vec![
+                NodeEndpoint::default()
+                    .with_node_id(BrokerId(2))
+                    .with_host(StrBytes::from_static_str("b2.invalid"))
+                    .with_port(9092),
+            ]);
+        let body = encode(&response, 16);
+        let mut frame = crate::proxy::frame::framed(&body);
+        let rounds = 200u32;
+        let started = std::time::Instant::now();
+        for i in 0..rounds {
+            crate::proxy::frame::set_response_correlation_id(&mut frame, i as i32);
+        }
+        let opaque = started.elapsed() / rounds;
+        let started = std::time::Instant::now();
+        for _ in 0..rounds {
+            std::hint::black_box(rewrite(ApiKey::Fetch, 16, body.clone(), &map()).unwrap());
+        }
+        let rewritten = started.elapsed() / rounds;
+        println!(
+            "Fetch v16 response of {} bytes: opaque {opaque:?}, decode+rewrite+encode {rewritten:?}",
+            body.len()
+        );
+    }
 }

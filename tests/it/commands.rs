@@ -256,6 +256,11 @@ const GOLDEN: &[(&str, &[&str])] = &[
         "kafka-cli-3.3.txt",
         &["--client", "kafka-cli", "--kafka-version", "3.3"],
     ),
+    ("proxy.txt", &["--client", "proxy"]),
+    (
+        "proxy-custom-address.txt",
+        &["--client", "proxy", "--proxy-address", "10.0.0.7:19092"],
+    ),
 ];
 
 fn golden_dir() -> PathBuf {
@@ -293,7 +298,8 @@ fn property(text: &str, key: &str) -> Option<String> {
         .map(str::to_owned)
 }
 
-/// The rules of FACTS §4, checked on the golden files themselves (so a regenerated golden file
+/// The client-configuration rules (the handler class per kafka-clients version, the 4.0+
+/// `allowed.urls` system property, librdkafka's `oidc` method), checked on the golden files themselves (so a regenerated golden file
 /// cannot drift from them).
 #[test]
 fn golden_files_follow_the_kafka_client_rules() {

@@ -1,11 +1,14 @@
-//! Every ADC credential type Google documents (but `gdch_service_account`), end to end: the
-//! real binary against the fake Google, checking the `sub`, the `exp` and exactly the
-//! upstream calls made.
+//! Every ADC credential type Google documents (but `gdch_service_account`), end to end against
+//! the fake Google, checking the `sub`, the `exp` and exactly the upstream calls made. They run
+//! the library's endpoint in this process ([`InProcess`]); the binary is spawned only where the
+//! process is under test: its flags and variables, its logs, and executables that inherit its
+//! environment.
 
 use std::time::Duration;
 
 use crate::support::{
-    Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request, upstream_calls,
+    InProcess, Sidecar, SidecarEnv, assert_claims, decode_response, java_style_request,
+    upstream_calls,
 };
 use fake_google::{
     AuthorizedUserOptions, FakeGoogle, SUBJECT_TOKEN_TYPE, aws, federated_principal,
@@ -43,8 +46,8 @@ fn sts_form(fake: &FakeGoogle) -> std::collections::BTreeMap<String, String> {
     request.form().into_iter().collect()
 }
 
-async fn token_error(sidecar: &Sidecar) -> (u16, serde_json::Value) {
-    let response = client().get(sidecar.url("/")).send().await.unwrap();
+async fn token_error(url: String) -> (u16, serde_json::Value) {
+    let response = client().get(url).send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.json().await.unwrap())
 }
@@ -63,7 +66,7 @@ async fn impersonated_file_with_user_source_serves_the_target() {
         },
     );
     env.write_gcloud_adc(&fake.impersonated_service_account_json(TARGET, user));
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(upstream_calls(&fake), ["POST /token", &iam_call(TARGET)]);
@@ -94,10 +97,9 @@ async fn impersonated_file_with_key_source_and_delegates() {
     let mut file = fake.impersonated_service_account_json(TARGET, key);
     file["delegates"] = json!([DELEGATE]);
     let path = env.write_file("impersonated.json", &file);
-    let sidecar = Sidecar::start(
-        env.set("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()),
-        &[],
-    );
+    let sidecar =
+        InProcess::start(env.set("GOOGLE_APPLICATION_CREDENTIALS", path.display().to_string()))
+            .await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(upstream_calls(&fake), ["POST /token", &iam_call(TARGET)]);
@@ -113,7 +115,7 @@ async fn impersonated_file_with_workforce_user_source() {
     let env = SidecarEnv::new(&fake);
     let file = fake.impersonated_service_account_json(TARGET, fake.workforce_user_json("alice"));
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(
@@ -169,7 +171,7 @@ async fn external_account_file_source_with_impersonation_and_lifetime() {
     let mut file = fake.external_account_json(&subject_file.display().to_string(), Some(TARGET));
     file["service_account_impersonation"] = json!({"token_lifetime_seconds": 1800});
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert!(
@@ -209,14 +211,12 @@ async fn external_account_json_file_without_impersonation_needs_the_override() {
     env.write_gcloud_adc(&file);
 
     // Without the override: a 400 that asks for it.
-    let sidecar = Sidecar::start(
-        SidecarEnv {
-            vars: env.vars.clone(),
-            home: tempfile::tempdir().unwrap(),
-        },
-        &[],
-    );
-    let (status, body) = token_error(&sidecar).await;
+    let sidecar = InProcess::start(SidecarEnv {
+        vars: env.vars.clone(),
+        home: tempfile::tempdir().unwrap(),
+    })
+    .await;
+    let (status, body) = token_error(sidecar.url("/")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -229,10 +229,8 @@ async fn external_account_json_file_without_impersonation_needs_the_override() {
 
     let principal = federated_principal("repo:org/app:ref:refs/heads/main");
     let before = fake.requests().len();
-    let sidecar = Sidecar::start(
-        env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()),
-        &[],
-    );
+    let sidecar =
+        InProcess::start(env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone())).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, &principal);
     assert_eq!(upstream_calls(&fake)[before..], ["POST /v1/token"]);
@@ -250,7 +248,7 @@ async fn external_account_url_source_sends_its_headers_and_reads_json() {
         "format": {"type": "json", "subject_token_field_name": "access_token"},
     });
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(
@@ -271,8 +269,8 @@ async fn external_account_url_source_without_its_header_is_refused_by_the_servic
     let mut file = fake.external_account_json("unused", Some(TARGET));
     file["credential_source"] = json!({"url": fake.subject_service_url("text", "vm")});
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
-    let (status, body) = token_error(&sidecar).await;
+    let sidecar = InProcess::start(env).await;
+    let (status, body) = token_error(sidecar.url("/")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -384,7 +382,7 @@ async fn external_account_executable_is_refused_unless_allowed_and_names_the_var
     env.write_gcloud_adc(&file);
     let dir = env.home().to_owned();
     let sidecar = Sidecar::start(env, &[]);
-    let (status, body) = token_error(&sidecar).await;
+    let (status, body) = token_error(sidecar.url("/")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -404,7 +402,7 @@ async fn external_account_aws_with_imdsv2_signs_get_caller_identity() {
     let mut file = fake.aws_external_account_json(true);
     file["service_account_impersonation_url"] = json!(fake.impersonation_url(TARGET));
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, TARGET);
     assert_eq!(
@@ -455,7 +453,7 @@ async fn external_account_aws_with_environment_credentials_asks_no_metadata() {
         .set("AWS_SESSION_TOKEN", aws::SESSION_TOKEN)
         .set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone());
     env.write_gcloud_adc(&fake.aws_external_account_json(true));
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, &principal);
     assert_eq!(upstream_calls(&fake), ["POST /v1/token"]);
@@ -472,7 +470,7 @@ async fn external_account_aws_with_a_wrong_secret_is_refused_by_sts() {
         .set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", "a@b.c");
     env.write_gcloud_adc(&fake.aws_external_account_json(false));
     let sidecar = Sidecar::start(env, &[]);
-    let (status, body) = token_error(&sidecar).await;
+    let (status, body) = token_error(sidecar.url("/")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -496,7 +494,7 @@ async fn external_account_workforce_options_and_client_auth() {
     let mut file = fake.external_account_json(&subject_file.display().to_string(), None);
     file["workforce_pool_user_project"] = json!("billing-project");
     env.write_gcloud_adc(&file);
-    let sidecar = Sidecar::start(env, &[]);
+    let sidecar = InProcess::start(env).await;
     decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_eq!(
         sts_form(&fake)["options"],
@@ -518,14 +516,12 @@ async fn workforce_user_refreshes_with_basic_auth_and_uses_the_override() {
     let principal = workforce_principal("alice@corp.example");
     let env = SidecarEnv::new(&fake);
     env.write_gcloud_adc(&fake.workforce_user_json("alice@corp.example"));
-    let sidecar = Sidecar::start(
-        SidecarEnv {
-            vars: env.vars.clone(),
-            home: tempfile::tempdir().unwrap(),
-        },
-        &[],
-    );
-    let (status, body) = token_error(&sidecar).await;
+    let sidecar = InProcess::start(SidecarEnv {
+        vars: env.vars.clone(),
+        home: tempfile::tempdir().unwrap(),
+    })
+    .await;
+    let (status, body) = token_error(sidecar.url("/")).await;
     assert_eq!(status, 400, "{body}");
     assert!(
         body["error_description"]
@@ -534,10 +530,8 @@ async fn workforce_user_refreshes_with_basic_auth_and_uses_the_override() {
             .contains("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")
     );
     drop(sidecar);
-    let sidecar = Sidecar::start(
-        env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone()),
-        &[],
-    );
+    let sidecar =
+        InProcess::start(env.set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone())).await;
     let decoded = decode_response(java_style_request(&client(), &sidecar.url("/")).await).await;
     assert_claims(&decoded, &fake, &principal);
     assert!(

@@ -11,6 +11,9 @@ use fake_google::{AuthorizedUserOptions, FakeGoogle, Fault};
 
 const MDS_EMAIL: &str = "sidecar@test-project.iam.gserviceaccount.com";
 
+/// A token is served while it has at least this many seconds left (the cache's floor).
+const SERVE_FLOOR_SECS: i64 = 10;
+
 fn client() -> reqwest::Client {
     reqwest::Client::builder().no_proxy().build().unwrap()
 }
@@ -127,9 +130,9 @@ async fn a_hung_metadata_server_holds_a_cold_request_at_most_its_10_s_timeout() 
 #[tokio::test]
 async fn a_cached_token_is_served_while_every_refresh_fails() {
     let fake = FakeGoogle::start().await;
-    // 24 s tokens: the refresh starts at half-life (~12 s) and the token stays servable
-    // until 10 s are left (14 s).
-    fake.set_token_lifetime(Duration::from_secs(24));
+    // 30 s tokens: the refresh starts at half-life (~15 s left) and the token stays servable
+    // until 10 s are left.
+    fake.set_token_lifetime(Duration::from_secs(30));
     let sidecar = Sidecar::start(SidecarEnv::new(&fake), &[]);
     let client = client();
     let response = client.get(sidecar.url("/")).send().await.unwrap();
@@ -145,27 +148,30 @@ async fn a_cached_token_is_served_while_every_refresh_fails() {
         Fault::Hang,
     ];
     let mut served = 0;
-    let mut i = 0;
-    // Up to 13 s after the fetch: past the refresh point, before the serve floor.
-    while fetched.elapsed() < Duration::from_secs(13) {
-        fake.set_fault(Some(rotation[i % rotation.len()].clone()));
-        i += 1;
-        for _ in 0..5 {
-            let response = client.get(sidecar.url("/")).send().await.unwrap();
-            if response.status() != 200 {
-                panic!(
-                    "{:?} after the fetch, fault {}: {}\n{}",
-                    fetched.elapsed(),
-                    rotation[(i - 1) % rotation.len()],
-                    response.text().await.unwrap(),
-                    sidecar.logs()
-                );
-            }
-            let decoded = decode_response(response).await;
-            assert_eq!(decoded.raw_token, first.raw_token);
-            served += 1;
-            tokio::time::sleep(Duration::from_millis(60)).await;
+    // Past the refresh point, until the token is two seconds from the serve floor. When to
+    // stop is read from each answer's `expires_in` (the sidecar's own clock), so a slow machine
+    // shortens nothing: the next request has those two seconds to arrive.
+    loop {
+        if served % 5 == 0 {
+            fake.set_fault(Some(rotation[(served / 5) % rotation.len()].clone()));
         }
+        let response = client.get(sidecar.url("/")).send().await.unwrap();
+        if response.status() != 200 {
+            panic!(
+                "{:?} after the fetch, fault {}: {}\n{}",
+                fetched.elapsed(),
+                rotation[(served / 5) % rotation.len()],
+                response.text().await.unwrap(),
+                sidecar.logs()
+            );
+        }
+        let decoded = decode_response(response).await;
+        assert_eq!(decoded.raw_token, first.raw_token);
+        served += 1;
+        if decoded.expires_in <= SERVE_FLOOR_SECS + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(60)).await;
     }
     assert!(served >= 100, "{served}");
     let token_requests = fake

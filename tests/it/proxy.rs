@@ -237,10 +237,10 @@ async fn metadata_is_rewritten_and_every_node_listener_is_bound_first() {
             _ => None,
         })
         .collect();
-    assert!(
-        auths.len() >= 3,
-        "probe, bootstrap and node connections: {}",
-        auths.len()
+    assert_eq!(
+        auths.len(),
+        3,
+        "the probe, the bootstrap client and the node-7 client"
     );
     assert!(auths.iter().all(|a| *a == expected));
     assert_no_upstream_host(&client);
@@ -288,18 +288,24 @@ async fn new_node_ids_get_listeners_and_a_moved_node_is_retargeted() {
     eleven.send(&ApiVersionsRequest::default(), 0).await;
     let (_, versions) = eleven.recv::<ApiVersionsRequest>(0).await;
     assert_eq!(versions.error_code, 0);
-    // Node 1's listener now dials the other broker.
-    let before = other.seen().len();
+    // Node 1's listener now dials the other broker, which nothing had contacted before.
+    assert!(other.seen().is_empty());
     let mut one = Client::connect(proxy.node(1)).await;
-    one.send(&ApiVersionsRequest::default(), 0).await;
-    one.recv::<ApiVersionsRequest>(0).await;
-    assert!(
-        other.seen()[before..].contains(&Seen::Request(1, 18, 0, 0))
-            || other.seen()[before..]
-                .iter()
-                .any(|s| matches!(s, Seen::Authenticated(..))),
-        "{:?}",
-        other.seen()
+    let id = one.send(&ApiVersionsRequest::default(), 0).await;
+    assert_eq!(one.recv::<ApiVersionsRequest>(0).await.0, id);
+    let requests: Vec<(u64, i16, i16, i32)> = other
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Request(conn, key, version, correlation) => {
+                Some((*conn, *key, *version, *correlation))
+            }
+            _ => None,
+        })
+        .collect();
+    assert_eq!(
+        requests,
+        [(1, 18, 0, 0), (1, 17, 1, 1), (1, 36, 2, 2), (1, 18, 0, 3)]
     );
     assert_no_upstream_host(&client);
     proxy.stop().await;
@@ -491,6 +497,8 @@ async fn reauthenticates_before_the_session_expires_without_dropping_or_reorderi
         ..Script::default()
     };
     let (broker, proxy) = start(script, &[1]).await;
+    // The probe's connection is the broker's first; the client's is the second.
+    proxy.wait_readyz(200).await;
     let mut client = Client::connect(proxy.bootstrap).await;
     let mut sent = Vec::new();
     let mut answered = Vec::new();
@@ -829,4 +837,106 @@ async fn the_proxy_subcommand_serves_with_the_documented_flags_and_variables() {
         .terminate(Duration::from_secs(15))
         .expect("exits after SIGTERM");
     assert!(status.success(), "{status:?}: {}", sidecar.logs());
+}
+
+/// `proxy --check`: the start-up probe once, with the problem and its fix when it fails.
+#[tokio::test]
+async fn proxy_check_reports_the_brokers_or_what_failed() {
+    use crate::support::{SidecarEnv, run};
+    let google = FakeGoogle::start().await;
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = broker.addr.port();
+    broker.set(|s| s.brokers = vec![(4, host(4), i32::from(port))]);
+    let env = SidecarEnv::new(&google);
+    let bootstrap = format!("bootstrap.kafka.invalid:{port}");
+    let resolve = format!("bootstrap.kafka.invalid=127.0.0.1,{}=127.0.0.1", host(4));
+    let args: Vec<String> = [
+        "proxy",
+        "--check",
+        "--bootstrap-server",
+        &bootstrap,
+        "--resolve",
+        &resolve,
+        "--upstream-tls=false",
+        "--broker-port-base",
+        "30000",
+    ]
+    .iter()
+    .map(|a| a.to_string())
+    .collect();
+    let (code, stdout, stderr) = tokio::task::spawn_blocking(move || {
+        run(&env, &args.iter().map(String::as_str).collect::<Vec<_>>())
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 0, "{stdout}{stderr}");
+    assert_eq!(
+        stdout,
+        format!(
+            "ok: bootstrap Metadata round trip succeeded; 1 brokers\n  node 4 at {}:{port} -> 127.0.0.1:30004\n",
+            host(4)
+        )
+    );
+
+    // Nothing listens on this port.
+    let closed = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let env = SidecarEnv::new(&google);
+    let bootstrap = format!("127.0.0.1:{closed}");
+    let (code, stdout, _) = tokio::task::spawn_blocking(move || {
+        run(
+            &env,
+            &[
+                "proxy",
+                "--check",
+                "--bootstrap-server",
+                &bootstrap,
+                "--upstream-tls=false",
+            ],
+        )
+    })
+    .await
+    .unwrap();
+    assert_eq!(code, 1);
+    assert!(
+        stdout.starts_with(&format!(
+            "not ready: cannot connect to broker 127.0.0.1:{closed} (127.0.0.1:{closed}): "
+        )),
+        "{stdout}"
+    );
+    assert!(
+        stdout.contains("reachable only from the cluster's VPC"),
+        "{stdout}"
+    );
+}
+
+/// A client that half-closes after its last request still gets the answer, then the close.
+#[tokio::test]
+async fn a_client_half_close_still_delivers_the_answers_in_flight() {
+    let (broker, proxy) = start(Script::default(), &[1]).await;
+    // The probe's connection is the broker's first; the client's is the second.
+    proxy.wait_readyz(200).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    let first = client
+        .send(&MetadataRequest::default().with_topics(Some(vec![])), 4)
+        .await;
+    let second = client.send(&ApiVersionsRequest::default(), 0).await;
+    client.stream.shutdown().await.unwrap();
+    assert_eq!(client.recv::<MetadataRequest>(4).await.0, first);
+    assert_eq!(client.recv::<ApiVersionsRequest>(0).await.0, second);
+    assert!(client.closed().await);
+    // The broker saw both requests on one connection, under the proxy's correlation ids.
+    let on_client_conn: Vec<(i16, i32)> = broker
+        .seen()
+        .iter()
+        .filter_map(|s| match s {
+            Seen::Request(2, key, _, id) => Some((*key, *id)),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(on_client_conn, [(18, 0), (17, 1), (36, 2), (3, 3), (18, 4)]);
+    proxy.stop().await;
 }

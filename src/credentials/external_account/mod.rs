@@ -30,6 +30,11 @@ use super::{
 use crate::env::Env;
 use crate::principal::{PRINCIPAL_OVERRIDE_VAR, Principal};
 
+/// The `service_account_impersonation.token_lifetime_seconds` Google's auth libraries accept:
+/// 10 minutes to 12 hours, the range IAM's generateAccessToken allows (above 1 hour only where
+/// the organization policy permits it).
+const IMPERSONATION_LIFETIME_SECS: std::ops::RangeInclusive<u64> = 600..=43_200;
+
 /// STS in Google's public universe.
 pub const DEFAULT_TOKEN_URL: &str = "https://sts.googleapis.com/v1/token";
 const TOKEN_EXCHANGE_GRANT: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
@@ -45,6 +50,7 @@ pub trait SubjectTokenSource: Send + Sync + std::fmt::Debug {
 
 /// How a file or URL presents the subject token (`credential_source.format`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum SubjectTokenFormat {
     /// The whole content is the token.
     Text,
@@ -245,10 +251,12 @@ pub fn from_json(
                 .service_account_impersonation
                 .and_then(|o| o.token_lifetime_seconds)
             {
-                if !(600..=43_200).contains(&secs) {
+                if !IMPERSONATION_LIFETIME_SECS.contains(&secs) {
                     return Err(CredentialError::invalid(format!(
                         "service_account_impersonation.token_lifetime_seconds is {secs}; \
-                         it must be between 600 and 43200"
+                         it must be between {} and {}",
+                        IMPERSONATION_LIFETIME_SECS.start(),
+                        IMPERSONATION_LIFETIME_SECS.end()
                     )));
                 }
                 impersonated = impersonated.with_lifetime(Duration::from_secs(secs));

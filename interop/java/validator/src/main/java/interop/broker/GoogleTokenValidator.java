@@ -205,7 +205,7 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
     JsonNode claims = decodeJson(parts[1], "claims");
     rec.set("claims", claims);
     // Kafka clients before 4.2 decode the claims part with the standard Base64 alphabet; a
-    // token that only decodes as base64url breaks those clients (FACTS §1). Record it.
+    // token that only decodes as base64url breaks those clients (KAFKA-17089). Record it.
     rec.put("claims_std_b64_ok", !parts[1].contains("-") && !parts[1].contains("_"));
     Checked c = new Checked();
     JsonNode sub = claims.get("sub");
