@@ -15,7 +15,7 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::credentials::{self, AuthorizedUserOptions};
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultTarget};
 use crate::respond;
 use crate::state::Shared;
 
@@ -63,18 +63,30 @@ async fn requests(State(shared): State<Arc<Shared>>) -> Response {
 struct FaultRequest {
     fault: String,
     count: Option<u32>,
+    /// `token` (the default: every token-issuing endpoint) or `tokeninfo`.
+    endpoint: Option<String>,
 }
 
-/// `{"fault":"none"|"status:503"|...,"count":N?}`: with a count the next N token requests
-/// fail; without, the fault stands until `none`. `none` clears both.
+/// `{"fault":"none"|"status:503"|...,"count":N?,"endpoint":"token"|"tokeninfo"?}`: with a
+/// count the next N requests to the endpoints fail; without, the fault stands until `none`.
+/// `none` clears both for those endpoints.
 async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
     let request: FaultRequest = match parse(&body) {
         Ok(r) => r,
         Err(e) => return bad_request(e),
     };
+    let target = match request.endpoint.as_deref() {
+        None | Some("token") => FaultTarget::TokenIssuing,
+        Some("tokeninfo") => FaultTarget::Tokeninfo,
+        Some(other) => {
+            return bad_request(format!(
+                "unknown fault endpoint {other:?}: expected \"token\" or \"tokeninfo\""
+            ));
+        }
+    };
     if request.fault == "none" {
-        shared.set_fault(None);
-        shared.fail_next(0, Fault::Hang);
+        shared.set_fault(target, None);
+        shared.fail_next(target, 0, Fault::Hang);
         return respond::json(StatusCode::OK, &json!({ "fault": "none" }));
     }
     let fault: Fault = match request.fault.parse() {
@@ -82,8 +94,8 @@ async fn fault(State(shared): State<Arc<Shared>>, body: Bytes) -> Response {
         Err(e) => return bad_request(e),
     };
     match request.count {
-        Some(n) => shared.fail_next(n, fault.clone()),
-        None => shared.set_fault(Some(fault.clone())),
+        Some(n) => shared.fail_next(target, n, fault.clone()),
+        None => shared.set_fault(target, Some(fault.clone())),
     }
     respond::json(
         StatusCode::OK,

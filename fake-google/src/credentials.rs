@@ -11,7 +11,9 @@ use crate::state::{
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuthorizedUserOptions {
     /// Scopes the user consented to. An `id_token` comes back from refresh grants only when
-    /// they include `openid`. Default: just cloud-platform.
+    /// they include `openid`; tokeninfo reports the user's email only when they include
+    /// `email` or `userinfo.email`. Default: cloud-platform and userinfo.email (tokeninfo
+    /// names the user, no `id_token`); [`GCLOUD_ADC_SCOPES`] is exactly what gcloud asks for.
     pub scopes: Vec<String>,
     /// Write `"token_uri": <the fake's /token>` into the file. gcloud does not write one (so a
     /// consumer falls back to `https://oauth2.googleapis.com/token`), hence off by default.
@@ -21,11 +23,22 @@ pub struct AuthorizedUserOptions {
 impl Default for AuthorizedUserOptions {
     fn default() -> Self {
         AuthorizedUserOptions {
-            scopes: vec![CLOUD_PLATFORM.to_owned()],
+            scopes: vec![CLOUD_PLATFORM.to_owned(), USERINFO_EMAIL.to_owned()],
             include_token_uri: false,
         }
     }
 }
+
+/// The scope that lets tokeninfo name a user.
+pub const USERINFO_EMAIL: &str = "https://www.googleapis.com/auth/userinfo.email";
+
+/// The scopes `gcloud auth application-default login` asks for when given no `--scopes`.
+pub const GCLOUD_ADC_SCOPES: [&str; 4] = [
+    "openid",
+    USERINFO_EMAIL,
+    CLOUD_PLATFORM,
+    "https://www.googleapis.com/auth/sqlservice.login",
+];
 
 /// The workload identity pool provider the fake STS plays.
 pub const WORKLOAD_POOL_AUDIENCE: &str = "//iam.googleapis.com/projects/123456789012/locations/global/workloadIdentityPools/fake-pool/providers/fake-provider";

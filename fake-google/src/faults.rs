@@ -93,6 +93,16 @@ impl FromStr for Fault {
     }
 }
 
+/// Which endpoints a planned fault hits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FaultTarget {
+    /// Every token-issuing endpoint: metadata token, `/token`, IAM `generateAccessToken`,
+    /// STS `/v1/token` and `/v1/oauthtoken`.
+    TokenIssuing,
+    /// `/tokeninfo` only ([`Fault::ExpiresIn`] means nothing there and is ignored).
+    Tokeninfo,
+}
+
 /// What a token-issuing handler does after consulting the fault settings.
 pub(crate) enum Outcome {
     /// Serve the request normally; `expires_in`, when set, replaces the configured lifetime.
@@ -103,7 +113,12 @@ pub(crate) enum Outcome {
 
 /// Takes the pending fault (if any) for one token-issuing request and acts it out.
 pub(crate) async fn apply(shared: &Shared) -> Outcome {
-    let Some(fault) = shared.take_fault() else {
+    apply_to(shared, FaultTarget::TokenIssuing).await
+}
+
+/// Takes the pending fault (if any) for one request to `target` and acts it out.
+pub(crate) async fn apply_to(shared: &Shared, target: FaultTarget) -> Outcome {
+    let Some(fault) = shared.take_fault(target) else {
         return Outcome::Proceed { expires_in: None };
     };
     match fault {

@@ -14,9 +14,10 @@ use base64::Engine as _;
 use serde_json::json;
 
 use crate::credentials::subject_token;
+use crate::faults::{self, Outcome};
 use crate::oauth::parse_form;
 use crate::respond;
-use crate::state::{GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Shared};
+use crate::state::{Endpoint, GCLOUD_CLIENT_ID, GCLOUD_CLIENT_SECRET, Shared};
 
 /// The header (and value) the subject token service demands, like Azure's `Metadata: True`.
 pub const SUBJECT_SERVICE_HEADER: (&str, &str) = ("metadata", "True");
@@ -67,6 +68,12 @@ async fn workforce_refresh(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
+    shared.count(Endpoint::StsOauthtoken);
+    // A token-issuing endpoint like the others: it fails on command too.
+    let expires_in = match faults::apply(&shared).await {
+        Outcome::Respond(response) => return response,
+        Outcome::Proceed { expires_in } => expires_in,
+    };
     let expected = format!(
         "Basic {}",
         base64::engine::general_purpose::STANDARD
@@ -105,7 +112,7 @@ async fn workforce_refresh(
         );
     };
     let (access_token, expires_in) =
-        shared.issue_token(&user.email, "external_account", "", &user.scope, None);
+        shared.issue_token(&user.email, "external_account", "", &user.scope, expires_in);
     respond::token(&json!({
         "access_token": access_token,
         "token_type": "Bearer",

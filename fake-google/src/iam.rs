@@ -16,13 +16,16 @@ use crate::state::{CLOUD_PLATFORM, Endpoint, Shared, now_unix, numeric_id};
 
 /// Google's message for a missing, unknown or expired bearer token.
 pub const UNAUTHENTICATED: &str = "Request had invalid authentication credentials. Expected OAuth 2 access token, login cookie or other valid authentication credential. See https://developers.google.com/identity/sign-in/web/devconsole-project.";
+/// Message for a resource name whose project is not the `-` wildcard: IAM Credentials
+/// requires `projects/-/serviceAccounts/...` and refuses a project id there (400).
+pub const PROJECT_NOT_WILDCARD: &str = "Request contains an invalid argument.";
 /// The longest lifetime the fake grants (Google's default maximum without the org policy).
 pub const MAX_LIFETIME_SECS: i64 = 3600;
 
 /// `POST /v1/projects/{project}/serviceAccounts/{email}:generateAccessToken`.
 pub(crate) async fn generate_access_token(
     State(shared): State<Arc<Shared>>,
-    Path((_project, name)): Path<(String, String)>,
+    Path((project, name)): Path<(String, String)>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
@@ -36,7 +39,7 @@ pub(crate) async fn generate_access_token(
         Outcome::Respond(response) => return response,
         Outcome::Proceed { expires_in } => expires_in,
     };
-    match generate(&shared, &target, &headers, &body, expires_in) {
+    match generate(&shared, &project, &target, &headers, &body, expires_in) {
         Ok(response) => response,
         Err((status, message)) => {
             shared.count_rejected();
@@ -47,6 +50,7 @@ pub(crate) async fn generate_access_token(
 
 fn generate(
     shared: &Shared,
+    project: &str,
     target: &str,
     headers: &HeaderMap,
     body: &[u8],
@@ -60,6 +64,11 @@ fn generate(
         .is_some_and(|record| record.issued.expires_at_unix > now_unix());
     if !caller_ok {
         return Err((StatusCode::UNAUTHORIZED, UNAUTHENTICATED.to_owned()));
+    }
+    // "The `-` wildcard character is required; replacing it with a project ID is invalid."
+    // (IAM Credentials API reference, generateAccessToken `name`).
+    if project != "-" {
+        return Err((StatusCode::BAD_REQUEST, PROJECT_NOT_WILDCARD.to_owned()));
     }
     if !target.contains('@') {
         return Err((

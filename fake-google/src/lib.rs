@@ -7,7 +7,7 @@
 //! |------|-------|
 //! | `/computeMetadata/v1/...`, `/` | the GCE metadata server (`GCE_METADATA_HOST`) |
 //! | `POST /token` | `oauth2.googleapis.com/token`: JWT-bearer and refresh-token grants |
-//! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` |
+//! | `GET\|POST /tokeninfo` | `oauth2.googleapis.com/tokeninfo` (a user's `email` only with the `email`/`userinfo.email` scope) |
 //! | `POST /v1/projects/-/serviceAccounts/{email}:generateAccessToken` | IAM Credentials |
 //! | `POST /v1/token` | STS token exchange (workload identity federation), incl. AWS `aws4_request` subject tokens re-signed and checked |
 //! | `POST /v1/oauthtoken` | STS refresh for workforce pool users (Basic client auth) |
@@ -16,9 +16,11 @@
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
-//! `kid`, `iss`, `aud`, `iat`/`exp`, scope), the metadata server insists on
-//! `Metadata-Flavor: Google`, every issued token is remembered with its principal and expiry,
-//! and any token-issuing endpoint can be made to fail on command ([`Fault`]).
+//! `kid`, `iss`, `aud`, `iat`/`exp`, expiry, scope), the metadata server insists on
+//! `Metadata-Flavor: Google`, IAM insists on the `projects/-` wildcard, STS on a documented
+//! `subject_token_type`, every issued token is remembered with its principal, expiry and
+//! scopes, and any token-issuing endpoint, and tokeninfo apart, can be made to fail on command
+//! ([`Fault`], [`FaultTarget`]).
 //!
 //! ```no_run
 //! # async fn demo() {
@@ -30,7 +32,7 @@
 //! ```
 //!
 //! Control plane (`/_fake/`): `GET stats`, `GET requests`, `POST fault`
-//! `{"fault":"none"|"status:503"|"hang"|"garbage"|"reset"|"invalid_grant"|"expires_in:N"|"slow:MS","count":N?}`,
+//! `{"fault":"none"|"status:503"|"hang"|"garbage"|"reset"|"invalid_grant"|"expires_in:N"|"slow:MS","count":N?,"endpoint":"token"|"tokeninfo"?}`,
 //! `GET|POST config` `{"token_lifetime_secs":N?,"metadata_email":"..."?}`,
 //! `GET lookup?access_token=...`, `POST service-account-key` `{"email"}`,
 //! `POST authorized-user` `{"email","scopes"?,"include_token_uri"?}`,
@@ -64,11 +66,13 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use credentials::{
-    AuthorizedUserOptions, SUBJECT_TOKEN_TYPE, WORKLOAD_POOL_AUDIENCE, federated_principal,
+    AuthorizedUserOptions, GCLOUD_ADC_SCOPES, SUBJECT_TOKEN_TYPE, USERINFO_EMAIL,
+    WORKLOAD_POOL_AUDIENCE, federated_principal,
 };
-pub use faults::{Fault, ParseFaultError, RESET_ANNOUNCED_LENGTH, RESET_PARTIAL_BODY};
+pub use faults::{Fault, FaultTarget, ParseFaultError, RESET_ANNOUNCED_LENGTH, RESET_PARTIAL_BODY};
 pub use iam::{UNAUTHENTICATED as IAM_UNAUTHENTICATED, rfc3339};
 pub use state::{IssuedToken, RecordedRequest, Stats};
+pub use tokeninfo::EMAIL_SCOPES;
 
 use state::Shared;
 
@@ -225,8 +229,9 @@ impl FakeGoogle {
         credentials::service_account_key(self.shared(), email)
     }
 
-    /// An `authorized_user` file as `gcloud auth application-default login` writes it
-    /// (no `token_uri`, no `id_token` on refresh), registering its refresh token for `email`.
+    /// An `authorized_user` file as `gcloud auth application-default login` writes it (no
+    /// `token_uri`), registering its refresh token for `email` with the consent of
+    /// [`AuthorizedUserOptions::default`] (no `id_token` on refresh, tokeninfo names the user).
     pub fn authorized_user_json(&self, email: &str) -> Value {
         self.authorized_user_json_with(email, AuthorizedUserOptions::default())
     }
@@ -350,13 +355,25 @@ impl FakeGoogle {
     /// A fault every token-issuing request suffers until cleared with `None`.
     /// [`FakeGoogle::fail_next`] takes precedence while it lasts.
     pub fn set_fault(&self, fault: Option<Fault>) {
-        self.shared().set_fault(fault);
+        self.shared().set_fault(FaultTarget::TokenIssuing, fault);
     }
 
     /// The next `n` token-issuing requests (metadata token, `/token`, IAM, STS) suffer `fault`,
     /// then service returns to normal (or to the standing [`FakeGoogle::set_fault`]).
     pub fn fail_next(&self, n: u32, fault: Fault) {
-        self.shared().fail_next(n, fault);
+        self.shared().fail_next(FaultTarget::TokenIssuing, n, fault);
+    }
+
+    /// A fault every `/tokeninfo` request suffers until cleared with `None` (token-issuing
+    /// endpoints are not affected). [`FakeGoogle::fail_next_tokeninfo`] takes precedence.
+    pub fn set_tokeninfo_fault(&self, fault: Option<Fault>) {
+        self.shared().set_fault(FaultTarget::Tokeninfo, fault);
+    }
+
+    /// The next `n` `/tokeninfo` requests suffer `fault` ([`Fault::ExpiresIn`] is ignored
+    /// there), then tokeninfo answers normally again.
+    pub fn fail_next_tokeninfo(&self, n: u32, fault: Fault) {
+        self.shared().fail_next(FaultTarget::Tokeninfo, n, fault);
     }
 
     /// Request counts per endpoint.

@@ -164,9 +164,12 @@ fn jwt_bearer(
     }
     let now = i64::try_from(now_unix()).unwrap_or(i64::MAX);
     let timeframe_ok = match (jwt.claim_secs("iat"), jwt.claim_secs("exp")) {
+        // An assertion that has already expired is refused even when its `iat` is within
+        // the skew: Google answers it with the same timeframe message.
         (Some(iat), Some(exp)) => {
             (iat - now).abs() <= MAX_CLOCK_SKEW_SECS
                 && exp > iat
+                && exp > now
                 && exp - iat <= MAX_ASSERTION_LIFETIME_SECS
         }
         _ => false,

@@ -11,7 +11,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Serialize;
 use tokio::sync::watch;
 
-use crate::faults::Fault;
+use crate::faults::{Fault, FaultTarget};
 
 /// Project every fake credential belongs to.
 pub(crate) const PROJECT_ID: &str = "test-project";
@@ -49,6 +49,9 @@ pub struct Stats {
     pub iam_generate_access_token: u64,
     /// `POST /v1/token` (Security Token Service).
     pub sts_token: u64,
+    /// `POST /v1/oauthtoken` (STS refresh for workforce pool users).
+    #[serde(default)]
+    pub sts_oauthtoken: u64,
     /// Requests refused for bad input: missing `Metadata-Flavor`, bad signature, unknown
     /// refresh token, unknown access token at tokeninfo, ... Injected faults are not counted.
     pub rejected: u64,
@@ -143,6 +146,29 @@ pub(crate) enum Endpoint {
     Tokeninfo,
     IamGenerateAccessToken,
     StsToken,
+    StsOauthtoken,
+}
+
+/// The faults planned for one group of endpoints: a standing one and a countdown that wins
+/// while it lasts.
+#[derive(Debug, Default)]
+struct FaultPlan {
+    standing: Option<Fault>,
+    next: Option<(u32, Fault)>,
+}
+
+impl FaultPlan {
+    /// The fault the current request must suffer, if any; the countdown is used up one
+    /// request at a time.
+    fn take(&mut self) -> Option<Fault> {
+        if let Some((n, fault)) = self.next.take() {
+            if n > 1 {
+                self.next = Some((n - 1, fault.clone()));
+            }
+            return Some(fault);
+        }
+        self.standing.clone()
+    }
 }
 
 #[derive(Debug)]
@@ -156,8 +182,11 @@ struct Inner {
     /// The metadata server's current token and its expiry, when caching.
     metadata_cached: Option<(String, u64)>,
     lifetime: Duration,
-    fault: Option<Fault>,
-    fail_next: Option<(u32, Fault)>,
+    /// Faults of the token-issuing endpoints (metadata token, `/token`, IAM, STS).
+    token_faults: FaultPlan,
+    /// Faults of `/tokeninfo`, planned apart so that a test can fail the lookup after a
+    /// successful token grant.
+    tokeninfo_faults: FaultPlan,
     tokens: HashMap<String, TokenRecord>,
     stats: Stats,
     requests: Vec<RecordedRequest>,
@@ -197,8 +226,8 @@ impl Shared {
                 metadata_cache: false,
                 metadata_cached: None,
                 lifetime: DEFAULT_LIFETIME,
-                fault: None,
-                fail_next: None,
+                token_faults: FaultPlan::default(),
+                tokeninfo_faults: FaultPlan::default(),
                 tokens: HashMap::new(),
                 stats: Stats::default(),
                 requests: Vec::new(),
@@ -345,25 +374,25 @@ impl Shared {
         self.lock().lifetime = lifetime;
     }
 
-    pub(crate) fn set_fault(&self, fault: Option<Fault>) {
-        self.lock().fault = fault;
-    }
-
-    pub(crate) fn fail_next(&self, n: u32, fault: Fault) {
-        self.lock().fail_next = (n > 0).then_some((n, fault));
-    }
-
-    /// The fault the current token-issuing request must suffer, if any. `fail_next` wins over
-    /// a standing fault and is used up one request at a time.
-    pub(crate) fn take_fault(&self) -> Option<Fault> {
-        let mut inner = self.lock();
-        if let Some((n, fault)) = inner.fail_next.take() {
-            if n > 1 {
-                inner.fail_next = Some((n - 1, fault.clone()));
-            }
-            return Some(fault);
+    fn faults(inner: &mut Inner, target: FaultTarget) -> &mut FaultPlan {
+        match target {
+            FaultTarget::TokenIssuing => &mut inner.token_faults,
+            FaultTarget::Tokeninfo => &mut inner.tokeninfo_faults,
         }
-        inner.fault.clone()
+    }
+
+    pub(crate) fn set_fault(&self, target: FaultTarget, fault: Option<Fault>) {
+        Shared::faults(&mut self.lock(), target).standing = fault;
+    }
+
+    pub(crate) fn fail_next(&self, target: FaultTarget, n: u32, fault: Fault) {
+        Shared::faults(&mut self.lock(), target).next = (n > 0).then_some((n, fault));
+    }
+
+    /// The fault the current request to `target` must suffer, if any. `fail_next` wins over
+    /// a standing fault and is used up one request at a time.
+    pub(crate) fn take_fault(&self, target: FaultTarget) -> Option<Fault> {
+        Shared::faults(&mut self.lock(), target).take()
     }
 
     // ---- tokens -------------------------------------------------------------------------
@@ -419,6 +448,7 @@ impl Shared {
             Endpoint::Tokeninfo => stats.tokeninfo += 1,
             Endpoint::IamGenerateAccessToken => stats.iam_generate_access_token += 1,
             Endpoint::StsToken => stats.sts_token += 1,
+            Endpoint::StsOauthtoken => stats.sts_oauthtoken += 1,
         }
     }
 

@@ -19,11 +19,16 @@ use crate::state::{CLOUD_PLATFORM, Endpoint, Shared};
 pub const TOKEN_EXCHANGE: &str = "urn:ietf:params:oauth:grant-type:token-exchange";
 /// `requested_token_type` / `issued_token_type` for a Google access token.
 pub const ACCESS_TOKEN_TYPE: &str = "urn:ietf:params:oauth:token-type:access_token";
-/// Subject token types the fake accepts.
-const SUBJECT_TOKEN_TYPES: [&str; 2] = [
+/// The subject token types Google's STS documents besides AWS's
+/// ([`crate::aws::AWS_SUBJECT_TOKEN_TYPE`]); any other is refused, also RFC 8693 types such
+/// as `access_token` that Google does not take.
+pub const SUBJECT_TOKEN_TYPES: [&str; 3] = [
     "urn:ietf:params:oauth:token-type:jwt",
     "urn:ietf:params:oauth:token-type:id_token",
+    "urn:ietf:params:oauth:token-type:saml2",
 ];
+/// Message for a `subject_token_type` outside [`SUBJECT_TOKEN_TYPES`] and AWS's.
+pub const INVALID_SUBJECT_TOKEN_TYPE: &str = "Invalid value for \"subject_token_type\".";
 /// Message for an unknown subject token.
 pub const INVALID_SUBJECT_TOKEN: &str = "The given subject token is invalid.";
 
@@ -52,10 +57,7 @@ pub(crate) async fn token(State(shared): State<Arc<Shared>>, body: Bytes) -> Res
     } else if !SUBJECT_TOKEN_TYPES.contains(&field("subject_token_type"))
         && field("subject_token_type") != crate::aws::AWS_SUBJECT_TOKEN_TYPE
     {
-        Some((
-            "invalid_request",
-            "Invalid value for \"subject_token_type\".".to_owned(),
-        ))
+        Some(("invalid_request", INVALID_SUBJECT_TOKEN_TYPE.to_owned()))
     } else if field("audience") != WORKLOAD_POOL_AUDIENCE {
         Some((
             "invalid_target",

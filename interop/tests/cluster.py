@@ -37,7 +37,7 @@ from pathlib import Path
 import pytest
 
 from conftest import JAVA, JAVA_BIN, PRINCIPAL, SIDECAR_BIN, FakeGoogle, classpath, note
-from harness import Proc, b64url, free_port, http, read_jsonl, run_bounded, tail, wait_until
+from harness import Proc, b64url, free_port, http, read_jsonl, tail, wait_until
 
 NODE_IDS = (1, 2, 3)
 # The brokers' client listener (its name is the `listener` tag of the broker's SASL metrics).
@@ -76,7 +76,7 @@ class TestCA:
     keystores: dict[str, Path] = field(default_factory=dict)
 
 
-def make_test_ca(d: Path, hosts: list[str]) -> TestCA:
+def make_test_ca(d: Path, hosts: list[str], name: str = "interop test CA") -> TestCA:
     """An EC P-256 CA and a leaf certificate per host (SAN = DNS:host, serverAuth), valid 2 days.
 
     Kafka reads the leaf's PEM keystore (`ssl.keystore.type=PEM`: an unencrypted PKCS#8 key
@@ -87,7 +87,7 @@ def make_test_ca(d: Path, hosts: list[str]) -> TestCA:
     ca_key, ca_pem = d / "ca.key", d / "ca.pem"
     _openssl(["req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
               "-keyout", str(ca_key), "-out", str(ca_pem), "-days", "2",
-              "-subj", "/O=gcp-kafka-auth-handler interop/CN=interop test CA",
+              "-subj", f"/O=gcp-kafka-auth-handler interop/CN={name}",
               "-addext", "basicConstraints=critical,CA:TRUE",
               "-addext", "keyUsage=critical,keyCertSign,cRLSign"], log)
     ca = TestCA(d, ca_pem)
@@ -228,6 +228,8 @@ class KafkaCluster:
         self.hosts_file.write_text("127.0.0.1 localhost " +
                                    " ".join(n.host for n in self.nodes.values()) + "\n")
         self.startup_secs: float | None = None
+        self._admin_client = None
+        self._admin_for: str | None = None
 
     # -- addresses
 
@@ -280,16 +282,18 @@ class KafkaCluster:
         cluster_id = b64url(uuid.uuid4().bytes)
         procs = []
         for n in self.nodes.values():
-            procs.append((n, subprocess.Popen(
-                self._jvm() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
-                               "-c", str(n.config)],
-                stdout=open(n.dir / "format.log", "wb"), stderr=subprocess.STDOUT,
-                stdin=subprocess.DEVNULL, start_new_session=True)))
+            with open(n.dir / "format.log", "wb") as out:  # the child keeps its own copy
+                procs.append((n, subprocess.Popen(
+                    self._jvm() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
+                                   "-c", str(n.config)],
+                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True)))
         for n, p in procs:
             try:
                 status = p.wait(timeout=120)
             except subprocess.TimeoutExpired:
                 p.kill()
+                p.wait()
                 status = -9
             if status != 0:
                 pytest.fail(f"cluster node {n.id}: formatting storage failed (status {status}); "
@@ -349,10 +353,15 @@ class KafkaCluster:
     # -- administration through the INTERNAL listener (confluent-kafka, PLAINTEXT)
 
     def _admin(self):
+        """An AdminClient on the live nodes' INTERNAL listeners (one per set of live nodes)."""
         from confluent_kafka.admin import AdminClient
-        return AdminClient({"bootstrap.servers": ",".join(
-            f"127.0.0.1:{n.internal_port}" for n in self.nodes.values() if n.alive()),
-            "socket.timeout.ms": 10000})
+        bootstrap = ",".join(f"127.0.0.1:{n.internal_port}" for n in self.nodes.values()
+                             if n.alive())
+        if self._admin_for != bootstrap:
+            self._admin_client = AdminClient({"bootstrap.servers": bootstrap,
+                                              "socket.timeout.ms": 10000})
+            self._admin_for = bootstrap
+        return self._admin_client
 
     def out_of_sync(self) -> list[str]:
         """What is not yet healthy: missing brokers, partitions without leader or with a
@@ -574,7 +583,11 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
     binary = Path(os.environ.get("INTEROP_PROXY_BIN", str(SIDECAR_BIN)))
 
     def start(cluster: KafkaCluster, name: str = "proxy", upstream_sasl: str = "oauthbearer",
-              extra_args: list[str] | None = None, ready_timeout: float = 60) -> Proxy:
+              extra_args: list[str] | None = None, ready_timeout: float = 60,
+              wait_ready: bool = True, ca_file: Path | None = None) -> Proxy:
+        """Starts a proxy and waits for /readyz to answer 200 (with wait_ready=False: for its
+        HTTP port to answer at all, for scenarios where it must not become ready). It trusts
+        the cluster's CA unless `ca_file` names another."""
         if not binary.exists():
             pytest.fail(f"proxy binary {binary} is missing: cargo build --bins "
                         f"(or set INTEROP_PROXY_BIN)")
@@ -596,7 +609,7 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
                 "--listen", f"127.0.0.1:{listen}",
                 "--broker-port-base", str(base),
                 "--advertised-host", "127.0.0.1",
-                "--upstream-ca-file", str(cluster.ca_file),
+                "--upstream-ca-file", str(ca_file or cluster.ca_file),
                 "--upstream-sasl", upstream_sasl,
                 "--http-address", "127.0.0.1", "--http-port", str(http_port)] \
             + cluster.resolve_args() + (extra_args or [])
@@ -606,9 +619,10 @@ def start_proxy(workdir: Path, fake_google: FakeGoogle, request):
 
         def ready():
             status, _, _ = http("GET", f"http://127.0.0.1:{http_port}/readyz", timeout=2)
-            return status == 200
+            return status == 200 or not wait_ready
 
-        wait_until(f"the proxy ({name}) /readyz to answer 200", ready, timeout=ready_timeout,
+        wait_until(f"the proxy ({name}) /readyz to answer "
+                   f"{'200' if wait_ready else 'at all'}", ready, timeout=ready_timeout,
                    proc=proc)
         return p
 

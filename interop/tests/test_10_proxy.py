@@ -321,16 +321,18 @@ def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
     victim = cluster.leaders(topic)[0]
     proxy = start_proxy(cluster)
     d0 = len(cluster.decision_log())
-    soak = int(os.environ.get("INTEROP_RESTART_SOAK_SECS", "50"))
+    # Long enough that the node is back (a start takes 5-25 s on a busy 2-core machine) well
+    # before the clients stop, so they must reconnect to it through the proxy.
+    soak = int(os.environ.get("INTEROP_RESTART_SOAK_SECS", "60"))
     events: dict = {}
 
     def restart():
         try:
-            time.sleep(12)
+            time.sleep(10)
             events["stop_at"] = time.time()
             cluster.stop_node(victim)
             events["stopped_at"] = time.time()
-            time.sleep(8)
+            time.sleep(5)
             cluster.start_node(victim)
             events["started_at"] = time.time()
             cluster.wait_in_sync(timeout=90)

@@ -46,6 +46,7 @@ async fn stats_as_json() {
             "tokeninfo": 0,
             "iam_generate_access_token": 0,
             "sts_token": 0,
+            "sts_oauthtoken": 0,
             "rejected": 0,
         })
     );
@@ -177,6 +178,7 @@ async fn lookup_finds_issued_tokens_only() {
             "principal": "sidecar@test-project.iam.gserviceaccount.com",
             "expires_at_unix": issued.expires_at_unix,
             "source": "metadata",
+            "scope": "https://www.googleapis.com/auth/cloud-platform",
         })
     );
     let (status, body) = control_get(&google, "lookup?access_token=ya29.nope").await;

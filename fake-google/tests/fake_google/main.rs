@@ -5,6 +5,7 @@ mod common;
 mod control;
 mod faults;
 mod federation;
+mod fidelity;
 mod lifecycle;
 mod metadata;
 mod refresh;

@@ -87,7 +87,7 @@ async fn refresh_grant_issues_a_token_for_the_user() {
     assert_eq!(body["expires_in"], json!(3600));
     assert_eq!(
         body["scope"],
-        "https://www.googleapis.com/auth/cloud-platform"
+        "https://www.googleapis.com/auth/cloud-platform https://www.googleapis.com/auth/userinfo.email"
     );
     assert_eq!(body["token_type"], "Bearer");
     let token = body["access_token"].as_str().unwrap();

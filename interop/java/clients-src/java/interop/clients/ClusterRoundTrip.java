@@ -51,7 +51,8 @@ import org.apache.kafka.common.serialization.StringSerializer;
  *
  * <p>Arguments are key=value: bootstrap, topic, partitions, count, prefix, group, mode,
  * soakSecs, intervalMs, timeoutSecs, security ({@code plaintext} | {@code sasl_ssl} |
- * {@code sasl_ssl_plain}), tokenUrl and truststore (for sasl_ssl), username and truststore
+ * {@code sasl_ssl_plain} | {@code sasl_plaintext}), tokenUrl (for sasl_ssl and
+ * sasl_plaintext) and truststore (for sasl_ssl), username and truststore
  * (for sasl_ssl_plain, whose password is read from the environment variable
  * {@code INTEROP_PLAIN_PASSWORD}). Prints progress to stderr and one line {@code RESULT {json}} on
  * stdout; exit 0 only when every check passed and no client error was seen.
@@ -128,6 +129,17 @@ public final class ClusterRoundTrip {
             "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
                 + " clientId=\"unused\" clientSecret=\"unused\";");
         break;
+      case "sasl_plaintext":
+        // A client configured for SASL without TLS (what a user copying a direct-connection
+        // configuration might point at the proxy): OAUTHBEARER through the sidecar.
+        p.put("security.protocol", "SASL_PLAINTEXT");
+        p.put("sasl.mechanism", "OAUTHBEARER");
+        p.put("sasl.oauthbearer.token.endpoint.url", arg("tokenUrl", null));
+        p.put("sasl.login.callback.handler.class", HANDLER);
+        p.put("sasl.jaas.config",
+            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
+                + " clientId=\"unused\" clientSecret=\"unused\";");
+        break;
       case "sasl_ssl_plain":
         // Managed Kafka's PLAIN: username = the principal's email, password = a Google access
         // token (from the environment, so it is in no argument list or log).
@@ -145,7 +157,7 @@ public final class ClusterRoundTrip {
         break;
       default:
         throw new IllegalArgumentException("security=" + security
-            + ": want plaintext (through the proxy), sasl_ssl or sasl_ssl_plain (direct)");
+            + ": want plaintext (through the proxy), sasl_ssl, sasl_ssl_plain or sasl_plaintext");
     }
     return p;
   }
