@@ -1,4 +1,4 @@
-"""(11) Issue 15: the proxy measured side by side with a direct connection and kafka-proxy.
+"""(12) Issue 15: the proxy measured side by side with a direct connection and kafka-proxy.
 
 Three paths to the same 3-node TLS cluster, driven by the same load generator
 (`interop.clients.KafkaLoad`, kafka-clients 4.x), in interleaved rounds (A B C A B C ...):
