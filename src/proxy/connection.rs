@@ -495,6 +495,23 @@ async fn responses(
                 }
                 continue;
             }
+            InFlight::Client {
+                proxy_id,
+                client_id,
+                api_key,
+                api_version,
+            } if versions::handling(*api_key, *api_version) == Handling::Opaque => {
+                forward_opaque(
+                    shared,
+                    &mut up_r,
+                    &mut client_w,
+                    &mut buf,
+                    *proxy_id,
+                    *client_id,
+                )
+                .await?;
+                continue;
+            }
             InFlight::Client { proxy_id, .. } | InFlight::Own { proxy_id, .. } => {
                 (*proxy_id, read_frame(shared, &mut up_r, &mut buf).await?)
             }
@@ -548,6 +565,61 @@ async fn write_client(
         .bytes_to_client
         .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
     Ok(())
+}
+
+/// At most this much of an opaque response is read before it is passed on.
+const OPAQUE_CHUNK: usize = 64 * 1024;
+
+/// Forwards a response the proxy does not rewrite as it arrives (cut-through): the
+/// correlation id is set back to the client's once the header is in, and the rest follows
+/// chunk by chunk. A Fetch response of many megabytes is then neither held whole in memory
+/// nor delayed until its last byte has crossed the broker connection: the client reads the
+/// first records while the broker is still sending the last.
+async fn forward_opaque(
+    shared: &Shared,
+    up_r: &mut (impl AsyncRead + Unpin),
+    client_w: &mut (impl AsyncWrite + Unpin),
+    buf: &mut BytesMut,
+    proxy_id: i32,
+    client_id: i32,
+) -> Result<(), ConnError> {
+    let cut_short = || {
+        ConnError::Protocol(
+            "the broker closed the connection in the middle of a response".to_owned(),
+        )
+    };
+    while buf.len() < frame::SIZE_LEN + 4 {
+        if up_r.read_buf(buf).await? == 0 {
+            return Err(cut_short());
+        }
+    }
+    // Checked against the frame limit by complete_frame_len, which is None until it is all in.
+    let total = frame::complete_frame_len(buf, shared.max_frame)?.unwrap_or_else(|| {
+        frame::SIZE_LEN + u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
+    });
+    let got = frame::response_correlation_id(&buf[..total.min(buf.len())])?;
+    if got != proxy_id {
+        return Err(ConnError::Protocol(format!(
+            "the broker answered correlation id {got} where {proxy_id} was due"
+        )));
+    }
+    frame::set_response_correlation_id(buf, client_id);
+    let mut left = total;
+    loop {
+        let n = left.min(buf.len());
+        if n > 0 {
+            write_client(shared, client_w, &buf[..n]).await?;
+            buf.advance(n);
+            left -= n;
+        }
+        if left == 0 {
+            return Ok(());
+        }
+        buf.reserve(left.min(OPAQUE_CHUNK));
+        if up_r.read_buf(buf).await? == 0 {
+            return Err(cut_short());
+        }
+    }
 }
 
 /// Reads one whole frame from the broker (the buffer may already hold part of it).

@@ -429,6 +429,40 @@ async fn produce_acks_zero_gets_no_response_and_opaque_keys_pass_in_order() {
 }
 
 #[tokio::test]
+async fn large_opaque_responses_are_forwarded_whole_and_in_order_across_chunks() {
+    let (_broker, proxy) = start(Script::default(), &[1]).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    // A response of several of the proxy's 64 KiB chunks plus a ragged tail, and right behind
+    // it on the same broker connection a small one, so the second frame's first bytes arrive
+    // in the buffer that holds the first one's last.
+    let size: u32 = 3 * 1024 * 1024 + 7;
+    let mut large = vec![0x27, 0x11, 0, 0];
+    large.extend_from_slice(&700i32.to_be_bytes());
+    large.extend_from_slice(&[0xff, 0xff]);
+    large.extend_from_slice(&size.to_be_bytes());
+    client.send_raw(&large).await;
+    let mut small = vec![0x27, 0x10, 0, 0];
+    small.extend_from_slice(&701i32.to_be_bytes());
+    small.extend_from_slice(&[0xff, 0xff]);
+    client.send_raw(&small).await;
+
+    let frame = client.recv_raw().await.unwrap();
+    assert_eq!(frame.len(), 4 + size as usize);
+    assert_eq!(&frame[..4], &700i32.to_be_bytes());
+    let want: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+    assert!(
+        frame[4..] == want[..],
+        "the large response's body changed on the way"
+    );
+    let frame = client.recv_raw().await.unwrap();
+    assert_eq!(
+        &frame[..],
+        &[&701i32.to_be_bytes()[..], b"proprietary"].concat()[..]
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
 async fn api_versions_above_what_the_proxy_decodes_get_the_kip_511_answer_at_v0() {
     let mut script = Script::default();
     // This broker knows ApiVersions up to v3 only.

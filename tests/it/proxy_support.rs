@@ -167,6 +167,15 @@ impl FakeBroker {
             if script.close_on_key == Some(key) {
                 return;
             }
+            if key == 10_001 {
+                // Another proprietary API: a response of the size the request asks for (a u32
+                // after the header's client id), filled with a known pattern.
+                let size = u32::from_be_bytes(frame[frame.len() - 4..].try_into().unwrap());
+                let mut out = correlation.to_be_bytes().to_vec();
+                out.extend((0..size).map(|i| (i % 251) as u8));
+                write_frame(&mut stream, &out).await;
+                continue;
+            }
             if key == 10_000 {
                 // A proprietary API: echo its body.
                 let mut out = correlation.to_be_bytes().to_vec();
