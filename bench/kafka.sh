@@ -7,7 +7,7 @@
 #                  [--perf DIR]   (perf record each proxy through its first produce and consume)
 #
 # Builds our release binary (symbols kept so `perf` can read a profile of it), fake-google
-# and the Java programs, then runs interop/tests/test_12_proxy_bench.py with INTEROP_BENCH=full.
+# and the Java programs, then runs interop/tests/test_14_proxy_bench.py with INTEROP_BENCH=full.
 # Figures: bench/results/kafka-<UTC time>.json and .md (the table docs/performance.md shows).
 # About 20 s of load per path and figure kind and round: ~12 minutes for 3 paths x 3 rounds.
 # How to build kafka-proxy out of tree: docs/performance.md.
