@@ -583,7 +583,8 @@ fn refused(
         .as_ref()
         .map(|m| m.as_str().to_owned())
         .unwrap_or_else(|| "(the broker sent no message)".to_owned());
-    if let Some(challenge) = challenge {
+    // Kafka's broker usually repeats the challenge as its error message: say it once.
+    if let Some(challenge) = challenge.filter(|c| !message.contains(c)) {
         message.push_str("; the broker's error challenge: ");
         message.push_str(challenge);
     }
