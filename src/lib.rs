@@ -85,6 +85,7 @@
 pub mod bench_hooks;
 mod cache;
 pub mod client_config;
+mod connection_slots;
 pub mod credentials;
 pub mod doctor;
 pub mod endpoint;

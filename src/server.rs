@@ -21,7 +21,7 @@ use std::future::Future;
 use std::io;
 use std::net::{Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use axum::Router;
@@ -32,6 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, watch};
 use tower::ServiceExt as _;
 
+use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
 use crate::endpoint::EndpointError;
 
 /// Pause after a failed `accept` (out of file descriptors and the like): long enough not to
@@ -62,146 +63,6 @@ impl Default for Limits {
             max_header_bytes: 16 * 1024,
             header_read_timeout: Duration::from_secs(10),
             request_deadline: Duration::from_secs(18),
-        }
-    }
-}
-
-/// The connections being served, for the accept loop to choose one to close when a new client
-/// arrives at the connection limit.
-///
-/// Idle keep-alive connections (and connections that never sent a request) cost a slot while
-/// doing nothing: one local process holding every slot with them would make every other
-/// client wait for the idle timeout. So at the limit, the connection that has been idle
-/// longest (no request in flight, oldest last activity) is closed for each new one. A
-/// connection with a request in flight is never chosen; those are bounded by the request
-/// deadline instead.
-struct Connections {
-    epoch: std::time::Instant,
-    next_id: AtomicU64,
-    slots: std::sync::Mutex<std::collections::HashMap<u64, Arc<ConnectionSlot>>>,
-    /// When "connection limit reached" was last logged (ms since `epoch`), so an attack logs
-    /// a line a minute, not one per connection.
-    last_warning_ms: AtomicU64,
-}
-
-/// What the accept loop knows of one connection.
-struct ConnectionSlot {
-    id: u64,
-    epoch: std::time::Instant,
-    /// Requests being answered (0 or 1 on HTTP/1.1 without pipelining).
-    in_flight: AtomicUsize,
-    /// Accepted, or a request last started or finished, in ms since `epoch`.
-    last_active_ms: AtomicU64,
-    /// Set once chosen, so the next eviction picks another.
-    evicting: AtomicBool,
-    /// Woken to close the connection.
-    evict: tokio::sync::Notify,
-}
-
-/// Counts a request in flight on its connection until dropped (also when the request's
-/// future is dropped unfinished).
-struct RequestInFlight(Arc<ConnectionSlot>);
-
-impl Drop for RequestInFlight {
-    fn drop(&mut self) {
-        self.0.touch();
-        self.0.in_flight.fetch_sub(1, Ordering::AcqRel);
-    }
-}
-
-impl ConnectionSlot {
-    fn touch(&self) {
-        self.last_active_ms
-            .store(millis_since(self.epoch), Ordering::Release);
-    }
-
-    fn begin_request(self: &Arc<Self>) -> RequestInFlight {
-        self.in_flight.fetch_add(1, Ordering::AcqRel);
-        self.touch();
-        RequestInFlight(self.clone())
-    }
-}
-
-fn millis_since(epoch: std::time::Instant) -> u64 {
-    u64::try_from(epoch.elapsed().as_millis()).unwrap_or(u64::MAX)
-}
-
-/// At the limit with every connection busy, how often to look again for one turned idle.
-const MAKE_ROOM_RETRY: Duration = Duration::from_millis(100);
-
-/// Log "connection limit reached" at most this often.
-const LIMIT_WARNING_INTERVAL_MS: u64 = 60_000;
-
-impl Connections {
-    fn new() -> Self {
-        Self {
-            epoch: std::time::Instant::now(),
-            next_id: AtomicU64::new(0),
-            slots: std::sync::Mutex::new(std::collections::HashMap::new()),
-            last_warning_ms: AtomicU64::new(u64::MAX),
-        }
-    }
-
-    fn register(&self) -> Arc<ConnectionSlot> {
-        let slot = Arc::new(ConnectionSlot {
-            id: self.next_id.fetch_add(1, Ordering::Relaxed),
-            epoch: self.epoch,
-            in_flight: AtomicUsize::new(0),
-            last_active_ms: AtomicU64::new(millis_since(self.epoch)),
-            evicting: AtomicBool::new(false),
-            evict: tokio::sync::Notify::new(),
-        });
-        self.lock().insert(slot.id, slot.clone());
-        slot
-    }
-
-    fn remove(&self, id: u64) {
-        self.lock().remove(&id);
-    }
-
-    fn lock(
-        &self,
-    ) -> std::sync::MutexGuard<'_, std::collections::HashMap<u64, Arc<ConnectionSlot>>> {
-        // A panic while holding this lock leaves the map consistent (single inserts/removes).
-        self.slots
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// Tells the connection idle longest to close, and says whether there was one; logs
-    /// (rate-limited) that the limit was reached. Does nothing when every connection has a
-    /// request in flight.
-    fn make_room(&self, max_connections: usize) -> bool {
-        let now = millis_since(self.epoch);
-        let last = self.last_warning_ms.load(Ordering::Relaxed);
-        if (last == u64::MAX || now.saturating_sub(last) >= LIMIT_WARNING_INTERVAL_MS)
-            && self
-                .last_warning_ms
-                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
-                .is_ok()
-        {
-            tracing::warn!(
-                max_connections,
-                "connection limit reached; closing the longest-idle connections to make room for new ones (logged at most once a minute)"
-            );
-        }
-        let chosen = self
-            .lock()
-            .values()
-            .filter(|slot| {
-                slot.in_flight.load(Ordering::Acquire) == 0
-                    && !slot.evicting.load(Ordering::Relaxed)
-            })
-            .min_by_key(|slot| slot.last_active_ms.load(Ordering::Acquire))
-            .cloned();
-        match chosen {
-            Some(slot) => {
-                slot.evicting.store(true, Ordering::Relaxed);
-                // notify_one keeps the wake-up if the task is not waiting yet.
-                slot.evict.notify_one();
-                true
-            }
-            None => false,
         }
     }
 }

@@ -19,6 +19,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use clap::{ArgAction, Args, ValueEnum};
+use gcp_kafka_auth_handler::endpoint::{self, EndpointConfig};
 use gcp_kafka_auth_handler::proxy::cluster_name::{self, ClusterName, LookupError, LookupOptions};
 use gcp_kafka_auth_handler::proxy::dial::ForwardProxy;
 use gcp_kafka_auth_handler::proxy::{Proxy, ProxyStatus, SaslMechanism};
@@ -85,9 +86,17 @@ pub struct ProxyArgs {
     #[command(flatten)]
     pub credentials: CredentialArgs,
 
-    /// The bootstrap listener clients put in bootstrap.servers (plaintext, no SASL).
+    /// The bootstrap listener clients put in bootstrap.servers (plaintext, no SASL). The
+    /// default 127.0.0.1 holds [::1] on the same ports too, so no other local process can
+    /// take the IPv6 half of `localhost`.
     #[arg(long, env = "GCP_KAFKA_AUTH_LISTEN", default_value = "127.0.0.1:9092")]
     pub listen: SocketAddr,
+
+    /// Allow --listen, --http-address or --token-endpoint on an address other hosts can
+    /// reach. Anyone who reaches the Kafka port uses the cluster as the proxy's Google
+    /// identity; without this flag such an address is refused.
+    #[arg(long, env = "GCP_KAFKA_AUTH_ALLOW_REMOTE_CLIENTS")]
+    pub allow_remote_clients: bool,
 
     /// Broker node N listens on PORT + N, on the --listen address.
     #[arg(
@@ -149,9 +158,38 @@ pub struct ProxyArgs {
     )]
     pub token_endpoint: Option<SocketAddr>,
 
-    /// Client connections served at once over all listeners; more wait in the backlog.
-    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS", default_value_t = 1024)]
-    pub max_connections: usize,
+    /// Client connections served at once over all listeners; at the limit the one idle
+    /// longest is closed for a new one. Default: 1024, or less when the file-descriptor
+    /// limit (raised to its hard limit at start) holds fewer than two per connection.
+    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_CONNECTIONS")]
+    pub max_connections: Option<usize>,
+
+    /// Bytes of each direction's buffer per connection: the largest request header and the
+    /// chunk bodies are forwarded in (requests and responses stream through it).
+    #[arg(long, env = "GCP_KAFKA_AUTH_CONNECTION_BUFFER_BYTES", default_value_t = gcp_kafka_auth_handler::proxy::limits::DEFAULT_CONNECTION_BUFFER)]
+    pub connection_buffer_bytes: usize,
+
+    /// Bytes of broker responses held whole for rewriting, all connections together
+    /// (charged 3 times their size); more wait. See docs/security.md for the memory bound.
+    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_BUFFERED_BYTES", default_value_t = gcp_kafka_auth_handler::proxy::limits::DEFAULT_MAX_BUFFERED_BYTES)]
+    pub max_buffered_bytes: usize,
+
+    /// Largest broker response the proxy decodes to rewrite addresses (Metadata and the like).
+    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_REWRITTEN_RESPONSE_BYTES", default_value_t = gcp_kafka_auth_handler::proxy::limits::DEFAULT_MAX_REWRITTEN_RESPONSE)]
+    pub max_rewritten_response_bytes: usize,
+
+    /// Requests one connection may have in flight before the proxy stops reading from it.
+    #[arg(long, env = "GCP_KAFKA_AUTH_MAX_IN_FLIGHT", default_value_t = gcp_kafka_auth_handler::proxy::limits::DEFAULT_MAX_IN_FLIGHT)]
+    pub max_in_flight: usize,
+
+    /// Time a new client connection has to send its first request header.
+    #[arg(long, env = "GCP_KAFKA_AUTH_FIRST_REQUEST_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    pub first_request_timeout: Duration,
+
+    /// A client connection with nothing in flight and no traffic for this long is closed
+    /// (Kafka's connections.max.idle.ms).
+    #[arg(long, env = "GCP_KAFKA_AUTH_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
+    pub idle_timeout: Duration,
 
     /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
     #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
@@ -561,12 +599,26 @@ fn health_router(health: Arc<Health>) -> Router {
         .with_state(health)
 }
 
+/// The header `POST /quitquitquit` must carry. A web page cannot send a custom header to
+/// another origin without a CORS preflight, which this server never answers, so no page a
+/// local browser opens can stop the proxy.
+pub const QUIT_HEADER: &str = "x-quitquitquit";
+
 fn admin_router(quit: Arc<watch::Sender<Option<StopReason>>>) -> Router {
     Router::new().route(
         "/quitquitquit",
-        post(move || {
+        post(move |headers: http::HeaderMap| {
             let quit = quit.clone();
             async move {
+                if !headers.contains_key(QUIT_HEADER) {
+                    return json(
+                        StatusCode::BAD_REQUEST,
+                        serde_json::json!({
+                            "error": "missing_header",
+                            "error_description": "POST /quitquitquit needs the header X-Quitquitquit (any value), which web pages cannot send: curl -X POST -H 'X-Quitquitquit: 1' http://127.0.0.1:9091/quitquitquit",
+                        }),
+                    );
+                }
                 tracing::info!("POST /quitquitquit: stopping");
                 quit.send_if_modified(|reason| {
                     if reason.is_none() {
@@ -633,12 +685,19 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
 
     let plans = plans(&args)?;
+    refuse_remote(&args)?;
+    let max_connections = max_connections(args.max_connections);
     let mut listeners = Vec::new();
     for plan in &plans {
-        let listener = tokio::net::TcpListener::bind(plan.listen)
-            .await
-            .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
-        listeners.push(listener);
+        let bound = if plan.listen.ip() == std::net::Ipv4Addr::LOCALHOST {
+            server::bind_loopback(plan.listen.port()).await
+        } else {
+            tokio::net::TcpListener::bind(plan.listen)
+                .await
+                .map(|l| vec![l])
+        }
+        .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
+        listeners.push(bound);
     }
     let http_addr = SocketAddr::new(args.http_address, args.http_port);
     let http = tokio::net::TcpListener::bind(http_addr)
@@ -652,7 +711,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %listener.local_addr()?, "admin server: POST http://{}/quitquitquit stops the proxy", listener.local_addr()?);
         Some(tokio::spawn(server::serve(
             vec![listener],
-            admin_router(reason_tx.clone()),
+            endpoint::protect(admin_router(reason_tx.clone()), EndpointConfig::default()),
             server::Limits {
                 max_connections: 8,
                 ..server::Limits::default()
@@ -666,9 +725,16 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     let health = Arc::new(Health::default());
     let http_local = http.local_addr()?;
     tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
+    // Loopback: the token endpoint's Host check against DNS rebinding. Elsewhere (a pod's
+    // address, for kubelet probes) any Host, but browsers are refused everywhere.
+    let ops_guard = if args.http_address.is_loopback() {
+        EndpointConfig::default()
+    } else {
+        EndpointConfig::default().allow_any_host()
+    };
     let ops = tokio::spawn(server::serve(
         vec![http],
-        health_router(health.clone()),
+        endpoint::protect(health_router(health.clone()), ops_guard),
         server::Limits {
             max_connections: 64,
             ..server::Limits::default()
@@ -723,7 +789,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
         };
-        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?
+            .with_max_connections(max_connections)
+            .build()?;
         statuses.push((plan.label.clone(), proxy.status()));
         proxies.push(proxy);
     }
@@ -731,13 +799,13 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
-            "the Kafka listener is not on loopback: every host that can reach it uses the cluster as {}",
-            provider.describe_source()
+            identity = %provider.describe_source(),
+            "--allow-remote-clients: the Kafka listener is not on loopback; every host that can reach it uses the cluster as this identity, without authenticating"
         );
     }
     let mut running = Vec::new();
-    for (proxy, listener) in proxies.into_iter().zip(listeners) {
-        running.push(tokio::spawn(proxy.run(listener, stopped())));
+    for (proxy, listeners) in proxies.into_iter().zip(listeners) {
+        running.push(tokio::spawn(proxy.run_on(listeners, stopped())));
     }
     for task in running {
         task.await.context("proxy task")??;
@@ -762,6 +830,83 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     Ok(exit_code(reason, args.exit_zero_on_sigterm))
 }
 
+/// Refuses listeners other hosts can reach unless `--allow-remote-clients` says so: the
+/// Kafka port hands the proxy's Google identity to whoever connects, and the health port
+/// tells them about it.
+fn refuse_remote(args: &ProxyArgs) -> anyhow::Result<()> {
+    if args.allow_remote_clients {
+        for (flag, ip) in [
+            ("--http-address", Some(args.http_address)),
+            ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
+        ] {
+            if ip.is_some_and(|ip| !ip.is_loopback()) {
+                tracing::warn!(
+                    "--allow-remote-clients: {flag} {} is reachable from other hosts",
+                    ip.expect("checked")
+                );
+            }
+        }
+        return Ok(());
+    }
+    for (flag, ip) in [
+        ("--listen", Some(args.listen.ip())),
+        ("--http-address", Some(args.http_address)),
+        ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
+    ] {
+        if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
+            return Err(anyhow!(
+                "{flag} {ip} is not a loopback address: every host that can reach it could use the cluster as the proxy's Google identity (or read its health and metrics). Keep it on 127.0.0.1, or pass --allow-remote-clients if a network policy or firewall limits who can connect"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// `--max-connections`, or the default the file-descriptor limit allows: the soft limit is
+/// raised to the hard one first, and each client costs two descriptors (its socket and the
+/// broker's), plus a reserve for listeners, logs and the token fetches.
+fn max_connections(flag: Option<usize>) -> usize {
+    const DEFAULT: usize = 1024;
+    const RESERVE: u64 = 64;
+    let limit = raise_nofile_limit();
+    let fits = limit.map(|n| usize::try_from(n.saturating_sub(RESERVE) / 2).unwrap_or(usize::MAX));
+    match (flag, fits) {
+        (Some(n), Some(fits)) if n > fits => {
+            tracing::warn!(
+                max_connections = n,
+                nofile = limit,
+                "--max-connections {n} needs {} file descriptors, more than the limit of {}; raise it (ulimit -n, LimitNOFILE=) or the proxy will refuse connections beyond ~{fits}",
+                2 * n as u64 + RESERVE,
+                limit.unwrap_or_default()
+            );
+            n
+        }
+        (Some(n), _) => n,
+        (None, Some(fits)) => DEFAULT.min(fits.max(1)),
+        (None, None) => DEFAULT,
+    }
+}
+
+/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit in force.
+fn raise_nofile_limit() -> Option<u64> {
+    #[cfg(unix)]
+    {
+        match rlimit::increase_nofile_limit(u64::MAX) {
+            Ok(n) => Some(n),
+            Err(e) => {
+                tracing::debug!("cannot raise the file-descriptor limit: {e}");
+                rlimit::getrlimit(rlimit::Resource::NOFILE)
+                    .ok()
+                    .map(|(soft, _)| soft)
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        None
+    }
+}
+
 /// The library configuration the flags describe, for one cluster.
 fn builder(
     args: &ProxyArgs,
@@ -778,7 +923,12 @@ fn builder(
             UpstreamSasl::Oauthbearer => SaslMechanism::OauthBearer,
             UpstreamSasl::Plain => SaslMechanism::Plain,
         })
-        .with_max_connections(args.max_connections)
+        .with_connection_buffer_bytes(args.connection_buffer_bytes)
+        .with_max_buffered_bytes(args.max_buffered_bytes)
+        .with_max_rewritten_response_bytes(args.max_rewritten_response_bytes)
+        .with_max_in_flight(args.max_in_flight)
+        .with_first_request_timeout(args.first_request_timeout)
+        .with_idle_timeout(args.idle_timeout)
         .with_drain_timeout(args.max_sigterm_delay);
     for (host, ip) in &args.resolve {
         builder = builder.with_resolve(host, *ip);

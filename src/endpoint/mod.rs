@@ -67,6 +67,27 @@ pub fn router_with(provider: KafkaTokenProvider, config: EndpointConfig) -> Rout
         ))
 }
 
+/// `router` behind the same checks as the token endpoint (a foreign `Host` and any browser
+/// request refused, per `config`) with `nosniff` on every answer: for the health, metrics
+/// and admin ports beside it, which a web page must not read or drive either.
+pub fn protect(router: Router, config: EndpointConfig) -> Router {
+    router.layer(axum::middleware::from_fn(
+        move |request: Request, next: Next| {
+            let config = config.clone();
+            async move {
+                let mut response = match guard::refusal(&config, request.headers(), request.uri()) {
+                    Some(err) => err.into_response(),
+                    None => next.run(request).await,
+                };
+                response
+                    .headers_mut()
+                    .insert(header::X_CONTENT_TYPE_OPTIONS, NOSNIFF);
+                response
+            }
+        },
+    ))
+}
+
 /// `X-Content-Type-Options: nosniff`, on every answer so that no browser ever renders a token
 /// or an error body as HTML or script whatever its `Content-Type`.
 pub(crate) const NOSNIFF: HeaderValue = HeaderValue::from_static("nosniff");

@@ -1,39 +1,58 @@
 //! One client connection and its broker connection.
 //!
-//! States: connecting → authenticating (before any client byte is read) → forwarding ⇄
-//! re-authenticating → draining. Two halves run concurrently in one task:
+//! States: waiting for the first request → connecting and authenticating (on the first
+//! request that must reach a broker, never at accept) → forwarding ⇄ re-authenticating →
+//! draining. Two halves run concurrently in one task:
 //!
-//! - requests (client → broker): complete frames are read into one buffer, each gets the
-//!   proxy's next correlation id written in place, an in-flight entry is queued (none for
-//!   Produce `acks=0`, which gets no response), and the run of frames is written with one
-//!   `write_all`. Re-authentication happens here, between frames: the half stops reading
-//!   the client, sends SaslHandshake and SaslAuthenticate with its own correlation ids and
-//!   waits for their answers, which the other half hands over.
+//! - requests (client → broker): each request's header is read into the connection's buffer
+//!   (at most [`Limits::connection_buffer`](super::Limits) bytes) and admitted or refused
+//!   from it alone ([`versions::admit`]); an admitted request gets the proxy's next
+//!   correlation id written in place and an in-flight entry queued (none for Produce
+//!   `acks=0`, which gets no response) *before* any of it is written, and its body is then
+//!   forwarded as it arrives, chunk by chunk. Small requests that arrive together go out in
+//!   one write. Re-authentication happens here, between requests: the half stops reading the
+//!   client, sends SaslHandshake and SaslAuthenticate with its own correlation ids and waits
+//!   for their answers, which the other half hands over.
 //! - responses (broker → client): each frame is matched to the oldest in-flight entry
 //!   (Kafka answers in request order), its correlation id set back to the client's, and
-//!   forwarded; only the responses that carry broker addresses or API versions are decoded.
+//!   forwarded as it arrives; only the responses that carry broker addresses, API versions
+//!   or address-valued configurations are held whole and decoded, within the process-wide
+//!   budget ([`super::limits`]).
 //!
 //! The in-flight queue is a bounded channel: a client that pipelines more than
-//! `max_in_flight` requests, or a slow reader, makes the proxy stop reading instead of
-//! buffering. Each direction holds at most one frame being read.
+//! [`Limits::max_in_flight`](super::Limits) requests, or that does not read its answers,
+//! makes the proxy stop reading from it instead of buffering. When the requests half fails
+//! (a framing error, a refused request), both halves close at once; when the client only
+//! stops sending, the answers in flight are still delivered, within
+//! [`DRAIN_AFTER_CLIENT_STOPPED`].
 
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use bytes::{Buf as _, Bytes, BytesMut};
-use kafka_protocol::messages::{ApiKey, SaslAuthenticateResponse, SaslHandshakeResponse};
+use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
+use kafka_protocol::ResponseError;
+use kafka_protocol::messages::{
+    ApiKey, CreateDelegationTokenResponse, DescribeDelegationTokenResponse, DescribeQuorumResponse,
+    ExpireDelegationTokenResponse, RenewDelegationTokenResponse, SaslAuthenticateResponse,
+    SaslHandshakeResponse,
+};
 use kafka_protocol::protocol::{Encodable, StrBytes};
-use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
+use tokio::io::{
+    AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
+};
 use tokio::net::TcpStream;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
 use super::Shared;
 use super::frame::{self, FrameError};
+use super::limits::{BudgetError, DRAIN_AFTER_CLIENT_STOPPED, REWRITTEN_WRITE_TIMEOUT};
 use super::metrics::{AuthOutcome, ClientMistake};
 use super::rewrite::{self, RewriteError};
 use super::upstream::{self, Io, Sequence, Session, UpstreamError};
-use super::versions::{self, Handling};
+use super::versions::{self, Admission, Handling};
+use crate::connection_slots::ConnectionSlot;
 
 /// The client's text for a SASL attempt against the proxy.
 pub(crate) const SASL_REFUSAL: &str =
@@ -72,11 +91,13 @@ enum InFlight {
     /// An answer made by the proxy, sent in its place in the order; `close` ends the
     /// connection after it.
     Local { frame: Bytes, close: bool },
+    /// Close once everything before it is answered (a request the proxy does not forward).
+    Close,
 }
 
 /// Why a connection ended abnormally.
 #[derive(Debug, thiserror::Error)]
-enum ConnError {
+pub(crate) enum ConnError {
     #[error(transparent)]
     Frame(#[from] FrameError),
     #[error(transparent)]
@@ -85,25 +106,75 @@ enum ConnError {
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
     Bind(#[from] super::BindError),
+    #[error(transparent)]
+    Budget(#[from] BudgetError),
+    #[error(transparent)]
+    Dial(#[from] super::dial_gate::DialRefused),
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(
+        "no complete request header within {0:?} of connecting; closing (a Kafka client sends ApiVersions at once)"
+    )]
+    FirstRequestTimeout(Duration),
     #[error("{0}")]
     Protocol(String),
 }
 
+impl ConnError {
+    /// The cause, for rate-limiting the log: one line per cause and interval, not one per
+    /// connection.
+    pub fn cause(&self) -> &'static str {
+        match self {
+            Self::Frame(FrameError::TlsClientHello) => "client tls",
+            Self::Frame(FrameError::Http(_)) => "client http",
+            Self::Frame(_) => "client framing",
+            Self::Upstream(UpstreamError::Token(_)) => "token",
+            Self::Upstream(UpstreamError::Refused { .. }) => "broker refused",
+            Self::Upstream(UpstreamError::Connect { .. } | UpstreamError::Resolve { .. }) => {
+                "broker connect"
+            }
+            Self::Upstream(UpstreamError::Tls { .. }) => "broker tls",
+            Self::Upstream(_) => "broker",
+            Self::Rewrite(_) => "rewrite",
+            Self::Bind(_) => "bind",
+            Self::Budget(_) => "budget",
+            Self::Dial(_) => "dial backoff",
+            Self::Io(_) => "io",
+            Self::FirstRequestTimeout(_) => "first request timeout",
+            Self::Protocol(_) => "protocol",
+        }
+    }
+}
+
 /// Serves one accepted client until either side closes.
-pub(crate) async fn serve(shared: Arc<Shared>, client: TcpStream, target: Target) {
+pub(crate) async fn serve(
+    shared: Arc<Shared>,
+    client: TcpStream,
+    target: Target,
+    slot: Arc<ConnectionSlot>,
+) {
     let label = target.label();
     shared.metrics.opened(&label);
     let peer = client
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let result = serve_inner(&shared, client, target).await;
+    let result = serve_inner(&shared, client, target, &slot).await;
     shared.metrics.closed(&label);
     match result {
         Ok(()) => tracing::debug!(client = %peer, listener = %label, "connection closed"),
-        Err(err) => tracing::warn!(client = %peer, listener = %label, "connection closed: {err}"),
+        Err(err) => {
+            if let Some(suppressed) = shared.log_limit.allow(err.cause()) {
+                tracing::warn!(
+                    client = %peer,
+                    listener = %label,
+                    suppressed,
+                    "connection closed: {err}"
+                );
+            } else {
+                tracing::debug!(client = %peer, listener = %label, "connection closed: {err}");
+            }
+        }
     }
 }
 
@@ -111,23 +182,45 @@ async fn serve_inner(
     shared: &Arc<Shared>,
     client: TcpStream,
     target: Target,
+    slot: &Arc<ConnectionSlot>,
 ) -> Result<(), ConnError> {
     let _ = client.set_nodelay(true);
-    let mut seq = Sequence::default();
-    let (upstream, host, session) = open_upstream(shared, target, &mut seq).await?;
     let (client_r, client_w) = client.into_split();
-    let (up_r, up_w) = tokio::io::split(upstream);
-    let (tx, rx) = mpsc::channel(shared.max_in_flight);
-    let requests = requests(shared, client_r, up_w, tx, seq, &host, session);
-    let responses = responses(shared, up_r, client_w, rx);
+    let (tx, rx) = mpsc::channel(shared.limits.max_in_flight);
+    let (reader_tx, reader_rx) = oneshot::channel();
+    let cap = shared.limits.connection_buffer;
+    let requests = Requests {
+        shared,
+        target,
+        client_r,
+        buf: BytesMut::with_capacity(cap),
+        cap,
+        ready: 0,
+        tx,
+        reader_tx: Some(reader_tx),
+        broker: None,
+        slot,
+        first: true,
+        evicted: false,
+        accepted: Instant::now(),
+        shutdown: shared.shutdown.clone(),
+    }
+    .run();
+    let responses = responses(shared, reader_rx, client_w, rx, slot);
     tokio::pin!(requests, responses);
     tokio::select! {
-        r = &mut requests => {
-            // The client stopped sending (half-close, shutdown, refusal) or failed: the
+        r = &mut requests => match r {
+            // The client stopped sending (half-close, shutdown, a refused request): the
             // responses half delivers what is in flight, then closes.
-            let drained = responses.await;
-            r.and(drained)
-        }
+            Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_STOPPED, responses).await {
+                Ok(drained) => drained,
+                Err(_) => Err(ConnError::Protocol(format!(
+                    "answers still outstanding {DRAIN_AFTER_CLIENT_STOPPED:?} after the client stopped sending; closing"
+                ))),
+            },
+            // The request stream is broken: close both halves now, dropping what is queued.
+            Err(e) => Err(e),
+        },
         r = &mut responses => r,
     }
 }
@@ -151,40 +244,62 @@ async fn open_upstream(
     };
     let mut last = None;
     for (host, port) in candidates {
+        shared.dial_gate.admit(&host, port).await?;
         match open_one(shared, &host, port, seq).await {
-            Ok((stream, session)) => return Ok((stream, host, session)),
+            Ok((stream, session)) => {
+                shared.dial_gate.succeeded(&host, port);
+                shared.upstream_succeeded();
+                return Ok((stream, host, session));
+            }
             Err(e) => {
-                if matches!(target, Target::Bootstrap) {
-                    tracing::warn!("bootstrap server {host}:{port}: {e}");
-                }
+                tracing::debug!("broker {host}:{port}: {e}");
+                shared.dial_gate.failed(&host, port, &e);
                 last = Some(e);
             }
         }
     }
-    Err(last
+    let err = last
         .map(ConnError::Upstream)
-        .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned())))
+        .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned()));
+    shared.upstream_failed(&err.to_string());
+    Err(err)
 }
 
+/// One broker connection: TCP, TLS, ApiVersions and SASL, within the connect timeout twice
+/// over (the connect and the authentication each have their own).
 pub(crate) async fn open_one(
     shared: &Shared,
     host: &str,
     port: u16,
     seq: &mut Sequence,
 ) -> Result<(Box<dyn Io>, Session), UpstreamError> {
-    let mut stream = shared.upstream.connect(host, port).await?;
-    let token = shared.provider.token().await?;
-    match shared
-        .upstream
-        .authenticate(&mut stream, host, seq, &token)
+    let result = async {
+        let mut stream = shared.upstream.connect(host, port).await?;
+        let token = shared.provider.token().await?;
+        let timeout = shared.upstream.connect_timeout;
+        match tokio::time::timeout(
+            timeout,
+            shared.upstream.authenticate(&mut stream, host, seq, &token),
+        )
         .await
-    {
-        Ok(session) => {
+        {
+            Ok(session) => Ok((stream, session?)),
+            Err(_) => Err(UpstreamError::Io {
+                host: host.to_owned(),
+                during: "authentication",
+                detail: format!("no answer within {timeout:?}"),
+            }),
+        }
+    }
+    .await;
+    match result {
+        Ok((stream, session)) => {
             shared.metrics.auth(false, AuthOutcome::Ok);
             tracing::debug!(broker = %host, session_lifetime_ms = session.lifetime_ms, "authenticated");
             Ok((stream, session))
         }
         Err(e) => {
+            // Every failure counts, the token's too: "failed" is what an operator alerts on.
             let outcome = if matches!(e, UpstreamError::Refused { .. }) {
                 AuthOutcome::Refused
             } else {
@@ -196,132 +311,494 @@ pub(crate) async fn open_one(
     }
 }
 
-/// When to re-authenticate: at a random 85–95 % of the session, as kafka-clients does
-/// (KIP-368), so connections opened together do not all re-authenticate at once.
-fn reauth_deadline(session: &Session) -> Option<Instant> {
-    (session.lifetime_ms > 0).then(|| {
+/// When to re-authenticate at the latest: at a random 85–95 % of the session, as
+/// kafka-clients does (KIP-368), so connections opened together do not all re-authenticate
+/// at once.
+fn reauth_deadline(lifetime_ms: i64) -> Option<Instant> {
+    (lifetime_ms > 0).then(|| {
         let fraction = 0.85 + 0.10 * fastrand::f64();
-        Instant::now() + Duration::from_millis((session.lifetime_ms as f64 * fraction) as u64)
+        Instant::now() + Duration::from_millis((lifetime_ms as f64 * fraction) as u64)
     })
 }
 
-/// Client → broker.
-async fn requests(
-    shared: &Shared,
-    mut client_r: impl AsyncRead + Unpin,
-    mut up_w: impl AsyncWrite + Unpin,
-    tx: mpsc::Sender<InFlight>,
-    mut seq: Sequence,
-    host: &str,
+/// From when a re-authentication is done early, at the first moment nothing is in flight:
+/// half the session. A client that pipelines large requests read slowly may keep requests
+/// in flight past the deadline, and the broker answers them before it reads the
+/// re-authentication; starting while the connection is quiet keeps that from running past
+/// the session's end.
+fn early_reauth_from(lifetime_ms: i64) -> Option<Instant> {
+    (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis((lifetime_ms / 2) as u64))
+}
+
+/// The authenticated broker connection's writing half and what re-authentication needs.
+struct Broker {
+    w: WriteHalf<Box<dyn Io>>,
+    host: String,
     session: Session,
-) -> Result<(), ConnError> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
-    let mut first = true;
-    let mut reauth_at = reauth_deadline(&session);
-    let mut shutdown = shared.shutdown.clone();
-    loop {
-        // Every complete frame in the buffer, rewritten in place; `ready` bytes are due.
-        let mut ready = 0;
+    seq: Sequence,
+    reauth_at: Option<Instant>,
+    early_from: Option<Instant>,
+}
+
+/// Client → broker.
+struct Requests<'a, R> {
+    shared: &'a Arc<Shared>,
+    target: Target,
+    client_r: R,
+    /// The client's bytes not yet written to the broker: `[..ready]` are whole requests
+    /// admitted and rewritten, the rest the start of the next one. Never above `cap`.
+    buf: BytesMut,
+    cap: usize,
+    ready: usize,
+    tx: mpsc::Sender<InFlight>,
+    /// Hands the broker connection's reading half to the responses half once it is open.
+    reader_tx: Option<oneshot::Sender<ReadHalf<Box<dyn Io>>>>,
+    broker: Option<Broker>,
+    slot: &'a Arc<ConnectionSlot>,
+    /// No request header has been read yet.
+    first: bool,
+    /// Chosen to make room at the connection limit while a request was in flight.
+    evicted: bool,
+    accepted: Instant,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+}
+
+impl<R: AsyncRead + Unpin> Requests<'_, R> {
+    async fn run(mut self) -> Result<(), ConnError> {
         loop {
-            let rest = &buf[ready..];
-            if first && rest.len() >= 4 {
+            let rest = &self.buf[self.ready..];
+            if self.first && rest.len() >= 4 {
                 if let Some(mistake) = frame::classify_first_bytes(rest) {
-                    shared.metrics.mistake(match mistake {
+                    self.shared.metrics.mistake(match mistake {
                         FrameError::TlsClientHello => ClientMistake::TlsOnPlaintext,
                         _ => ClientMistake::Http,
                     });
                     return Err(mistake.into());
                 }
             }
-            let len = match frame::complete_frame_len(rest, shared.max_frame) {
-                Ok(Some(len)) => len,
-                Ok(None) => break,
+            let total = match frame::declared_len(rest, self.shared.max_frame) {
+                Ok(Some(total)) => total,
+                Ok(None) => {
+                    if !self.fill().await? {
+                        return self.stop().await;
+                    }
+                    continue;
+                }
                 Err(e) => {
-                    shared.metrics.mistake(ClientMistake::Framing);
+                    self.shared.metrics.mistake(ClientMistake::Framing);
                     return Err(e.into());
                 }
             };
-            first = false;
-            let peek = frame::peek_request(&buf[ready..ready + len])?;
-            shared.metrics.request(peek.api_key);
-            if peek.api_key == ApiKey::SaslHandshake as i16
-                || peek.api_key == ApiKey::SaslAuthenticate as i16
-            {
-                flush(&mut up_w, &mut buf, &mut ready, shared).await?;
-                shared.metrics.mistake(ClientMistake::Sasl);
-                tracing::warn!(
-                    "a client sent {} (its SASL credentials are not forwarded): {SASL_REFUSAL}",
-                    if peek.api_key == ApiKey::SaslHandshake as i16 {
-                        "SaslHandshake"
-                    } else {
-                        "SaslAuthenticate"
-                    }
-                );
-                let frame = sasl_refusal(peek);
-                let _ = tx.send(InFlight::Local { frame, close: true }).await;
-                return Ok(());
-            }
-            if peek.api_key == ApiKey::ApiVersions as i16
-                && peek.api_version > versions::REWRITTEN[0].1.max
-            {
-                // KIP-511: answer UNSUPPORTED_VERSION at v0 ourselves; the broker might
-                // answer at a version the proxy cannot decode.
-                flush(&mut up_w, &mut buf, &mut ready, shared).await?;
-                buf.advance(len);
-                let frame = unsupported_api_versions(peek.correlation_id);
-                send(
-                    &tx,
-                    &mut up_w,
-                    &mut buf,
-                    &mut ready,
-                    shared,
-                    InFlight::Local {
-                        frame,
-                        close: false,
-                    },
-                )
-                .await?;
+            let head = total.min(self.cap);
+            if rest.len() < head {
+                if !self.fill().await? {
+                    return self.stop().await;
+                }
                 continue;
             }
-            let proxy_id = seq.next_id();
-            let slice = &mut buf[ready..ready + len];
-            frame::set_request_correlation_id(slice, proxy_id);
-            let no_response =
-                peek.api_key == frame::PRODUCE && frame::produce_acks(slice) == Some(0);
-            ready += len;
-            if !no_response {
-                let entry = InFlight::Client {
-                    proxy_id,
-                    client_id: peek.correlation_id,
-                    api_key: peek.api_key,
-                    api_version: peek.api_version,
-                };
-                send(&tx, &mut up_w, &mut buf, &mut ready, shared, entry).await?;
-            }
-        }
-        flush(&mut up_w, &mut buf, &mut ready, shared).await?;
-
-        tokio::select! {
-            read = client_r.read_buf(&mut buf) => {
-                if read? == 0 {
-                    if !buf.is_empty() {
-                        tracing::debug!(bytes = buf.len(), "client closed in the middle of a request");
-                    }
-                    // Half-close: the broker still answers what is in flight.
-                    let _ = up_w.shutdown().await;
-                    return Ok(());
+            let peek = match frame::peek_request(&rest[..head]) {
+                Ok(peek) => peek,
+                Err(e) => {
+                    self.shared.metrics.mistake(ClientMistake::Framing);
+                    return Err(e.into());
                 }
-            }
-            () = sleep_until(reauth_at), if reauth_at.is_some() => {
-                let lifetime = reauthenticate(shared, &tx, &mut up_w, &mut seq, host, &session).await?;
-                reauth_at = reauth_deadline(&Session { lifetime_ms: lifetime, ..session });
-            }
-            _ = shutdown.changed() => {
-                // Drain: stop reading; the responses half answers what is in flight.
-                return Ok(());
+            };
+            self.first = false;
+            self.shared.metrics.request(peek.api_key);
+            match versions::admit(peek.api_key, peek.api_version) {
+                Admission::Forward => self.forward(peek, total, head).await?,
+                Admission::ApiVersionsTooNew => {
+                    // KIP-511: answer UNSUPPORTED_VERSION at v0 ourselves; the broker might
+                    // answer at a version the proxy cannot decode.
+                    self.skip(total).await?;
+                    let frame = unsupported_api_versions(peek.correlation_id);
+                    self.queue(InFlight::Local {
+                        frame,
+                        close: false,
+                    })
+                    .await?;
+                }
+                Admission::Sasl => {
+                    self.shared.metrics.mistake(ClientMistake::Sasl);
+                    tracing::warn!(
+                        "a client sent {} (its SASL credentials are not forwarded): {SASL_REFUSAL}",
+                        if peek.api_key == ApiKey::SaslHandshake as i16 {
+                            "SaslHandshake"
+                        } else {
+                            "SaslAuthenticate"
+                        }
+                    );
+                    self.skip(total).await?;
+                    let frame = sasl_refusal(peek);
+                    self.queue(InFlight::Local { frame, close: true }).await?;
+                    return self.stop().await;
+                }
+                Admission::Hidden(key) => {
+                    self.shared.metrics.mistake(ClientMistake::Hidden);
+                    if let Some(suppressed) = self.shared.log_limit.allow("hidden key") {
+                        tracing::warn!(
+                            suppressed,
+                            "a client sent {key:?} v{}, which the proxy answers itself with an error: {}",
+                            peek.api_version,
+                            hidden_reason(key)
+                        );
+                    }
+                    self.skip(total).await?;
+                    let frame = hidden_refusal(key, peek);
+                    self.queue(InFlight::Local {
+                        frame,
+                        close: false,
+                    })
+                    .await?;
+                }
+                Admission::NotOffered => {
+                    self.shared.metrics.mistake(ClientMistake::NotOffered);
+                    if let Some(suppressed) = self.shared.log_limit.allow("key not offered") {
+                        tracing::warn!(
+                            suppressed,
+                            "a client sent API key {} v{}, which the proxy does not offer (unknown to it, or a version it cannot check for broker addresses); not forwarded, closing the connection as a broker does",
+                            describe_key(peek.api_key),
+                            peek.api_version
+                        );
+                    }
+                    self.queue(InFlight::Close).await?;
+                    return self.stop().await;
+                }
             }
         }
     }
+
+    /// The client stopped sending, or must stop: whole requests still buffered go to the
+    /// broker, whose answers the responses half delivers.
+    async fn stop(&mut self) -> Result<(), ConnError> {
+        self.flush().await?;
+        Ok(())
+    }
+
+    /// Forwards one admitted request whose first `head` bytes are buffered at `ready`.
+    async fn forward(
+        &mut self,
+        peek: frame::RequestPeek,
+        total: usize,
+        head: usize,
+    ) -> Result<(), ConnError> {
+        self.open_broker().await?;
+        self.reauthenticate_if_quiet().await?;
+        let start = self.ready;
+        let no_response = if peek.api_key == frame::PRODUCE {
+            match frame::produce_acks(&self.buf[start..start + head]) {
+                Some(acks) => acks == 0,
+                None if head < total => {
+                    return Err(ConnError::Protocol(format!(
+                        "a Produce request whose header (client id, transactional id) does not fit the {}-byte connection buffer; raise --connection-buffer-bytes",
+                        self.cap
+                    )));
+                }
+                // Cut short: the broker will say what is wrong with it.
+                None => false,
+            }
+        } else {
+            false
+        };
+        let broker = self.broker.as_mut().expect("opened above");
+        let proxy_id = broker.seq.next_id();
+        frame::set_request_correlation_id(&mut self.buf[start..], proxy_id);
+        if !no_response {
+            // Queued before any byte of the request is written, so its answer always finds
+            // its entry.
+            self.queue(InFlight::Client {
+                proxy_id,
+                client_id: peek.correlation_id,
+                api_key: peek.api_key,
+                api_version: peek.api_version,
+            })
+            .await?;
+        }
+        let buffered = self.buf.len() - self.ready;
+        if buffered >= total {
+            self.ready += total;
+            return Ok(());
+        }
+        // The header is in, the body is still arriving: forward it as it comes.
+        self.ready = self.buf.len();
+        self.flush().await?;
+        let mut left = total - buffered;
+        while left > 0 {
+            let read = tokio::time::timeout(self.shared.limits.idle_timeout, self.read_client());
+            let n = match read.await {
+                Ok(n) => n?,
+                Err(_) => {
+                    return Err(ConnError::Protocol(format!(
+                        "no byte of a request's body for {:?}; closing",
+                        self.shared.limits.idle_timeout
+                    )));
+                }
+            };
+            if n == 0 {
+                return Err(ConnError::Protocol(format!(
+                    "the client closed in the middle of a {total}-byte request"
+                )));
+            }
+            let n = left.min(self.buf.len());
+            self.ready = n;
+            self.flush().await?;
+            left -= n;
+        }
+        Ok(())
+    }
+
+    /// Discards a request of `total` bytes at `ready` (answered locally): what is buffered,
+    /// then the rest as it arrives.
+    async fn skip(&mut self, total: usize) -> Result<(), ConnError> {
+        self.flush().await?;
+        let mut left = total;
+        loop {
+            let n = left.min(self.buf.len());
+            self.buf.advance(n);
+            left -= n;
+            if left == 0 {
+                return Ok(());
+            }
+            if self.read_client().await? == 0 {
+                return Err(ConnError::Protocol(format!(
+                    "the client closed in the middle of a {total}-byte request"
+                )));
+            }
+        }
+    }
+
+    /// Reads what the client sent into the buffer's free space (the buffer never grows).
+    async fn read_client(&mut self) -> std::io::Result<usize> {
+        let spare = self.cap - self.buf.len();
+        let n = read_limited(&mut self.client_r, &mut self.buf, spare).await?;
+        if n > 0 {
+            self.slot.touch();
+        }
+        Ok(n)
+    }
+
+    /// Waits for more client bytes; `false` when the connection is to end (the client
+    /// closed, the proxy shuts down, or the connection is idle and timed out or evicted).
+    /// Re-authentication falls due here, between requests.
+    async fn fill(&mut self) -> Result<bool, ConnError> {
+        self.flush().await?;
+        loop {
+            if self.evicted && self.slot.in_flight.load(Ordering::Acquire) == 0 {
+                tracing::debug!("closed an idle connection to make room at the connection limit");
+                return Ok(false);
+            }
+            let reauth_at = self.broker.as_ref().and_then(|b| b.reauth_at);
+            let limits = &self.shared.limits;
+            let deadline = if self.first {
+                self.accepted + limits.first_request_timeout
+            } else {
+                let idle = Duration::from_millis(self.slot.idle_ms());
+                Instant::now() + limits.idle_timeout.saturating_sub(idle)
+            };
+            let spare = self.cap - self.buf.len();
+            let event = tokio::select! {
+                read = read_limited(&mut self.client_r, &mut self.buf, spare) => Event::Read(read),
+                () = sleep_until(reauth_at), if reauth_at.is_some() => Event::Reauthenticate,
+                () = tokio::time::sleep_until(deadline) => Event::Timer,
+                () = self.slot.evict.notified() => Event::Evict,
+                _ = self.shutdown.wait_for(|stop| *stop) => Event::Shutdown,
+            };
+            match event {
+                Event::Read(read) => {
+                    if read? == 0 {
+                        if !self.buf.is_empty() {
+                            tracing::debug!(
+                                bytes = self.buf.len(),
+                                "client closed in the middle of a request"
+                            );
+                        }
+                        // Half-close: the broker still answers what is in flight.
+                        if let Some(broker) = &mut self.broker {
+                            let _ = broker.w.shutdown().await;
+                        }
+                        return Ok(false);
+                    }
+                    self.slot.touch();
+                    return Ok(true);
+                }
+                Event::Reauthenticate => self.reauthenticate().await?,
+                Event::Timer => {
+                    if self.first {
+                        return Err(ConnError::FirstRequestTimeout(limits.first_request_timeout));
+                    }
+                    if self.slot.in_flight.load(Ordering::Acquire) == 0
+                        && Duration::from_millis(self.slot.idle_ms()) >= limits.idle_timeout
+                    {
+                        tracing::debug!(idle = ?limits.idle_timeout, "closed an idle connection");
+                        return Ok(false);
+                    }
+                }
+                Event::Evict => self.evicted = true,
+                // Drain: stop reading; the responses half answers what is in flight.
+                Event::Shutdown => return Ok(false),
+            }
+        }
+    }
+
+    /// Opens the broker connection on the first request that needs it.
+    async fn open_broker(&mut self) -> Result<(), ConnError> {
+        if self.broker.is_some() {
+            return Ok(());
+        }
+        let mut seq = Sequence::default();
+        let (stream, host, session) = open_upstream(self.shared, self.target, &mut seq).await?;
+        let (r, w) = tokio::io::split(stream);
+        if let Some(reader_tx) = self.reader_tx.take() {
+            reader_tx.send(r).map_err(|_| {
+                ConnError::Protocol(
+                    "the client connection closed while the proxy authenticated".to_owned(),
+                )
+            })?;
+        }
+        self.broker = Some(Broker {
+            w,
+            host,
+            session,
+            seq,
+            reauth_at: reauth_deadline(session.lifetime_ms),
+            early_from: early_reauth_from(session.lifetime_ms),
+        });
+        Ok(())
+    }
+
+    /// Writes the `ready` prefix of the buffer to the broker.
+    async fn flush(&mut self) -> std::io::Result<()> {
+        if self.ready == 0 {
+            return Ok(());
+        }
+        let broker = self
+            .broker
+            .as_mut()
+            .expect("requests are buffered as ready only once the broker connection is open");
+        broker.w.write_all(&self.buf[..self.ready]).await?;
+        self.shared
+            .metrics
+            .bytes_to_broker
+            .fetch_add(self.ready as u64, Ordering::Relaxed);
+        self.buf.advance(self.ready);
+        self.ready = 0;
+        Ok(())
+    }
+
+    /// Queues an in-flight entry. When the queue is full, the requests already admitted are
+    /// written first (their entries are queued), so the broker can answer and make room.
+    async fn queue(&mut self, entry: InFlight) -> Result<(), ConnError> {
+        if self.tx.capacity() == 0 {
+            self.flush().await?;
+        }
+        self.slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.tx.send(entry).await.map_err(|_| {
+            ConnError::Protocol("the connection closed while a request was queued".to_owned())
+        })
+    }
+
+    /// Re-authenticates early when half the session has passed and nothing is in flight.
+    async fn reauthenticate_if_quiet(&mut self) -> Result<(), ConnError> {
+        let due = self
+            .broker
+            .as_ref()
+            .and_then(|b| b.early_from)
+            .is_some_and(|from| Instant::now() >= from);
+        if due && self.ready == 0 && self.slot.in_flight.load(Ordering::Acquire) == 0 {
+            self.reauthenticate().await?;
+        }
+        Ok(())
+    }
+
+    /// KIP-368 re-authentication on the same connection, between client requests.
+    async fn reauthenticate(&mut self) -> Result<(), ConnError> {
+        self.flush().await?;
+        let shared = self.shared;
+        let broker = self
+            .broker
+            .as_mut()
+            .expect("re-authentication needs a broker");
+        let sasl = shared.upstream.sasl;
+        let session = broker.session;
+        let host = broker.host.clone();
+        let result = async {
+            let token = shared.provider.token().await.map_err(UpstreamError::from)?;
+            let (id, request) =
+                upstream::handshake_request(sasl, session.handshake_version, broker.seq.next_id());
+            let answer = own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
+            upstream::check_handshake(sasl, &host, id, answer, session.handshake_version)?;
+            let (id, request) = upstream::authenticate_request(
+                sasl,
+                &token,
+                session.authenticate_version,
+                broker.seq.next_id(),
+            );
+            let answer = own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
+            match upstream::check_authenticate(
+                sasl,
+                &host,
+                id,
+                answer,
+                session.authenticate_version,
+            )? {
+                upstream::AuthAnswer::Done(lifetime) => Ok::<i64, ConnError>(lifetime),
+                upstream::AuthAnswer::Challenge(challenge) => {
+                    let (id, request) = upstream::challenge_ack_request(
+                        session.authenticate_version,
+                        broker.seq.next_id(),
+                    );
+                    let answer =
+                        own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
+                    Err(upstream::refusal_after_challenge(
+                        sasl,
+                        &host,
+                        id,
+                        answer,
+                        session.authenticate_version,
+                        &challenge,
+                    )
+                    .into())
+                }
+            }
+        }
+        .await;
+        match &result {
+            Ok(lifetime) => {
+                shared.metrics.auth(true, AuthOutcome::Ok);
+                tracing::debug!(broker = %host, session_lifetime_ms = lifetime, "re-authenticated");
+                broker.reauth_at = reauth_deadline(*lifetime);
+                broker.early_from = early_reauth_from(*lifetime);
+            }
+            Err(ConnError::Upstream(UpstreamError::Refused { .. })) => {
+                shared.metrics.auth(true, AuthOutcome::Refused)
+            }
+            Err(_) => shared.metrics.auth(true, AuthOutcome::Failed),
+        }
+        result.map(|_| ())
+    }
+}
+
+/// What ended a wait for client bytes.
+enum Event {
+    Read(std::io::Result<usize>),
+    Reauthenticate,
+    Timer,
+    Evict,
+    Shutdown,
+}
+
+/// Reads at most `spare` bytes into `buf`'s free space; the buffer is reserved to exactly
+/// that, so it never grows past the connection's cap (its front is reclaimed instead).
+async fn read_limited(
+    r: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    spare: usize,
+) -> std::io::Result<usize> {
+    if spare == 0 {
+        return Err(std::io::Error::other("read with a full buffer"));
+    }
+    buf.reserve(spare);
+    r.read_buf(&mut (&mut *buf).limit(spare)).await
 }
 
 async fn sleep_until(at: Option<Instant>) {
@@ -331,116 +808,11 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Writes the `ready` prefix of `buf` to the broker.
-async fn flush(
-    up_w: &mut (impl AsyncWrite + Unpin),
-    buf: &mut BytesMut,
-    ready: &mut usize,
-    shared: &Shared,
-) -> std::io::Result<()> {
-    if *ready > 0 {
-        up_w.write_all(&buf[..*ready]).await?;
-        shared
-            .metrics
-            .bytes_to_broker
-            .fetch_add(*ready as u64, std::sync::atomic::Ordering::Relaxed);
-        buf.advance(*ready);
-        *ready = 0;
-    }
-    Ok(())
-}
-
-/// Queues an in-flight entry. When the queue is full, the frames already rewritten are
-/// written first (their entries are queued), so the broker can answer and make room.
-async fn send(
-    tx: &mpsc::Sender<InFlight>,
-    up_w: &mut (impl AsyncWrite + Unpin),
-    buf: &mut BytesMut,
-    ready: &mut usize,
-    shared: &Shared,
-    entry: InFlight,
-) -> Result<(), ConnError> {
-    if tx.capacity() == 0 {
-        flush(up_w, buf, ready, shared).await?;
-    }
-    tx.send(entry)
-        .await
-        .map_err(|_| ConnError::Protocol("the broker connection closed".to_owned()))
-}
-
-/// KIP-368 re-authentication on the same connection, between client requests.
-async fn reauthenticate(
-    shared: &Shared,
-    tx: &mpsc::Sender<InFlight>,
-    up_w: &mut (impl AsyncWrite + Unpin),
-    seq: &mut Sequence,
-    host: &str,
-    session: &Session,
-) -> Result<i64, ConnError> {
-    let result = async {
-        let token = shared.provider.token().await.map_err(UpstreamError::from)?;
-        let (id, request) = upstream::handshake_request(
-            shared.upstream.sasl,
-            session.handshake_version,
-            seq.next_id(),
-        );
-        let answer = own_request(tx, up_w, id, &request).await?;
-        upstream::check_handshake(
-            shared.upstream.sasl,
-            host,
-            id,
-            answer,
-            session.handshake_version,
-        )?;
-        let (id, request) = upstream::authenticate_request(
-            shared.upstream.sasl,
-            &token,
-            session.authenticate_version,
-            seq.next_id(),
-        );
-        let answer = own_request(tx, up_w, id, &request).await?;
-        match upstream::check_authenticate(
-            shared.upstream.sasl,
-            host,
-            id,
-            answer,
-            session.authenticate_version,
-        )? {
-            upstream::AuthAnswer::Done(lifetime) => Ok::<i64, ConnError>(lifetime),
-            upstream::AuthAnswer::Challenge(challenge) => {
-                let (id, request) =
-                    upstream::challenge_ack_request(session.authenticate_version, seq.next_id());
-                let answer = own_request(tx, up_w, id, &request).await?;
-                Err(upstream::refusal_after_challenge(
-                    shared.upstream.sasl,
-                    host,
-                    id,
-                    answer,
-                    session.authenticate_version,
-                    &challenge,
-                )
-                .into())
-            }
-        }
-    }
-    .await;
-    match &result {
-        Ok(lifetime) => {
-            shared.metrics.auth(true, AuthOutcome::Ok);
-            tracing::debug!(broker = %host, session_lifetime_ms = lifetime, "re-authenticated");
-        }
-        Err(ConnError::Upstream(UpstreamError::Refused { .. })) => {
-            shared.metrics.auth(true, AuthOutcome::Refused)
-        }
-        Err(_) => shared.metrics.auth(true, AuthOutcome::Failed),
-    }
-    result
-}
-
 /// Sends one of the proxy's own requests and waits for its response frame, which the
 /// responses half passes over once the responses queued before it are delivered.
 async fn own_request(
     tx: &mpsc::Sender<InFlight>,
+    slot: &ConnectionSlot,
     up_w: &mut (impl AsyncWrite + Unpin),
     proxy_id: i32,
     request: &[u8],
@@ -448,6 +820,7 @@ async fn own_request(
     let closed =
         || ConnError::Protocol("the broker connection closed during re-authentication".to_owned());
     let (reply, answer) = oneshot::channel();
+    slot.in_flight.fetch_add(1, Ordering::AcqRel);
     tx.send(InFlight::Own { proxy_id, reply })
         .await
         .map_err(|_| closed())?;
@@ -455,14 +828,44 @@ async fn own_request(
     answer.await.map_err(|_| closed())
 }
 
+/// Reads broker bytes into the free space of `buf`, which never grows past `cap`.
+async fn read_broker(
+    up_r: &mut (impl AsyncRead + Unpin),
+    buf: &mut BytesMut,
+    cap: usize,
+) -> std::io::Result<usize> {
+    read_limited(up_r, buf, cap.saturating_sub(buf.len())).await
+}
+
+/// Reads broker bytes while no response is due, to notice a close (never completes before
+/// the broker connection is open).
+async fn watch_broker(
+    up_r: Option<&mut ReadHalf<Box<dyn Io>>>,
+    buf: &mut BytesMut,
+    cap: usize,
+) -> std::io::Result<usize> {
+    match up_r {
+        Some(up_r) => read_broker(up_r, buf, cap).await,
+        None => std::future::pending().await,
+    }
+}
+
+fn cut_short() -> ConnError {
+    ConnError::Protocol("the broker closed the connection in the middle of a response".to_owned())
+}
+
 /// Broker → client.
 async fn responses(
     shared: &Arc<Shared>,
-    mut up_r: impl AsyncRead + Unpin,
+    reader: oneshot::Receiver<ReadHalf<Box<dyn Io>>>,
     mut client_w: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<InFlight>,
+    slot: &ConnectionSlot,
 ) -> Result<(), ConnError> {
-    let mut buf = BytesMut::with_capacity(16 * 1024);
+    let cap = shared.limits.connection_buffer;
+    let mut buf = BytesMut::with_capacity(cap);
+    let mut reader = Some(reader);
+    let mut up_r: Option<ReadHalf<Box<dyn Io>>> = None;
     loop {
         // The next entry; while none is due, watch the broker for a close.
         let entry = loop {
@@ -475,83 +878,110 @@ async fn responses(
                         return Ok(());
                     }
                 },
-                read = up_r.read_buf(&mut buf) => {
+                read = watch_broker(up_r.as_mut(), &mut buf, cap) => {
                     if read? == 0 {
                         let _ = client_w.shutdown().await;
                         return Err(ConnError::Protocol("the broker closed the connection".to_owned()));
                     }
-                    if frame::complete_frame_len(&buf, shared.max_frame)?.is_some() && rx.is_empty() {
+                    if rx.is_empty() {
                         return Err(ConnError::Protocol("the broker sent a response to no request".to_owned()));
                     }
                 }
             }
         };
-        let (proxy_id, frame_bytes) = match &entry {
+        let (proxy_id, client) = match entry {
             InFlight::Local { frame, close } => {
-                client_w.write_all(frame).await?;
-                if *close {
+                write_client(shared, &mut client_w, &frame).await?;
+                if close {
                     let _ = client_w.shutdown().await;
                     return Ok(());
                 }
+                done(slot);
                 continue;
+            }
+            InFlight::Close => {
+                let _ = client_w.shutdown().await;
+                return Ok(());
             }
             InFlight::Client {
                 proxy_id,
                 client_id,
                 api_key,
                 api_version,
-            } if versions::handling(*api_key, *api_version) == Handling::Opaque => {
-                forward_opaque(
-                    shared,
-                    &mut up_r,
-                    &mut client_w,
-                    &mut buf,
-                    *proxy_id,
-                    *client_id,
-                )
-                .await?;
+            } => (proxy_id, Some((client_id, api_key, api_version))),
+            InFlight::Own { proxy_id, reply } => {
+                let up = broker_reader(&mut up_r, &mut reader).await?;
+                let (frame, _held) = read_whole(shared, up, &mut buf, "SASL").await?;
+                check_correlation(&frame, proxy_id)?;
+                let _ = reply.send(frame.freeze());
+                done(slot);
                 continue;
             }
-            InFlight::Client { proxy_id, .. } | InFlight::Own { proxy_id, .. } => {
-                (*proxy_id, read_frame(shared, &mut up_r, &mut buf).await?)
-            }
         };
-        let mut frame_bytes = frame_bytes;
-        let got = frame::response_correlation_id(&frame_bytes)?;
-        if got != proxy_id {
-            return Err(ConnError::Protocol(format!(
-                "the broker answered correlation id {got} where {proxy_id} was due"
-            )));
-        }
-        match entry {
-            InFlight::Own { reply, .. } => {
-                let _ = reply.send(frame_bytes.freeze());
+        let (client_id, api_key, api_version) = client.expect("a client entry");
+        let up = broker_reader(&mut up_r, &mut reader).await?;
+        match versions::handling(api_key, api_version) {
+            Handling::Opaque => {
+                forward_opaque(shared, up, &mut client_w, &mut buf, proxy_id, client_id).await?;
             }
-            InFlight::Client {
-                client_id,
-                api_key,
-                api_version,
-                ..
-            } => match versions::handling(api_key, api_version) {
-                Handling::Opaque => {
-                    frame::set_response_correlation_id(&mut frame_bytes, client_id);
-                    write_client(shared, &mut client_w, &frame_bytes).await?;
+            Handling::Rewrite(key) => {
+                let (frame, _held) = read_whole(shared, up, &mut buf, &format!("{key:?}")).await?;
+                check_correlation(&frame, proxy_id)?;
+                let out = rewritten(shared, key, api_version, client_id, frame).await?;
+                match tokio::time::timeout(
+                    REWRITTEN_WRITE_TIMEOUT,
+                    write_client(shared, &mut client_w, &out),
+                )
+                .await
+                {
+                    Ok(written) => written?,
+                    Err(_) => {
+                        return Err(ConnError::Protocol(format!(
+                            "the client did not read a {}-byte {key:?} answer within {REWRITTEN_WRITE_TIMEOUT:?}",
+                            out.len()
+                        )));
+                    }
                 }
-                Handling::Rewrite(key) => {
-                    let out = rewritten(shared, key, api_version, client_id, frame_bytes).await?;
-                    write_client(shared, &mut client_w, &out).await?;
-                }
-                Handling::Undecodable => {
-                    return Err(ConnError::Protocol(format!(
-                        "the client sent {:?} v{api_version}, a version the proxy did not offer and cannot rewrite; closing rather than risk leaking a broker address",
-                        ApiKey::try_from(api_key)
-                            .map_or_else(|()| api_key.to_string(), |k| format!("{k:?}"))
-                    )));
-                }
-            },
-            InFlight::Local { .. } => unreachable!("handled above"),
+            }
+            Handling::Undecodable => {
+                // Admission refuses these before they reach a broker.
+                return Err(ConnError::Protocol(format!(
+                    "the client sent {} v{api_version}, a version the proxy did not offer and cannot rewrite; closing rather than risk leaking a broker address",
+                    describe_key(api_key)
+                )));
+            }
         }
+        done(slot);
     }
+}
+
+/// One in-flight entry answered.
+fn done(slot: &ConnectionSlot) {
+    slot.in_flight.fetch_sub(1, Ordering::AcqRel);
+    slot.touch();
+}
+
+/// The broker connection's reading half, received from the requests half the first time a
+/// response is due (it is sent before the first entry that needs it is queued).
+async fn broker_reader<'r>(
+    up_r: &'r mut Option<ReadHalf<Box<dyn Io>>>,
+    reader: &mut Option<oneshot::Receiver<ReadHalf<Box<dyn Io>>>>,
+) -> Result<&'r mut ReadHalf<Box<dyn Io>>, ConnError> {
+    if up_r.is_none() {
+        let rx = reader.take().ok_or_else(cut_short)?;
+        *up_r = Some(rx.await.map_err(|_| cut_short())?);
+    }
+    Ok(up_r.as_mut().expect("set above"))
+}
+
+fn check_correlation(frame: &[u8], proxy_id: i32) -> Result<(), ConnError> {
+    let got = frame::response_correlation_id(frame)?;
+    if got != proxy_id {
+        return Err(ConnError::Protocol(format!(
+            "the broker answered correlation id {got} where {proxy_id} was due"
+        )));
+    }
+    Ok(())
 }
 
 async fn write_client(
@@ -563,18 +993,15 @@ async fn write_client(
     shared
         .metrics
         .bytes_to_client
-        .fetch_add(bytes.len() as u64, std::sync::atomic::Ordering::Relaxed);
+        .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok(())
 }
 
-/// At most this much of an opaque response is read before it is passed on.
-const OPAQUE_CHUNK: usize = 64 * 1024;
-
 /// Forwards a response the proxy does not rewrite as it arrives (cut-through): the
 /// correlation id is set back to the client's once the header is in, and the rest follows
-/// chunk by chunk. A Fetch response of many megabytes is then neither held whole in memory
-/// nor delayed until its last byte has crossed the broker connection: the client reads the
-/// first records while the broker is still sending the last.
+/// chunk by chunk through the connection's buffer. A Fetch response of many megabytes is
+/// then neither held in memory nor delayed until its last byte has crossed the broker
+/// connection.
 async fn forward_opaque(
     shared: &Shared,
     up_r: &mut (impl AsyncRead + Unpin),
@@ -583,20 +1010,13 @@ async fn forward_opaque(
     proxy_id: i32,
     client_id: i32,
 ) -> Result<(), ConnError> {
-    let cut_short = || {
-        ConnError::Protocol(
-            "the broker closed the connection in the middle of a response".to_owned(),
-        )
-    };
+    let cap = shared.limits.connection_buffer;
     while buf.len() < frame::SIZE_LEN + 4 {
-        if up_r.read_buf(buf).await? == 0 {
+        if read_broker(up_r, buf, cap).await? == 0 {
             return Err(cut_short());
         }
     }
-    // Checked against the frame limit by complete_frame_len, which is None until it is all in.
-    let total = frame::complete_frame_len(buf, shared.max_frame)?.unwrap_or_else(|| {
-        frame::SIZE_LEN + u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize
-    });
+    let total = frame::declared_len(buf, shared.max_frame)?.expect("the size prefix is in");
     let got = frame::response_correlation_id(&buf[..total.min(buf.len())])?;
     if got != proxy_id {
         return Err(ConnError::Protocol(format!(
@@ -615,35 +1035,49 @@ async fn forward_opaque(
         if left == 0 {
             return Ok(());
         }
-        buf.reserve(left.min(OPAQUE_CHUNK));
-        if up_r.read_buf(buf).await? == 0 {
+        if read_broker(up_r, buf, cap).await? == 0 {
             return Err(cut_short());
         }
     }
 }
 
-/// Reads one whole frame from the broker (the buffer may already hold part of it).
-async fn read_frame(
+/// Reads one whole response frame (the buffer may hold its start) into its own allocation,
+/// within the size limit and the process-wide budget, which stays held until the returned
+/// permit is dropped.
+async fn read_whole(
     shared: &Shared,
     up_r: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
-) -> Result<BytesMut, ConnError> {
-    loop {
-        if buf.len() >= 4 {
-            match frame::complete_frame_len(buf, shared.max_frame)? {
-                Some(len) => return Ok(buf.split_to(len)),
-                None => {
-                    let size = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
-                    buf.reserve(frame::SIZE_LEN + size - buf.len());
-                }
-            }
-        }
-        if up_r.read_buf(buf).await? == 0 {
-            return Err(ConnError::Protocol(
-                "the broker closed the connection in the middle of a response".to_owned(),
-            ));
+    what: &str,
+) -> Result<(BytesMut, OwnedSemaphorePermit), ConnError> {
+    let cap = shared.limits.connection_buffer;
+    while buf.len() < frame::SIZE_LEN {
+        if read_broker(up_r, buf, cap).await? == 0 {
+            return Err(cut_short());
         }
     }
+    let total = frame::declared_len(buf, shared.max_frame)?.expect("the size prefix is in");
+    let limit = shared.limits.max_rewritten_response;
+    if total > limit {
+        return Err(BudgetError::TooLarge {
+            what: what.to_owned(),
+            size: total,
+            limit,
+        }
+        .into());
+    }
+    let held = shared.budget.hold(total).await;
+    let mut frame = BytesMut::with_capacity(total);
+    let take = total.min(buf.len());
+    frame.extend_from_slice(&buf[..take]);
+    buf.advance(take);
+    while frame.len() < total {
+        let want = total - frame.len();
+        if up_r.read_buf(&mut (&mut frame).limit(want)).await? == 0 {
+            return Err(cut_short());
+        }
+    }
+    Ok((frame, held))
 }
 
 /// Decodes, rewrites and re-encodes one response; makes sure every broker it names has a
@@ -665,17 +1099,7 @@ async fn rewritten(
     let body = frame_bytes.split_off(header_end).freeze();
     let rewritten = rewrite::rewrite(key, version, body, shared.ports())?;
     shared.nodes.observe(shared, &rewritten.brokers)?;
-    let kind = match key {
-        ApiKey::ApiVersions => 0,
-        ApiKey::Metadata => 1,
-        ApiKey::FindCoordinator => 2,
-        ApiKey::DescribeCluster => 3,
-        ApiKey::Produce => 4,
-        ApiKey::Fetch => 5,
-        ApiKey::ShareFetch => 6,
-        _ => 7,
-    };
-    shared.metrics.rewrite(kind, rewritten.brokers.len());
+    shared.metrics.rewrite(key, rewritten.brokers.len());
     if let Some(report) = &rewritten.api_versions {
         if !report.removed.is_empty() {
             tracing::debug!(removed = ?report.removed, capped = ?report.capped, "ApiVersions filtered");
@@ -712,6 +1136,64 @@ fn skip_tagged(buf: &[u8], at: usize) -> Option<usize> {
         at = at.checked_add(size)?;
     }
     (at <= buf.len()).then_some(at)
+}
+
+/// `ApiKey` name, or the number for keys the pinned crate does not know.
+fn describe_key(api_key: i16) -> String {
+    ApiKey::try_from(api_key).map_or_else(|()| api_key.to_string(), |k| format!("{k:?}"))
+}
+
+/// Why a hidden key is answered locally.
+fn hidden_reason(key: ApiKey) -> &'static str {
+    match key {
+        ApiKey::DescribeQuorum => {
+            "it would name the controllers' listener addresses, which the proxy does not front"
+        }
+        _ => "delegation tokens would be issued to (or describe) the proxy's own Google identity",
+    }
+}
+
+/// The local answer to a hidden key: the key's own response with an error code.
+fn hidden_refusal(key: ApiKey, peek: frame::RequestPeek) -> Bytes {
+    let version = peek.api_version;
+    let id = peek.correlation_id;
+    let not_allowed = ResponseError::DelegationTokenRequestNotAllowed.code();
+    match key {
+        ApiKey::DescribeQuorum => {
+            let mut body = DescribeQuorumResponse::default()
+                .with_error_code(ResponseError::ClusterAuthorizationFailed.code());
+            if version >= 2 {
+                body = body.with_error_message(Some(StrBytes::from_static_str(
+                    "the gcp-kafka-auth-handler proxy does not forward DescribeQuorum",
+                )));
+            }
+            response_frame(key, version, id, &body)
+        }
+        ApiKey::CreateDelegationToken => response_frame(
+            key,
+            version,
+            id,
+            &CreateDelegationTokenResponse::default().with_error_code(not_allowed),
+        ),
+        ApiKey::RenewDelegationToken => response_frame(
+            key,
+            version,
+            id,
+            &RenewDelegationTokenResponse::default().with_error_code(not_allowed),
+        ),
+        ApiKey::ExpireDelegationToken => response_frame(
+            key,
+            version,
+            id,
+            &ExpireDelegationTokenResponse::default().with_error_code(not_allowed),
+        ),
+        _ => response_frame(
+            ApiKey::DescribeDelegationToken,
+            version,
+            id,
+            &DescribeDelegationTokenResponse::default().with_error_code(not_allowed),
+        ),
+    }
 }
 
 /// A response frame: size, header (v0 or v1 with no tagged fields), body.

@@ -91,6 +91,23 @@ pub fn complete_frame_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>,
     Ok((buf.len() >= total).then_some(total))
 }
 
+/// The total length (prefix included) a frame at the start of `buf` declares, as soon as its
+/// size prefix is in; `None` while fewer than 4 bytes are. The body may still be arriving:
+/// the proxy forwards request bodies as they come instead of holding them whole.
+pub fn declared_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FrameError> {
+    if buf.len() < SIZE_LEN {
+        return Ok(None);
+    }
+    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
+    if size < 0 || size as usize > max_frame {
+        return Err(FrameError::TooLarge {
+            size: i64::from(size),
+            limit: max_frame,
+        });
+    }
+    Ok(Some(SIZE_LEN + size as usize))
+}
+
 /// The fixed part of a request header, read from a whole frame (prefix included).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RequestPeek {

@@ -7,6 +7,8 @@ use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
+use kafka_protocol::messages::ApiKey;
+
 /// API keys below this get their own counter; the rest share the last one.
 const KEYS: usize = 128;
 
@@ -25,20 +27,33 @@ pub(crate) enum ClientMistake {
     Http = 1,
     Sasl = 2,
     Framing = 3,
+    /// A key hidden from ApiVersions (answered with an error, the connection kept).
+    Hidden = 4,
+    /// An unknown key or a version never offered (the connection closed).
+    NotOffered = 5,
 }
 
-const MISTAKES: [&str; 4] = ["tls_on_plaintext", "http", "sasl", "framing"];
+const MISTAKES: [&str; 6] = [
+    "tls_on_plaintext",
+    "http",
+    "sasl",
+    "framing",
+    "hidden_api",
+    "api_not_offered",
+];
 const OUTCOMES: [&str; 3] = ["ok", "refused", "failed"];
-/// Rewritten response kinds, by index.
-pub(crate) const REWRITES: [&str; 8] = [
-    "api_versions",
-    "metadata",
-    "find_coordinator",
-    "describe_cluster",
-    "produce",
-    "fetch",
-    "share_fetch",
-    "share_acknowledge",
+/// Rewritten responses: the metric label of each key the proxy decodes. A key missing here
+/// is counted under `other` (and `tests::every_rewritten_key_has_a_label` fails).
+pub(crate) const REWRITES: [(ApiKey, &str); 9] = [
+    (ApiKey::ApiVersions, "api_versions"),
+    (ApiKey::Metadata, "metadata"),
+    (ApiKey::FindCoordinator, "find_coordinator"),
+    (ApiKey::DescribeCluster, "describe_cluster"),
+    (ApiKey::Produce, "produce"),
+    (ApiKey::Fetch, "fetch"),
+    (ApiKey::ShareFetch, "share_fetch"),
+    (ApiKey::ShareAcknowledge, "share_acknowledge"),
+    (ApiKey::DescribeConfigs, "describe_configs"),
 ];
 
 /// The proxy's metrics.
@@ -48,8 +63,9 @@ pub(crate) struct ProxyMetrics {
     pub bytes_to_client: AtomicU64,
     auth: [AtomicU64; 3],
     reauth: [AtomicU64; 3],
-    mistakes: [AtomicU64; 4],
-    rewrites: [AtomicU64; 8],
+    mistakes: [AtomicU64; MISTAKES.len()],
+    /// By position in [`REWRITES`]; the last counts keys missing there.
+    rewrites: [AtomicU64; REWRITES.len() + 1],
     pub addresses_rewritten: AtomicU64,
     pub connections_total: AtomicU64,
     /// Open client connections by listener ("bootstrap" or the node id); changed on connect
@@ -89,8 +105,12 @@ impl ProxyMetrics {
         self.mistakes[what as usize].fetch_add(1, Relaxed);
     }
 
-    pub fn rewrite(&self, kind: usize, addresses: usize) {
-        self.rewrites[kind].fetch_add(1, Relaxed);
+    pub fn rewrite(&self, key: ApiKey, addresses: usize) {
+        let slot = REWRITES
+            .iter()
+            .position(|(k, _)| *k == key)
+            .unwrap_or(REWRITES.len());
+        self.rewrites[slot].fetch_add(1, Relaxed);
         self.addresses_rewritten
             .fetch_add(addresses as u64, Relaxed);
     }
@@ -196,6 +216,8 @@ impl ProxyMetrics {
         }
         let rows: Vec<(String, u64)> = REWRITES
             .iter()
+            .map(|(_, label)| *label)
+            .chain(["other"])
             .zip(&self.rewrites)
             .map(|(k, n)| (format!("api=\"{k}\""), n.load(Relaxed)))
             .collect();
@@ -247,6 +269,22 @@ mod tests {
     use super::*;
 
     #[test]
+    fn every_rewritten_key_has_a_label() {
+        use super::super::versions::{CLAMPED, REWRITTEN};
+        for key in REWRITTEN
+            .iter()
+            .map(|(k, _)| *k)
+            .chain(CLAMPED.iter().map(|(k, _)| *k))
+        {
+            assert!(
+                REWRITES.iter().any(|(k, _)| *k == key),
+                "{key:?} is rewritten but has no metric label"
+            );
+        }
+        assert_eq!(REWRITES.len(), REWRITTEN.len() + CLAMPED.len());
+    }
+
+    #[test]
     fn renders_exact_families() {
         let m = ProxyMetrics::default();
         m.request(3);
@@ -256,7 +294,7 @@ mod tests {
         m.opened("bootstrap");
         m.opened("2");
         m.closed("bootstrap");
-        m.rewrite(1, 3);
+        m.rewrite(ApiKey::Metadata, 3);
         let mut text = String::new();
         m.render_into(&mut text);
         for line in [

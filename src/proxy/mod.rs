@@ -39,7 +39,10 @@
 pub mod cluster_name;
 mod connection;
 pub mod dial;
+mod dial_gate;
 pub mod frame;
+pub mod limits;
+mod log_limit;
 mod metrics;
 pub mod rewrite;
 mod upstream;
@@ -49,6 +52,7 @@ use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::Path;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -63,7 +67,9 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::KafkaTokenProvider;
+use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
 use connection::Target;
+pub use limits::Limits;
 pub use rewrite::{BrokerAddress, PortError, PortMap};
 pub use upstream::{SaslMechanism, UpstreamError};
 
@@ -86,9 +92,8 @@ pub struct ProxyBuilder {
     sasl: SaslMechanism,
     resolve: HashMap<String, IpAddr>,
     forward: Option<dial::ForwardProxy>,
-    max_connections: usize,
+    limits: Limits,
     max_frame_bytes: usize,
-    max_in_flight: usize,
     connect_timeout: Duration,
     drain_timeout: Duration,
     probe_interval: Duration,
@@ -206,10 +211,46 @@ impl ProxyBuilder {
         self
     }
 
-    /// Client connections served at once over all listeners (default 1024); more wait in
-    /// the listen backlog.
+    /// Client connections served at once over all listeners (default 1024). At the limit
+    /// the connection idle longest (nothing in flight) is closed for each new one; while
+    /// every connection has requests in flight, new ones wait in the listen backlog.
     pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.max_connections = max.max(1);
+        self.limits.max_connections = max.max(1);
+        self
+    }
+
+    /// Bytes of each direction's buffer on one connection (default 64 KiB): the largest
+    /// request header accepted and the chunk in which bodies are forwarded. See
+    /// [`limits`] for the memory bound it enters.
+    pub fn with_connection_buffer_bytes(mut self, bytes: usize) -> Self {
+        self.limits.connection_buffer = bytes.max(MIN_CONNECTION_BUFFER);
+        self
+    }
+
+    /// Bytes of responses held whole for rewriting, all connections together (default
+    /// 256 MiB); see [`limits`].
+    pub fn with_max_buffered_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_buffered_bytes = bytes.max(1);
+        self
+    }
+
+    /// Largest response the proxy decodes to rewrite addresses (default 16 MiB: Metadata for
+    /// some 250,000 partitions).
+    pub fn with_max_rewritten_response_bytes(mut self, bytes: usize) -> Self {
+        self.limits.max_rewritten_response = bytes.max(MIN_CONNECTION_BUFFER);
+        self
+    }
+
+    /// Time a new client connection has to send its first request header (default 10 s).
+    pub fn with_first_request_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.first_request_timeout = timeout;
+        self
+    }
+
+    /// A client connection with nothing in flight and no traffic for this long is closed
+    /// (default 10 minutes, Kafka's `connections.max.idle.ms`).
+    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.limits.idle_timeout = timeout;
         self
     }
 
@@ -221,9 +262,9 @@ impl ProxyBuilder {
     }
 
     /// Requests a client may have in flight on one connection before the proxy stops reading
-    /// from it (default 1024).
+    /// from it (default 64).
     pub fn with_max_in_flight(mut self, max: usize) -> Self {
-        self.max_in_flight = max.max(1);
+        self.limits.max_in_flight = max.max(1);
         self
     }
 
@@ -290,7 +331,8 @@ impl ProxyBuilder {
                 forward: self.forward.map(Arc::new),
                 sasl: self.sasl,
                 connect_timeout: self.connect_timeout,
-                max_frame: self.max_frame_bytes,
+                // Set-up answers (ApiVersions, SASL) are small; never hold more for them.
+                max_frame: self.max_frame_bytes.min(self.limits.max_rewritten_response),
             },
             bootstrap,
             ports: std::sync::OnceLock::new(),
@@ -299,12 +341,17 @@ impl ProxyBuilder {
             nodes: Nodes::default(),
             metrics: metrics::ProxyMetrics::default(),
             max_frame: self.max_frame_bytes,
-            max_in_flight: self.max_in_flight,
-            connections: Arc::new(Semaphore::new(self.max_connections)),
+            budget: limits::Budget::new(self.limits.max_buffered_bytes),
+            limits: self.limits,
+            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
+            slots: Connections::new(),
+            dial_gate: dial_gate::DialGate::default(),
+            log_limit: log_limit::LogLimit::default(),
             shutdown,
             readiness: Mutex::new(Probe::Pending),
+            last_brokers: AtomicUsize::new(0),
             tracker: Mutex::new(Some(tracker)),
-            bind_ip: Mutex::new(None),
+            bind_ips: Mutex::new(Vec::new()),
         });
         Ok(Proxy {
             shared,
@@ -395,14 +442,22 @@ pub(crate) struct Shared {
     nodes: Nodes,
     metrics: metrics::ProxyMetrics,
     max_frame: usize,
-    max_in_flight: usize,
+    limits: Limits,
+    /// Responses held whole, all connections together.
+    budget: limits::Budget,
     connections: Arc<Semaphore>,
+    /// The connections being served, for making room at the limit.
+    slots: Connections,
+    dial_gate: dial_gate::DialGate,
+    log_limit: log_limit::LogLimit,
     shutdown: watch::Receiver<bool>,
     readiness: Mutex<Probe>,
+    /// Brokers in the last successful Metadata probe.
+    last_brokers: AtomicUsize,
     /// Held by every accept loop and connection; `run` waits for all clones to drop.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
-    /// The address broker listeners bind (the bootstrap listener's IP).
-    bind_ip: Mutex<Option<IpAddr>>,
+    /// The addresses broker listeners bind (the bootstrap listeners' IPs).
+    bind_ips: Mutex<Vec<IpAddr>>,
 }
 
 impl Shared {
@@ -411,7 +466,31 @@ impl Shared {
         self.ports
             .get_or_init(|| PortMap::new(&self.advertised_host, self.broker_port_base, 0))
     }
+
+    /// A client's broker connection failed to open: not ready, at once (readiness reflects
+    /// what clients get, not only the periodic probe).
+    fn upstream_failed(&self, why: &str) {
+        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        if !matches!(*readiness, Probe::Failed(_)) {
+            tracing::error!("not ready: a client's broker connection failed: {why}");
+        }
+        *readiness = Probe::Failed(format!("a client's broker connection failed: {why}"));
+    }
+
+    /// A client's broker connection opened: ready again at once if the last failure was a
+    /// client's (and the probe has found brokers before).
+    fn upstream_succeeded(&self) {
+        let brokers = self.last_brokers.load(Ordering::Acquire);
+        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
+        if matches!(*readiness, Probe::Failed(_)) && brokers > 0 {
+            tracing::info!(brokers, "ready again: a client's broker connection opened");
+            *readiness = Probe::Ok { brokers };
+        }
+    }
 }
+
+/// The smallest connection buffer: a request header with a client id must fit.
+const MIN_CONNECTION_BUFFER: usize = 4096;
 
 /// The start-up probe's last outcome.
 #[derive(Debug, Clone)]
@@ -463,26 +542,32 @@ impl Nodes {
                 }
                 None => {
                     let port = shared.ports().port(broker.node_id)?;
-                    let ip = shared
-                        .bind_ip
+                    let mut ips = shared
+                        .bind_ips
                         .lock()
                         .unwrap_or_else(|p| p.into_inner())
-                        .unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                    let addr = SocketAddr::new(ip, port);
-                    let listener = std::net::TcpListener::bind(addr)
-                        .and_then(|l| l.set_nonblocking(true).map(|()| l))
-                        .and_then(TcpListener::from_std)
-                        .map_err(|e| BindError::Bind {
+                        .clone();
+                    if ips.is_empty() {
+                        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
+                    }
+                    // Every address the bootstrap listener holds, so that no other local
+                    // process can take the other half of `localhost` for a broker port.
+                    let mut listeners = Vec::with_capacity(ips.len());
+                    for ip in ips {
+                        let addr = SocketAddr::new(ip, port);
+                        let listener = bind_one(addr).map_err(|e| BindError::Bind {
                             node_id: broker.node_id,
                             addr,
                             detail: e.to_string(),
                         })?;
-                    tracing::info!(
-                        node_id = broker.node_id,
-                        listen = %addr,
-                        broker = %format_args!("{}:{}", broker.host, broker.port),
-                        "listening for broker"
-                    );
+                        tracing::info!(
+                            node_id = broker.node_id,
+                            listen = %addr,
+                            broker = %format_args!("{}:{}", broker.host, broker.port),
+                            "listening for broker"
+                        );
+                        listeners.push(listener);
+                    }
                     known.insert(broker.node_id, broker.clone());
                     if let Some(tracker) = shared
                         .tracker
@@ -490,18 +575,35 @@ impl Nodes {
                         .unwrap_or_else(|p| p.into_inner())
                         .clone()
                     {
-                        tokio::spawn(accept_loop(
-                            shared.clone(),
-                            listener,
-                            Target::Node(broker.node_id),
-                            tracker,
-                        ));
+                        for listener in listeners {
+                            tokio::spawn(accept_loop(
+                                shared.clone(),
+                                listener,
+                                Target::Node(broker.node_id),
+                                tracker.clone(),
+                            ));
+                        }
                     }
                 }
             }
         }
         Ok(())
     }
+}
+
+/// A listener on `addr`; an IPv6 one accepts IPv6 only (never IPv4-mapped connections).
+fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    #[cfg(unix)]
+    socket.set_reuse_address(true)?;
+    socket.bind(&addr.into())?;
+    socket.listen(1024)?;
+    socket.set_nonblocking(true)?;
+    TcpListener::from_std(socket.into())
 }
 
 /// Why a broker listener could not be set up.
@@ -549,34 +651,64 @@ async fn accept_loop(
 ) {
     let stop = wait_shutdown(shared.shutdown.clone());
     tokio::pin!(stop);
+    let max = shared.limits.max_connections;
     loop {
-        let permit = tokio::select! {
-            permit = shared.connections.clone().acquire_owned() => match permit {
-                Ok(p) => p,
-                Err(_) => return,
-            },
-            () = &mut stop => return,
-        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
                 Err(e) => {
                     // EMFILE and friends: back off instead of spinning.
-                    tracing::warn!("accept failed on {:?}: {e}", target);
+                    if let Some(suppressed) = shared.log_limit.allow("accept") {
+                        tracing::warn!(suppressed, "accept failed on the {} listener: {e}{}", target.label(), fd_hint(&e));
+                    }
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
             },
             () = &mut stop => return,
         };
+        // Accepted before its permit, so at the limit exactly one connection per listener
+        // waits here while the rest wait in the kernel's backlog; the connection idle
+        // longest makes room for it, so idle connections cannot lock real clients out.
+        let permit = match shared.connections.clone().try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                let mut asked = shared.slots.make_room(max);
+                let permit = loop {
+                    tokio::select! {
+                        permit = shared.connections.clone().acquire_owned() => break permit.ok(),
+                        () = tokio::time::sleep(MAKE_ROOM_RETRY), if !asked => {
+                            asked = shared.slots.make_room(max);
+                        }
+                        () = &mut stop => break None,
+                    }
+                };
+                match permit {
+                    Some(permit) => permit,
+                    None => return,
+                }
+            }
+        };
         let shared = shared.clone();
         let tracker = tracker.clone();
         tokio::spawn(async move {
-            connection::serve(shared, stream, target).await;
+            let slot = shared.slots.register();
+            connection::serve(shared.clone(), stream, target, slot.clone()).await;
+            shared.slots.remove(slot.id);
             drop(permit);
             drop(tracker);
         });
     }
+}
+
+/// The fix for running out of file descriptors, when that is the error.
+fn fd_hint(err: &std::io::Error) -> &'static str {
+    #[cfg(unix)]
+    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
+        return "; the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
+    }
+    let _ = err;
+    ""
 }
 
 impl Proxy {
@@ -592,9 +724,8 @@ impl Proxy {
             sasl: SaslMechanism::default(),
             resolve: HashMap::new(),
             forward: None,
-            max_connections: 1024,
+            limits: Limits::default(),
             max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
-            max_in_flight: 1024,
             connect_timeout: Duration::from_secs(10),
             drain_timeout: Duration::from_secs(10),
             probe_interval: Duration::from_secs(60),
@@ -641,32 +772,55 @@ impl Proxy {
         }
     }
 
-    /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's).
+    /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's), behind
+    /// the token endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
     pub fn router(&self) -> Router {
-        Router::new()
+        let router = Router::new()
             .route(
                 "/healthz",
                 get(|| async { json(StatusCode::OK, serde_json::json!({"status": "ok"})) }),
             )
             .route("/readyz", get(readyz))
             .route("/metrics", get(metrics_text))
-            .with_state(self.shared.clone())
+            .with_state(self.shared.clone());
+        crate::endpoint::protect(router, crate::endpoint::EndpointConfig::default())
     }
 
     /// Serves clients on `bootstrap` (and a listener per broker, on the same IP) until
     /// `shutdown` completes; then stops accepting, lets requests in flight be answered for
     /// up to the drain timeout, and returns.
     pub async fn run(
-        mut self,
+        self,
         bootstrap: TcpListener,
         shutdown: impl Future<Output = ()> + Send,
     ) -> Result<(), ProxyError> {
-        let local = bootstrap.local_addr()?;
+        self.run_on(vec![bootstrap], shutdown).await
+    }
+
+    /// As [`run`](Self::run), with the bootstrap listener on several addresses of the same
+    /// port (e.g. `127.0.0.1` and `::1`, see [`crate::server::bind_loopback`]); broker
+    /// listeners are bound on each of those addresses too. The first is the one logged.
+    pub async fn run_on(
+        mut self,
+        bootstrap: Vec<TcpListener>,
+        shutdown: impl Future<Output = ()> + Send,
+    ) -> Result<(), ProxyError> {
+        let Some(first) = bootstrap.first() else {
+            return Err(ProxyError::Listener(std::io::Error::new(
+                std::io::ErrorKind::InvalidInput,
+                "Proxy::run_on needs at least one bootstrap listener",
+            )));
+        };
+        let local = first.local_addr()?;
+        let mut ips = Vec::with_capacity(bootstrap.len());
+        for listener in &bootstrap {
+            ips.push(listener.local_addr()?.ip());
+        }
         *self
             .shared
-            .bind_ip
+            .bind_ips
             .lock()
-            .unwrap_or_else(|p| p.into_inner()) = Some(local.ip());
+            .unwrap_or_else(|p| p.into_inner()) = ips.clone();
         // A node id whose port would be the bootstrap port is refused when first seen.
         let _ = self.shared.ports.set(PortMap::new(
             &self.shared.advertised_host,
@@ -684,6 +838,7 @@ impl Proxy {
         };
         tracing::info!(
             listen = %local,
+            also = ?&ips[1..],
             bootstrap = ?self.shared.bootstrap,
             broker_port_base = self.shared.broker_port_base,
             advertised_host = %self.shared.advertised_host,
@@ -696,18 +851,26 @@ impl Proxy {
                 "--upstream-tls=false: broker connections are plaintext and tokens cross the network readable; use this only with a local test broker"
             );
         }
-        let accept = tokio::spawn(accept_loop(
-            self.shared.clone(),
-            bootstrap,
-            Target::Bootstrap,
-            tracker,
-        ));
+        let accept: Vec<_> = bootstrap
+            .into_iter()
+            .map(|listener| {
+                tokio::spawn(accept_loop(
+                    self.shared.clone(),
+                    listener,
+                    Target::Bootstrap,
+                    tracker.clone(),
+                ))
+            })
+            .collect();
+        drop(tracker);
         let probe = tokio::spawn(probe_loop(self.shared.clone(), self.probe_interval));
         shutdown.await;
         tracing::info!("shutting down: no new connections; answering requests in flight");
         let _ = self.shutdown_tx.send(true);
         probe.abort();
-        let _ = accept.await;
+        for accept in accept {
+            let _ = accept.await;
+        }
         drop(
             self.shared
                 .tracker
@@ -751,7 +914,7 @@ impl ProxyStatus {
     /// Appends the proxy's own metric families (not the provider's) in OpenMetrics text,
     /// without `# EOF`.
     pub fn render_metrics_into(&self, text: &mut String) {
-        self.shared.metrics.render_into(text);
+        render_proxy_metrics(&self.shared, text);
     }
 }
 
@@ -837,6 +1000,13 @@ async fn probe_loop(shared: Arc<Shared>, interval: Duration) {
 /// listener. Returns the broker count.
 async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
     let brokers = probe_brokers(shared).await?;
+    if brokers.is_empty() {
+        return Err(
+            "the bootstrap server's Metadata lists no brokers; the cluster is starting or being deleted"
+                .to_owned(),
+        );
+    }
+    shared.last_brokers.store(brokers.len(), Ordering::Release);
     shared
         .nodes
         .observe(shared, &brokers)
@@ -868,7 +1038,7 @@ async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, Strin
             let mut size = [0u8; 4];
             stream.read_exact(&mut size).await?;
             let len = u32::from_be_bytes(size) as usize;
-            if len > shared.max_frame {
+            if len > shared.limits.max_rewritten_response {
                 return Err(std::io::Error::other(format!(
                     "a {len}-byte Metadata answer"
                 )));
@@ -908,6 +1078,18 @@ async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, Strin
     Err(last)
 }
 
+/// The proxy's metric families, and the gauge of bytes held for rewriting.
+fn render_proxy_metrics(shared: &Shared, text: &mut String) {
+    use std::fmt::Write as _;
+    shared.metrics.render_into(text);
+    let p = "gcp_kafka_auth_proxy";
+    let _ = writeln!(
+        text,
+        "# HELP {p}_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.\n# TYPE {p}_buffered_bytes gauge\n{p}_buffered_bytes {}",
+        shared.budget.in_use()
+    );
+}
+
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(
@@ -935,7 +1117,7 @@ async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
     if text.ends_with("# EOF\n") {
         text.truncate(text.len() - "# EOF\n".len());
     }
-    shared.metrics.render_into(&mut text);
+    render_proxy_metrics(&shared, &mut text);
     text.push_str("# EOF\n");
     let mut response = (StatusCode::OK, text).into_response();
     response.headers_mut().insert(

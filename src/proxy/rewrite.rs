@@ -8,8 +8,9 @@
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::ApiKey;
 use kafka_protocol::messages::{
-    ApiVersionsResponse, DescribeClusterResponse, FetchResponse, FindCoordinatorResponse,
-    MetadataResponse, ProduceResponse, ShareAcknowledgeResponse, ShareFetchResponse,
+    ApiVersionsResponse, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ShareAcknowledgeResponse,
+    ShareFetchResponse,
 };
 use kafka_protocol::protocol::{Decodable, Encodable, StrBytes};
 
@@ -149,6 +150,39 @@ fn swap(
     Ok(())
 }
 
+/// Broker configurations whose values are broker or controller addresses. DescribeConfigs
+/// answers them with the value hidden, as Kafka itself answers a password: `value` null and
+/// `is_sensitive` true (synonyms too). Rewriting them instead would mean inventing listener
+/// names and protocols for addresses the proxy does not front (the controllers).
+pub const ADDRESS_CONFIGS: &[&str] = &[
+    "listeners",
+    "advertised.listeners",
+    "controller.quorum.voters",
+    "controller.quorum.bootstrap.servers",
+    "zookeeper.connect",
+];
+
+/// Whether DescribeConfigs hides the value of the configuration `name`.
+pub fn is_address_config(name: &str) -> bool {
+    ADDRESS_CONFIGS.contains(&name) || name.ends_with(".bootstrap.servers")
+}
+
+/// Hides the address-valued configurations in a DescribeConfigs answer; returns how many.
+fn redact_address_configs(msg: &mut DescribeConfigsResponse) -> usize {
+    let mut redacted = 0;
+    for config in msg.results.iter_mut().flat_map(|r| r.configs.iter_mut()) {
+        if is_address_config(config.name.as_str()) {
+            config.value = None;
+            config.is_sensitive = true;
+            for synonym in &mut config.synonyms {
+                synonym.value = None;
+            }
+            redacted += 1;
+        }
+    }
+    redacted
+}
+
 /// Rewrites the body of a `key` v`version` response.
 pub fn rewrite(
     key: ApiKey,
@@ -242,6 +276,11 @@ pub fn rewrite(
             for n in &mut msg.node_endpoints {
                 swap(map, &mut seen, n.node_id.0, &mut n.host, &mut n.port)?;
             }
+            reencode!(msg, version);
+        }
+        ApiKey::DescribeConfigs => {
+            let mut msg = DescribeConfigsResponse::decode(&mut buf, version).map_err(decode_err)?;
+            redact_address_configs(&mut msg);
             reencode!(msg, version);
         }
         other => {
@@ -417,6 +456,76 @@ mod tests {
         // The client asked at v3; the broker answered at v0 (KIP-511).
         let out = rewrite(ApiKey::ApiVersions, 3, bytes.clone(), &map()).unwrap();
         assert_eq!(out.body.freeze(), bytes);
+    }
+
+    #[test]
+    fn describe_configs_hides_addresses_and_keeps_everything_else() {
+        use kafka_protocol::messages::describe_configs_response::{
+            DescribeConfigsResourceResult, DescribeConfigsResult, DescribeConfigsSynonym,
+        };
+        let config = |name: &'static str, value: &'static str| {
+            DescribeConfigsResourceResult::default()
+                .with_name(StrBytes::from_static_str(name))
+                .with_value(Some(StrBytes::from_static_str(value)))
+                .with_config_source(1)
+                .with_synonyms(vec![
+                    DescribeConfigsSynonym::default()
+                        .with_name(StrBytes::from_static_str(name))
+                        .with_value(Some(StrBytes::from_static_str(value)))
+                        .with_source(5),
+                ])
+        };
+        let answer = DescribeConfigsResponse::default()
+            .with_throttle_time_ms(7)
+            .with_results(vec![
+                DescribeConfigsResult::default()
+                    .with_resource_type(4)
+                    .with_resource_name(StrBytes::from_static_str("1"))
+                    .with_configs(vec![
+                        config(
+                            "advertised.listeners",
+                            "SASL_SSL://broker-1.kafka.invalid:9092",
+                        ),
+                        config("listeners", "SASL_SSL://:9092,CONTROLLER://:9093"),
+                        config("controller.quorum.voters", "1@ctl.kafka.invalid:9093"),
+                        config(
+                            "controller.quorum.bootstrap.servers",
+                            "ctl.kafka.invalid:9093",
+                        ),
+                        config("log.retention.hours", "168"),
+                    ]),
+            ]);
+        for version in 1..=4 {
+            let out = rewrite(
+                ApiKey::DescribeConfigs,
+                version,
+                encode(&answer, version),
+                &map(),
+            )
+            .unwrap();
+            let text = String::from_utf8_lossy(&out.body);
+            assert!(!text.contains("kafka.invalid"), "v{version}: {text}");
+            assert!(!text.contains(":9092"), "v{version}: {text}");
+            let got = DescribeConfigsResponse::decode(&mut out.body.freeze(), version).unwrap();
+            let mut expected = answer.clone();
+            for c in &mut expected.results[0].configs[..4] {
+                c.value = None;
+                c.is_sensitive = true;
+                for s in &mut c.synonyms {
+                    s.value = None;
+                }
+            }
+            // documentation and config_type exist from v3.
+            if version < 3 {
+                let absent = DescribeConfigsResourceResult::default();
+                for c in &mut expected.results[0].configs {
+                    c.config_type = absent.config_type;
+                    c.documentation = absent.documentation.clone();
+                }
+            }
+            assert_eq!(got, expected, "v{version}");
+            assert!(out.brokers.is_empty());
+        }
     }
 
     #[test]

@@ -43,7 +43,13 @@ pub const REWRITTEN: &[(ApiKey, Versions)] = &[
     (ApiKey::DescribeCluster, v(0, 2)),
     (ApiKey::ShareFetch, v(1, 1)),
     (ApiKey::ShareAcknowledge, v(1, 1)),
+    (ApiKey::DescribeConfigs, v(1, 4)),
 ];
+
+/// Rewritten keys whose broker minimum may be raised to the first version the proxy decodes
+/// rather than the key being dropped: every client asks DescribeConfigs at the highest
+/// common version, and a Kafka 3.x broker's v0 would otherwise hide the key altogether.
+pub const MIN_MAY_RISE: &[ApiKey] = &[ApiKey::DescribeConfigs];
 
 /// Opaque keys offered below the versions that added KIP-951 `node_endpoints`.
 pub const CLAMPED: &[(ApiKey, i16)] = &[(ApiKey::Produce, 9), (ApiKey::Fetch, 15)];
@@ -104,6 +110,45 @@ pub fn handling(api_key: i16, version: i16) -> Handling {
     }
 }
 
+/// What the proxy does with a request, decided from its header alone before any of it
+/// reaches a broker.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Admission {
+    /// Forward it.
+    Forward,
+    /// ApiVersions above what the proxy decodes: KIP-511's answer at v0, made locally.
+    ApiVersionsTooNew,
+    /// SaslHandshake or SaslAuthenticate: the proxy authenticates for the client, and a
+    /// client's own credentials are never forwarded.
+    Sasl,
+    /// A key [`HIDDEN`] from ApiVersions (delegation tokens, DescribeQuorum): answered
+    /// locally with an error, since a broker would issue a token to the proxy's identity or
+    /// name the controllers' addresses.
+    Hidden(ApiKey),
+    /// An unknown key, or a version the proxy never offers: not forwarded; the connection
+    /// is closed once the requests before it are answered, as a broker does.
+    NotOffered,
+}
+
+/// Decides what to do with a request `(api_key, version)`.
+pub fn admit(api_key: i16, version: i16) -> Admission {
+    let Ok(key) = ApiKey::try_from(api_key) else {
+        return Admission::NotOffered;
+    };
+    match key {
+        ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Admission::Sasl,
+        ApiKey::ApiVersions if version > REWRITTEN[0].1.max => Admission::ApiVersionsTooNew,
+        _ if HIDDEN.contains(&key) => Admission::Hidden(key),
+        _ if version < 0
+            || version > key.valid_versions().max
+            || handling(api_key, version) == Handling::Undecodable =>
+        {
+            Admission::NotOffered
+        }
+        _ => Admission::Forward,
+    }
+}
+
 /// What [`filter`] removed or cut, for the log and metrics.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FilterReport {
@@ -121,7 +166,14 @@ pub fn offered(api_key: i16, broker: Versions) -> Option<Versions> {
     }
     let ceiling = if let Some((_, range)) = REWRITTEN.iter().find(|(k, _)| *k == key) {
         if broker.min < range.min {
-            return None;
+            if !MIN_MAY_RISE.contains(&key) || broker.max < range.min {
+                return None;
+            }
+            let max = broker.max.min(range.max);
+            return Some(Versions {
+                min: range.min,
+                max,
+            });
         }
         range.max
     } else if let Some((_, max)) = CLAMPED.iter().find(|(k, _)| *k == key) {
@@ -229,7 +281,9 @@ mod tests {
             (ApiKey::DescribeCluster, DescribeClusterResponse::VERSIONS),
             (ApiKey::ShareFetch, ShareFetchResponse::VERSIONS),
             (ApiKey::ShareAcknowledge, ShareAcknowledgeResponse::VERSIONS),
+            (ApiKey::DescribeConfigs, DescribeConfigsResponse::VERSIONS),
         ];
+        assert_eq!(REWRITTEN.len(), crate_ranges.len());
         for ((key, ours), (crate_key, theirs)) in REWRITTEN.iter().zip(crate_ranges) {
             assert_eq!(*key, crate_key);
             assert_eq!(
@@ -402,5 +456,49 @@ mod tests {
         assert_eq!(handling(18, 5), Handling::Undecodable);
         assert_eq!(handling(19, 7), Handling::Opaque);
         assert_eq!(handling(10_000, 0), Handling::Opaque);
+        assert_eq!(handling(32, 4), Handling::Rewrite(ApiKey::DescribeConfigs));
+        assert_eq!(handling(32, 0), Handling::Undecodable);
+    }
+
+    #[test]
+    fn describe_configs_minimum_rises_instead_of_the_key_vanishing() {
+        assert_eq!(offered(32, v(0, 4)), Some(v(1, 4)), "Kafka 3.x");
+        assert_eq!(offered(32, v(1, 4)), Some(v(1, 4)), "Kafka 4.x");
+        assert_eq!(offered(32, v(0, 0)), None, "v0 only: nothing decodable");
+    }
+
+    #[test]
+    fn admission_is_decided_from_the_header() {
+        assert_eq!(admit(0, 9), Admission::Forward);
+        assert_eq!(
+            admit(0, 10),
+            Admission::Forward,
+            "KIP-951 versions are rewritten"
+        );
+        assert_eq!(admit(0, 14), Admission::NotOffered, "past the crate");
+        assert_eq!(admit(3, 13), Admission::Forward);
+        assert_eq!(admit(3, 14), Admission::NotOffered);
+        assert_eq!(admit(18, 4), Admission::Forward);
+        assert_eq!(admit(18, 5), Admission::ApiVersionsTooNew);
+        assert_eq!(admit(17, 1), Admission::Sasl);
+        assert_eq!(admit(36, 2), Admission::Sasl);
+        for (key, api) in [
+            (38, ApiKey::CreateDelegationToken),
+            (39, ApiKey::RenewDelegationToken),
+            (40, ApiKey::ExpireDelegationToken),
+            (41, ApiKey::DescribeDelegationToken),
+            (55, ApiKey::DescribeQuorum),
+        ] {
+            assert_eq!(admit(key, 1), Admission::Hidden(api), "key {key}");
+        }
+        assert_eq!(admit(999, 0), Admission::NotOffered);
+        assert_eq!(admit(10_000, 0), Admission::NotOffered);
+        assert_eq!(admit(19, -1), Admission::NotOffered);
+        assert_eq!(
+            admit(32, 0),
+            Admission::NotOffered,
+            "DescribeConfigs v0 is undecodable"
+        );
+        assert_eq!(admit(32, 4), Admission::Forward);
     }
 }

@@ -16,7 +16,7 @@ use secrecy::ExposeSecret as _;
 use tokio::io::AsyncWriteExt as _;
 use tokio::sync::watch;
 
-use crate::proxy_support::{Client, FakeBroker, Script, Seen};
+use crate::proxy_support::{Client, FakeBroker, RAW_ECHO, RAW_SIZED, Script, Seen};
 
 const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
@@ -63,6 +63,7 @@ impl Running {
             .clone()
             .oneshot(
                 http::Request::get(path)
+                    .header("host", "localhost")
                     .body(axum::body::Body::empty())
                     .unwrap(),
             )
@@ -407,8 +408,9 @@ async fn produce_acks_zero_gets_no_response_and_opaque_keys_pass_in_order() {
     let acked = client
         .send(&ProduceRequest::default().with_acks(-1), 9)
         .await;
-    // A proprietary key, forwarded opaquely: its body comes back byte for byte.
-    let mut raw = vec![0x27, 0x10, 0, 0];
+    // A key forwarded opaquely: the fake's raw answer comes back byte for byte.
+    let mut raw = RAW_ECHO.to_be_bytes().to_vec();
+    raw.extend_from_slice(&[0, 0]);
     raw.extend_from_slice(&555i32.to_be_bytes());
     raw.extend_from_slice(&[0xff, 0xff]);
     client.send_raw(&raw).await;
@@ -436,12 +438,14 @@ async fn large_opaque_responses_are_forwarded_whole_and_in_order_across_chunks()
     // it on the same broker connection a small one, so the second frame's first bytes arrive
     // in the buffer that holds the first one's last.
     let size: u32 = 3 * 1024 * 1024 + 7;
-    let mut large = vec![0x27, 0x11, 0, 0];
+    let mut large = RAW_SIZED.to_be_bytes().to_vec();
+    large.extend_from_slice(&[0, 0]);
     large.extend_from_slice(&700i32.to_be_bytes());
     large.extend_from_slice(&[0xff, 0xff]);
     large.extend_from_slice(&size.to_be_bytes());
     client.send_raw(&large).await;
-    let mut small = vec![0x27, 0x10, 0, 0];
+    let mut small = RAW_ECHO.to_be_bytes().to_vec();
+    small.extend_from_slice(&[0, 0]);
     small.extend_from_slice(&701i32.to_be_bytes());
     small.extend_from_slice(&[0xff, 0xff]);
     client.send_raw(&small).await;

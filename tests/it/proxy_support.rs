@@ -22,6 +22,14 @@ use kafka_protocol::protocol::{Decodable, Encodable, HeaderVersion, Request, Str
 use tokio::io::{AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _};
 use tokio::net::{TcpListener, TcpStream};
 
+/// An API key (DescribeAcls) the fake answers with the raw bytes `proprietary`: the proxy
+/// forwards it opaquely, so what the client gets shows the proxy changed nothing but the
+/// correlation id.
+pub const RAW_ECHO: i16 = 29;
+/// An API key (CreateAcls) the fake answers with as many bytes as the request's last four
+/// ask for.
+pub const RAW_SIZED: i16 = 30;
+
 /// What the fake broker answers; shared, so a test can change it while running.
 #[derive(Debug, Clone)]
 pub struct Script {
@@ -167,17 +175,17 @@ impl FakeBroker {
             if script.close_on_key == Some(key) {
                 return;
             }
-            if key == 10_001 {
-                // Another proprietary API: a response of the size the request asks for (a u32
-                // after the header's client id), filled with a known pattern.
+            if key == RAW_SIZED {
+                // A response of the size the request asks for (a u32 after the header's
+                // client id), filled with a known pattern: the proxy forwards the key opaquely.
                 let size = u32::from_be_bytes(frame[frame.len() - 4..].try_into().unwrap());
                 let mut out = correlation.to_be_bytes().to_vec();
                 out.extend((0..size).map(|i| (i % 251) as u8));
                 write_frame(&mut stream, &out).await;
                 continue;
             }
-            if key == 10_000 {
-                // A proprietary API: echo its body.
+            if key == RAW_ECHO {
+                // A fixed raw answer, for tests of opaque forwarding and ordering.
                 let mut out = correlation.to_be_bytes().to_vec();
                 out.extend_from_slice(b"proprietary");
                 write_frame(&mut stream, &out).await;
