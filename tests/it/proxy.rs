@@ -18,9 +18,9 @@ use tokio::sync::watch;
 
 use crate::proxy_support::{Client, FakeBroker, RAW_ECHO, RAW_SIZED, Script, Seen};
 
-const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
+pub(crate) const LOOPBACK: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 
-fn provider(fake: &FakeGoogle) -> KafkaTokenProvider {
+pub(crate) fn provider(fake: &FakeGoogle) -> KafkaTokenProvider {
     KafkaTokenProvider::builder()
         .with_env(Env::from_pairs([
             ("HOME", "/nonexistent".to_owned()),
@@ -31,18 +31,18 @@ fn provider(fake: &FakeGoogle) -> KafkaTokenProvider {
 }
 
 /// A port base below Linux's ephemeral range, different for every proxy in this process.
-fn port_base() -> u16 {
+pub(crate) fn port_base() -> u16 {
     static NEXT: AtomicU16 = AtomicU16::new(0);
     let slot = NEXT.fetch_add(1, Ordering::Relaxed);
     20_000 + ((std::process::id() as u16 % 200) * 40 + slot * 20) % 10_000
 }
 
-fn host(node: i32) -> String {
+pub(crate) fn host(node: i32) -> String {
     format!("broker-{node}.kafka.invalid")
 }
 
-struct Running {
-    bootstrap: SocketAddr,
+pub(crate) struct Running {
+    pub(crate) bootstrap: SocketAddr,
     base: u16,
     stop: watch::Sender<bool>,
     task: tokio::task::JoinHandle<()>,
@@ -52,11 +52,11 @@ struct Running {
 }
 
 impl Running {
-    fn node(&self, id: i32) -> SocketAddr {
+    pub(crate) fn node(&self, id: i32) -> SocketAddr {
         SocketAddr::new(LOOPBACK, self.base + id as u16)
     }
 
-    async fn http(&self, path: &str) -> (u16, String) {
+    pub(crate) async fn http(&self, path: &str) -> (u16, String) {
         use tower::ServiceExt as _;
         let response = self
             .router
@@ -77,7 +77,7 @@ impl Running {
     }
 
     /// Waits (bounded) until `/readyz` answers `status`.
-    async fn wait_readyz(&self, status: u16) -> String {
+    pub(crate) async fn wait_readyz(&self, status: u16) -> String {
         for _ in 0..200 {
             let (got, body) = self.http("/readyz").await;
             if got == status {
@@ -91,7 +91,7 @@ impl Running {
         );
     }
 
-    async fn stop(self) {
+    pub(crate) async fn stop(self) {
         let _ = self.stop.send(true);
         tokio::time::timeout(Duration::from_secs(15), self.task)
             .await
@@ -102,7 +102,7 @@ impl Running {
 
 /// A fake broker whose nodes `ids` all live at its one address, under `.kafka.invalid`
 /// names, and a proxy in front of it.
-async fn start(script: Script, ids: &[i32]) -> (FakeBroker, Running) {
+pub(crate) async fn start(script: Script, ids: &[i32]) -> (FakeBroker, Running) {
     let broker = FakeBroker::start(script).await;
     let port = i32::from(broker.addr.port());
     broker.set(|s| s.brokers = ids.iter().map(|id| (*id, host(*id), port)).collect());
@@ -110,7 +110,7 @@ async fn start(script: Script, ids: &[i32]) -> (FakeBroker, Running) {
     (broker, running)
 }
 
-async fn start_proxy(
+pub(crate) async fn start_proxy(
     broker: &FakeBroker,
     ids: &[i32],
     configure: impl FnOnce(ProxyBuilder) -> ProxyBuilder,
@@ -150,7 +150,7 @@ async fn start_proxy(
     }
 }
 
-fn assert_no_upstream_host(client: &Client) {
+pub(crate) fn assert_no_upstream_host(client: &Client) {
     let text = String::from_utf8_lossy(&client.received);
     assert!(
         !text.contains("kafka.invalid"),

@@ -61,6 +61,7 @@ impl Default for Script {
                 (19, 2, 7),
                 (36, 0, 2),
                 (38, 1, 3),
+                (32, 1, 4),
                 (60, 0, 2),
                 (10_000, 0, 3),
             ],
@@ -390,6 +391,30 @@ impl FakeBroker {
                             })
                             .collect(),
                     );
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::DescribeConfigs => {
+                    // A broker's configuration, as Kafka describes it: its listeners name
+                    // real addresses.
+                    use kafka_protocol::messages::describe_configs_response::{
+                        DescribeConfigsResourceResult, DescribeConfigsResult,
+                    };
+                    let config = |name: &str, value: String| {
+                        DescribeConfigsResourceResult::default()
+                            .with_name(StrBytes::from_string(name.to_owned()))
+                            .with_value(Some(StrBytes::from_string(value)))
+                    };
+                    let (id, host, port) = script.brokers.first().cloned().unwrap_or_default();
+                    let response = DescribeConfigsResponse::default().with_results(vec![
+                        DescribeConfigsResult::default()
+                            .with_resource_type(4)
+                            .with_resource_name(StrBytes::from_string(id.to_string()))
+                            .with_configs(vec![
+                                config("advertised.listeners", format!("SASL_SSL://{host}:{port}")),
+                                config("listeners", format!("SASL_SSL://:{port}")),
+                                config("log.retention.hours", "168".to_owned()),
+                            ]),
+                    ]);
                     Some(encode_response(&response, api, version, correlation))
                 }
                 _ => {

@@ -1,0 +1,573 @@
+//! The proxy against hostile, slow and misbehaving clients: memory stays under the
+//! documented bound (`proxy::limits`), connections that never speak or sit idle give way,
+//! requests the proxy does not offer never reach a broker, and a broken request stream closes
+//! at once. In process against the fake broker, and (for memory) the real binary.
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use fake_google::FakeGoogle;
+use gcp_kafka_auth_handler::proxy::Limits;
+use kafka_protocol::messages::describe_configs_request::DescribeConfigsResource;
+use kafka_protocol::messages::*;
+use kafka_protocol::protocol::StrBytes;
+use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+use tokio::net::TcpStream;
+
+use crate::proxy::{LOOPBACK, assert_no_upstream_host, host, port_base, start, start_proxy};
+use crate::proxy_support::{Client, FakeBroker, RAW_ECHO, RAW_SIZED, Script, Seen};
+use crate::support::{Sidecar, SidecarEnv, free_port, memory_kib};
+
+const MIB: usize = 1024 * 1024;
+
+fn connections(seen: &[Seen]) -> usize {
+    seen.iter()
+        .filter(|s| matches!(s, Seen::Connected(_)))
+        .count()
+}
+
+fn requests_with_key(seen: &[Seen], key: i16) -> usize {
+    seen.iter()
+        .filter(|s| matches!(s, Seen::Request(_, k, _, _) if *k == key))
+        .count()
+}
+
+/// A raw request header (v1: key, version, correlation id, null client id) and `body`.
+fn raw_request(key: i16, version: i16, correlation_id: i32, body: &[u8]) -> Vec<u8> {
+    let mut out = key.to_be_bytes().to_vec();
+    out.extend_from_slice(&version.to_be_bytes());
+    out.extend_from_slice(&correlation_id.to_be_bytes());
+    out.extend_from_slice(&[0xff, 0xff]);
+    out.extend_from_slice(body);
+    out
+}
+
+fn framed(body: &[u8]) -> Vec<u8> {
+    let mut out = (body.len() as u32).to_be_bytes().to_vec();
+    out.extend_from_slice(body);
+    out
+}
+
+#[tokio::test]
+async fn a_connection_that_never_completes_a_request_is_closed_and_never_reaches_a_broker() {
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = i32::from(broker.addr.port());
+    broker.set(|s| s.brokers = vec![(1, host(1), port)]);
+    let proxy = start_proxy(&broker, &[1], |b| {
+        b.with_upstream_tls(false)
+            .with_first_request_timeout(Duration::from_millis(300))
+    })
+    .await;
+    proxy.wait_readyz(200).await;
+    // The readiness probe's own connection is the only one so far.
+    let probe = connections(&broker.seen());
+    // 200 connect-and-close cycles: no broker connection, no authentication (the proxy
+    // opens the broker connection on the first request, not at accept).
+    for _ in 0..200 {
+        drop(TcpStream::connect(proxy.bootstrap).await.unwrap());
+    }
+    // Silent, and half a request header: both closed after the first-request timeout.
+    let mut silent = Client::connect(proxy.bootstrap).await;
+    let mut partial = Client::connect(proxy.bootstrap).await;
+    partial
+        .stream
+        .write_all(&[0, 0, 0, 40, 0, 3])
+        .await
+        .unwrap();
+    let started = Instant::now();
+    assert!(silent.closed().await);
+    assert!(partial.closed().await);
+    let took = started.elapsed();
+    assert!(took < Duration::from_secs(3), "closed after {took:?}");
+    assert_eq!(connections(&broker.seen()), probe, "{:?}", broker.seen());
+    // The first real request opens exactly one broker connection.
+    let mut client = Client::connect(proxy.bootstrap).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    let (_, answer) = client.recv::<ApiVersionsRequest>(3).await;
+    assert_eq!(answer.error_code, 0);
+    assert_eq!(connections(&broker.seen()), probe + 1);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn idle_connections_give_way_at_the_connection_limit_and_time_out() {
+    let (broker, proxy) = {
+        let broker = FakeBroker::start(Script::default()).await;
+        let port = i32::from(broker.addr.port());
+        broker.set(|s| s.brokers = vec![(1, host(1), port)]);
+        let proxy = start_proxy(&broker, &[1], |b| {
+            b.with_upstream_tls(false).with_max_connections(3)
+        })
+        .await;
+        (broker, proxy)
+    };
+    proxy.wait_readyz(200).await;
+    let probe = connections(&broker.seen());
+    let mut idle = Vec::new();
+    for _ in 0..3 {
+        let mut client = Client::connect(proxy.bootstrap).await;
+        client.send(&ApiVersionsRequest::default(), 3).await;
+        client.recv::<ApiVersionsRequest>(3).await;
+        idle.push(client);
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // Every slot is held by an idle connection: a new client is still served, and the
+    // connection idle longest (the first) is the one closed for it.
+    let mut newcomer = Client::connect(proxy.bootstrap).await;
+    newcomer.send(&ApiVersionsRequest::default(), 3).await;
+    let started = Instant::now();
+    let (_, answer) = newcomer.recv::<ApiVersionsRequest>(3).await;
+    assert_eq!(answer.error_code, 0);
+    assert!(started.elapsed() < Duration::from_secs(2));
+    assert!(
+        idle[0].closed().await,
+        "the longest-idle connection gave way"
+    );
+    // The others still work.
+    for client in &mut idle[1..] {
+        client.send(&ApiVersionsRequest::default(), 3).await;
+        assert_eq!(client.recv::<ApiVersionsRequest>(3).await.1.error_code, 0);
+    }
+    assert_eq!(connections(&broker.seen()), probe + 4);
+    proxy.stop().await;
+
+    // The idle timeout.
+    let (_broker, proxy) = {
+        let broker = FakeBroker::start(Script::default()).await;
+        let port = i32::from(broker.addr.port());
+        broker.set(|s| s.brokers = vec![(1, host(1), port)]);
+        let proxy = start_proxy(&broker, &[1], |b| {
+            b.with_upstream_tls(false)
+                .with_idle_timeout(Duration::from_millis(400))
+        })
+        .await;
+        (broker, proxy)
+    };
+    let mut client = Client::connect(proxy.bootstrap).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    client.recv::<ApiVersionsRequest>(3).await;
+    let started = Instant::now();
+    assert!(client.closed().await);
+    let took = started.elapsed();
+    assert!(
+        took >= Duration::from_millis(350) && took < Duration::from_secs(3),
+        "closed after {took:?}"
+    );
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn hidden_keys_are_answered_locally_and_unknown_ones_close_without_reaching_the_broker() {
+    let (broker, proxy) = start(Script::default(), &[1]).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    let id = client.send(&DescribeQuorumRequest::default(), 2).await;
+    let (got, answer) = client.recv::<DescribeQuorumRequest>(2).await;
+    assert_eq!(got, id);
+    assert_eq!(answer.error_code, 31, "CLUSTER_AUTHORIZATION_FAILED");
+    assert_eq!(
+        answer.error_message.as_deref(),
+        Some("the gcp-kafka-auth-handler proxy does not forward DescribeQuorum")
+    );
+    for version in 1..=3 {
+        let id = client
+            .send(&CreateDelegationTokenRequest::default(), version)
+            .await;
+        let (got, answer) = client.recv::<CreateDelegationTokenRequest>(version).await;
+        assert_eq!(got, id);
+        assert_eq!(
+            answer.error_code, 64,
+            "DELEGATION_TOKEN_REQUEST_NOT_ALLOWED"
+        );
+    }
+    let id = client
+        .send(&DescribeDelegationTokenRequest::default(), 3)
+        .await;
+    assert_eq!(
+        client.recv::<DescribeDelegationTokenRequest>(3).await,
+        (
+            id,
+            DescribeDelegationTokenResponse::default().with_error_code(64)
+        )
+    );
+    // The connection still works; then a request the proxy never offers: the one before it
+    // is answered, then the connection closes.
+    let meta = client
+        .send(&MetadataRequest::default().with_topics(Some(vec![])), 12)
+        .await;
+    client.send_raw(&raw_request(999, 0, 7, b"x")).await;
+    assert_eq!(client.recv::<MetadataRequest>(12).await.0, meta);
+    assert!(client.closed().await);
+    for (key, version) in [(10_000, 0), (3, 99), (0, 14)] {
+        let mut client = Client::connect(proxy.bootstrap).await;
+        client.send_raw(&raw_request(key, version, 1, b"")).await;
+        assert!(client.closed().await, "key {key} v{version}");
+    }
+    let seen = broker.seen();
+    for key in [55, 38, 41, 999, 10_000] {
+        assert_eq!(requests_with_key(&seen, key), 0, "key {key}: {seen:?}");
+    }
+    // The client's Metadata v12 (the readiness probe asks at v9).
+    let client_metadata = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Request(_, 3, 12, _)))
+        .count();
+    assert_eq!(client_metadata, 1, "{seen:?}");
+    let (_, metrics) = proxy.http("/metrics").await;
+    for line in [
+        "gcp_kafka_auth_proxy_client_errors_total{reason=\"hidden_api\"} 5",
+        "gcp_kafka_auth_proxy_client_errors_total{reason=\"api_not_offered\"} 4",
+    ] {
+        assert!(metrics.lines().any(|l| l == line), "{line}\n{metrics}");
+    }
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_client_speaking_sasl_first_is_refused_without_touching_the_broker() {
+    let (broker, proxy) = start(Script::default(), &[1]).await;
+    proxy.wait_readyz(200).await;
+    let probe = connections(&broker.seen());
+    let mut client = Client::connect(proxy.bootstrap).await;
+    let id = client
+        .send(
+            &SaslHandshakeRequest::default()
+                .with_mechanism(StrBytes::from_static_str("OAUTHBEARER")),
+            1,
+        )
+        .await;
+    let (got, answer) = client.recv::<SaslHandshakeRequest>(1).await;
+    assert_eq!((got, answer.error_code), (id, 33));
+    assert!(client.closed().await);
+    assert_eq!(connections(&broker.seen()), probe, "{:?}", broker.seen());
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn a_framing_error_after_a_valid_request_closes_both_halves_at_once() {
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = i32::from(broker.addr.port());
+    broker.set(|s| s.brokers = vec![(1, host(1), port)]);
+    let proxy = start_proxy(&broker, &[1], |b| {
+        b.with_upstream_tls(false).with_max_connections(1)
+    })
+    .await;
+    let mut poison = Client::connect(proxy.bootstrap).await;
+    // A valid request and a negative size prefix in one write.
+    let mut bytes = framed(&raw_request(18, 0, 1, b""));
+    bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xf0]);
+    poison.stream.write_all(&bytes).await.unwrap();
+    let started = Instant::now();
+    let mut rest = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(5), poison.stream.read_to_end(&mut rest))
+        .await
+        .expect("closed, not left hanging");
+    assert!(started.elapsed() < Duration::from_secs(2));
+    // Its slot is free at once: the one-connection proxy serves the next client.
+    let mut next = Client::connect(proxy.bootstrap).await;
+    next.send(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(next.recv::<ApiVersionsRequest>(3).await.1.error_code, 0);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn describe_configs_hides_broker_addresses() {
+    let (_broker, proxy) = start(Script::default(), &[1]).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    for version in 1..=4 {
+        let id = client
+            .send(
+                &DescribeConfigsRequest::default().with_resources(vec![
+                    DescribeConfigsResource::default()
+                        .with_resource_type(4)
+                        .with_resource_name(StrBytes::from_static_str("1")),
+                ]),
+                version,
+            )
+            .await;
+        let (got, answer) = client.recv::<DescribeConfigsRequest>(version).await;
+        assert_eq!(got, id);
+        let configs: Vec<(String, Option<String>, bool)> = answer.results[0]
+            .configs
+            .iter()
+            .map(|c| {
+                (
+                    c.name.to_string(),
+                    c.value.as_ref().map(|v| v.to_string()),
+                    c.is_sensitive,
+                )
+            })
+            .collect();
+        assert_eq!(
+            configs,
+            [
+                ("advertised.listeners".to_owned(), None, true),
+                ("listeners".to_owned(), None, true),
+                (
+                    "log.retention.hours".to_owned(),
+                    Some("168".to_owned()),
+                    false
+                ),
+            ],
+            "v{version}"
+        );
+    }
+    assert_no_upstream_host(&client);
+    proxy.stop().await;
+}
+
+#[tokio::test]
+async fn requests_larger_than_the_buffer_stream_through_in_order() {
+    let (broker, proxy) = start(Script::default(), &[1]).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    // 3 MiB of records: 48 times the connection buffer, then a small request right behind.
+    let records = bytes::Bytes::from((0..3 * MIB).map(|i| (i % 253) as u8).collect::<Vec<_>>());
+    let produce = ProduceRequest::default().with_acks(1).with_topic_data(vec![
+        produce_request::TopicProduceData::default()
+            .with_name(TopicName(StrBytes::from_static_str("t")))
+            .with_partition_data(vec![
+                produce_request::PartitionProduceData::default()
+                    .with_index(0)
+                    .with_records(Some(records)),
+            ]),
+    ]);
+    let first = client.send(&produce, 9).await;
+    let second = client
+        .send(&MetadataRequest::default().with_topics(Some(vec![])), 12)
+        .await;
+    assert_eq!(client.recv::<ProduceRequest>(9).await.0, first);
+    assert_eq!(client.recv::<MetadataRequest>(12).await.0, second);
+    let seen = broker.seen();
+    assert_eq!(requests_with_key(&seen, 0), 1);
+    let (_, metrics) = proxy.http("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gcp_kafka_auth_proxy_buffered_bytes 0"),
+        "{metrics}"
+    );
+    proxy.stop().await;
+}
+
+/// Re-authentication is not starved by pipelined large responses read slowly: past half the
+/// session the proxy re-authenticates at the first quiet moment and writes nothing behind
+/// requests in flight until it has, so the broker never reads a request after the session
+/// ended (it closes the connection then, as Kafka does).
+#[tokio::test]
+async fn reauthentication_is_not_starved_by_pipelined_large_responses_read_slowly() {
+    let script = Script {
+        session_lifetime_ms: 3000,
+        ..Script::default()
+    };
+    let (broker, proxy) = start(script, &[1]).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    const EACH: u32 = 4 * 1024 * 1024;
+    const PER_BURST: usize = 6;
+    let started = Instant::now();
+    let mut next_id = 1000;
+    for burst in 0..3 {
+        let mut ids = Vec::new();
+        for _ in 0..PER_BURST {
+            next_id += 1;
+            client
+                .send_raw(&raw_request(RAW_SIZED, 0, next_id, &EACH.to_be_bytes()))
+                .await;
+            ids.push(next_id);
+        }
+        // Read at about 12 MiB/s: each burst takes about two seconds.
+        for id in ids {
+            let mut size = [0u8; 4];
+            client
+                .stream
+                .read_exact(&mut size)
+                .await
+                .unwrap_or_else(|e| {
+                    panic!(
+                        "burst {burst}: the connection closed after {:?}: {e}; broker saw {:?}",
+                        started.elapsed(),
+                        broker.seen()
+                    )
+                });
+            assert_eq!(u32::from_be_bytes(size), EACH + 4);
+            let mut left = (EACH + 4) as usize;
+            let mut chunk = vec![0u8; 256 * 1024];
+            let mut first = true;
+            while left > 0 {
+                let n = left.min(chunk.len());
+                client.stream.read_exact(&mut chunk[..n]).await.unwrap();
+                if first {
+                    assert_eq!(&chunk[..4], &id.to_be_bytes());
+                    first = false;
+                }
+                left -= n;
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+    let seen = broker.seen();
+    assert!(
+        !seen.iter().any(|s| matches!(s, Seen::Expired(_))),
+        "{seen:?}"
+    );
+    let reauths = seen
+        .iter()
+        .filter(|s| matches!(s, Seen::Request(_, 17, _, _)))
+        .count();
+    // The first authentication, then at least one re-authentication per 3 s session.
+    assert!(
+        reauths >= 3,
+        "{reauths} handshakes in {:?}",
+        started.elapsed()
+    );
+    proxy.stop().await;
+}
+
+/// The memory bound of `proxy::limits`, measured on the binary: the peak RSS stays within
+/// the idle process's plus `max_connections × (2 × buffer + overhead) + max_buffered_bytes`
+/// while clients trickle huge requests, pipeline requests whose answers they never read, and
+/// never read a 50 MiB response.
+#[tokio::test]
+async fn memory_stays_under_the_documented_bound_whatever_clients_send() {
+    let google = FakeGoogle::start().await;
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = broker.addr.port();
+    broker.set(|s| s.brokers = vec![(1, host(1), i32::from(port))]);
+    let listen = free_port();
+    let base = port_base();
+    let limits = Limits {
+        max_connections: 32,
+        max_buffered_bytes: 16 * MIB,
+        ..Limits::default()
+    };
+    let env = SidecarEnv::new(&google).set("RUST_LOG", "warn,gcp_kafka_auth_handler=info");
+    let mut sidecar = Sidecar::spawn(
+        env,
+        &[
+            "proxy",
+            "--bootstrap-server",
+            &format!("bootstrap.kafka.invalid:{port}"),
+            "--upstream-tls=false",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--broker-port-base",
+            &base.to_string(),
+            "--resolve",
+            &format!("bootstrap.kafka.invalid=127.0.0.1,{}=127.0.0.1", host(1)),
+            "--http-port",
+            "0",
+            "--max-connections",
+            &limits.max_connections.to_string(),
+            "--max-buffered-bytes",
+            &limits.max_buffered_bytes.to_string(),
+            "--log-format",
+            "json",
+        ],
+    );
+    sidecar.wait_ready().await;
+    let bootstrap = SocketAddr::new(LOOPBACK, listen);
+    // The idle floor: a client's first exchange done, so the runtime's and the rewriting
+    // path's one-off allocations are in it.
+    let mut warm = Client::connect(bootstrap).await;
+    warm.send(&MetadataRequest::default().with_topics(None), 12)
+        .await;
+    warm.recv::<MetadataRequest>(12).await;
+    drop(warm);
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let (_, floor) = memory_kib(sidecar.pid());
+    let bound = floor + limits.memory_bound_above_floor() as u64 / 1024;
+    let check = |what: &str| {
+        let (rss, hwm) = memory_kib(sidecar.pid());
+        assert!(
+            hwm <= bound,
+            "{what}: peak RSS {hwm} KiB (now {rss}) above the bound {bound} KiB (idle {floor} KiB)"
+        );
+        hwm
+    };
+
+    // 1. 20 clients each declare a 99 MiB Produce and send 8 MiB of it.
+    const CLIENTS: usize = 20;
+    const SENT: usize = 8 * MIB;
+    let mut header = (99 * MIB as u32).to_be_bytes().to_vec();
+    header.extend_from_slice(&raw_request(0, 3, 1, &[0xff, 0xff, 0, 1, 0, 0, 0x75, 0x30]));
+    let before = metric(&sidecar, "gcp_kafka_auth_proxy_bytes_to_broker_total").await;
+    let mut tricklers = Vec::new();
+    for _ in 0..CLIENTS {
+        let header = header.clone();
+        tricklers.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(bootstrap).await.unwrap();
+            stream.write_all(&header).await.unwrap();
+            let chunk = vec![0x5a_u8; 64 * 1024];
+            for _ in 0..SENT / chunk.len() {
+                stream.write_all(&chunk).await.unwrap();
+            }
+            stream
+        }));
+    }
+    let mut held = Vec::new();
+    for t in tricklers {
+        held.push(
+            tokio::time::timeout(Duration::from_secs(60), t)
+                .await
+                .expect("the proxy streams the bodies on")
+                .unwrap(),
+        );
+    }
+    let peak = check("20 × 99 MiB requests, 8 MiB of each sent");
+    // Every byte reached the broker: the bodies were streamed, not held.
+    let expected = before + (CLIENTS * (header.len() + SENT)) as u64;
+    let mut forwarded = 0;
+    for _ in 0..500 {
+        forwarded = metric(&sidecar, "gcp_kafka_auth_proxy_bytes_to_broker_total").await;
+        if forwarded >= expected {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(forwarded, expected);
+    drop(held);
+
+    // 2. 100,000 small pipelined requests whose answers the client never reads.
+    let mut pipeliner = TcpStream::connect(bootstrap).await.unwrap();
+    let one = framed(&raw_request(RAW_ECHO, 0, 5, b""));
+    let writer = tokio::spawn(async move {
+        let batch: Vec<u8> = one.repeat(1000);
+        for _ in 0..100 {
+            if pipeliner.write_all(&batch).await.is_err() {
+                break;
+            }
+        }
+        pipeliner
+    });
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = peak.max(check("100,000 pipelined requests, no answer read"));
+    writer.abort();
+
+    // 3. A 50 MiB response the client never reads.
+    let mut reader = Client::connect(bootstrap).await;
+    reader
+        .send_raw(&raw_request(
+            RAW_SIZED,
+            0,
+            9,
+            &(50 * MIB as u32).to_be_bytes(),
+        ))
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let peak = peak.max(check("a 50 MiB response not read"));
+    drop(reader);
+    eprintln!("memory: idle {floor} KiB, peak {peak} KiB, bound {bound} KiB");
+    assert!(!sidecar.logs().contains("panicked"), "{}", sidecar.logs());
+    let _ = sidecar.terminate(Duration::from_secs(15));
+}
+
+/// One counter's value from the binary's `/metrics`.
+async fn metric(sidecar: &Sidecar, name: &str) -> u64 {
+    let text = reqwest::get(sidecar.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no {name} in\n{text}"))
+}
