@@ -37,6 +37,8 @@ pub(crate) struct ConnectionSlot {
     evicting: AtomicBool,
     /// Woken to close the connection.
     pub evict: tokio::sync::Notify,
+    /// Woken when the last request in flight is answered.
+    pub drained: tokio::sync::Notify,
 }
 
 /// Counts a request in flight on its connection until dropped (also when the request's
@@ -91,6 +93,7 @@ impl Connections {
             last_active_ms: AtomicU64::new(millis_since(self.epoch)),
             evicting: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
+            drained: tokio::sync::Notify::new(),
         });
         self.lock().insert(slot.id, slot.clone());
         slot
@@ -150,6 +153,19 @@ impl Connections {
 impl ConnectionSlot {
     /// Milliseconds since this connection was last active (accepted, or a request started
     /// or finished).
+    /// Waits until no request is in flight.
+    pub async fn wait_drained(&self) {
+        loop {
+            let drained = self.drained.notified();
+            tokio::pin!(drained);
+            drained.as_mut().enable();
+            if self.in_flight.load(Ordering::Acquire) == 0 {
+                return;
+            }
+            drained.await;
+        }
+    }
+
     pub fn idle_ms(&self) -> u64 {
         millis_since(self.epoch).saturating_sub(self.last_active_ms.load(Ordering::Acquire))
     }

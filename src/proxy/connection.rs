@@ -321,11 +321,8 @@ fn reauth_deadline(lifetime_ms: i64) -> Option<Instant> {
     })
 }
 
-/// From when a re-authentication is done early, at the first moment nothing is in flight:
-/// half the session. A client that pipelines large requests read slowly may keep requests
-/// in flight past the deadline, and the broker answers them before it reads the
-/// re-authentication; starting while the connection is quiet keeps that from running past
-/// the session's end.
+/// From when a re-authentication is done before the next request rather than at the
+/// deadline: half the session (see `Requests::reauthenticate_if_due`).
 fn early_reauth_from(lifetime_ms: i64) -> Option<Instant> {
     (lifetime_ms > 0).then(|| Instant::now() + Duration::from_millis((lifetime_ms / 2) as u64))
 }
@@ -483,7 +480,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         head: usize,
     ) -> Result<(), ConnError> {
         self.open_broker().await?;
-        self.reauthenticate_if_quiet().await?;
+        self.reauthenticate_if_due().await?;
         let start = self.ready;
         let no_response = if peek.api_key == frame::PRODUCE {
             match frame::produce_acks(&self.buf[start..start + head]) {
@@ -697,14 +694,21 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         })
     }
 
-    /// Re-authenticates early when half the session has passed and nothing is in flight.
-    async fn reauthenticate_if_quiet(&mut self) -> Result<(), ConnError> {
+    /// Past half the session, re-authenticates before forwarding another request: at once
+    /// when nothing is in flight, else once what is in flight is answered (nothing new is
+    /// written behind it meanwhile). The broker reads requests one at a time, each after the
+    /// previous answer is sent, and closes the connection on one read after the session's
+    /// end; a re-authentication queued only at the deadline behind large answers read slowly
+    /// would come too late.
+    async fn reauthenticate_if_due(&mut self) -> Result<(), ConnError> {
         let due = self
             .broker
             .as_ref()
             .and_then(|b| b.early_from)
             .is_some_and(|from| Instant::now() >= from);
-        if due && self.ready == 0 && self.slot.in_flight.load(Ordering::Acquire) == 0 {
+        if due {
+            self.flush().await?;
+            self.slot.wait_drained().await;
             self.reauthenticate().await?;
         }
         Ok(())
@@ -957,7 +961,9 @@ async fn responses(
 
 /// One in-flight entry answered.
 fn done(slot: &ConnectionSlot) {
-    slot.in_flight.fetch_sub(1, Ordering::AcqRel);
+    if slot.in_flight.fetch_sub(1, Ordering::AcqRel) == 1 {
+        slot.drained.notify_waiters();
+    }
     slot.touch();
 }
 

@@ -199,6 +199,7 @@ async fn metadata_is_rewritten_and_every_node_listener_is_bound_first() {
             (10, 0, 6),
             (18, 0, 4),
             (19, 2, 7),
+            (32, 1, 4),
             (60, 0, 2)
         ]
     );
