@@ -257,7 +257,15 @@ pub async fn lookup_bootstrap(
     };
     let response = request.send().await.map_err(unreachable)?;
     let status = response.status().as_u16();
-    let body = response.bytes().await.map_err(unreachable)?;
+    // Capped like every other answer from Google: a broken or hostile endpoint streaming an
+    // endless body costs at most that much memory.
+    let (_, body) =
+        crate::credentials::upstream::read_body("the Managed Kafka API", &url, response)
+            .await
+            .map_err(|e| LookupError::Unreachable {
+                url: url.clone(),
+                detail: e.to_string(),
+            })?;
     let json: Option<Value> = serde_json::from_slice(&body).ok();
     if status == 200 {
         return bootstrap_from(name, json.as_ref());

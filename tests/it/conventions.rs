@@ -461,7 +461,27 @@ async fn quitquitquit_is_opt_in_and_exits_zero() {
     proxy.wait_for("/liveness", 200).await;
     let get = reqwest::Client::new().get(&admin).send().await.unwrap();
     assert_eq!(get.status(), 405);
-    let quit = reqwest::Client::new().post(&admin).send().await.unwrap();
+    // Without the custom header (which a web page cannot send cross-origin without a
+    // preflight): refused, with the command that works.
+    let bare = reqwest::Client::new().post(&admin).send().await.unwrap();
+    assert_eq!(bare.status(), 400);
+    let text = bare.text().await.unwrap();
+    assert!(text.contains("-H 'X-Quitquitquit: 1'"), "{text}");
+    // The browser-style request that stopped the proxy before: a foreign Host, Origin and
+    // Sec-Fetch-* headers and a text/plain body (a "simple" cross-site POST, no preflight).
+    let browser = crate::support::raw_request(
+        SocketAddr::from(([127, 0, 0, 1], base + 251)),
+        b"POST /quitquitquit HTTP/1.1\r\nHost: evil.example\r\nOrigin: http://evil.example\r\nSec-Fetch-Site: cross-site\r\nSec-Fetch-Mode: no-cors\r\nContent-Type: text/plain\r\nX-Quitquitquit: 1\r\nContent-Length: 2\r\n\r\nhi",
+    )
+    .await;
+    assert_eq!(browser.status, 403, "{:?}", browser.body);
+    assert_eq!(browser.header("x-content-type-options"), Some("nosniff"));
+    let quit = reqwest::Client::new()
+        .post(&admin)
+        .header("X-Quitquitquit", "1")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(quit.status(), 200);
     assert_eq!(quit.text().await.unwrap(), r#"{"status":"stopping"}"#);
     assert_eq!(proxy.exit(Duration::from_secs(20)).await.code(), Some(0));
@@ -658,4 +678,91 @@ async fn forward_proxies_get_the_broker_names_unresolved() {
             assert_eq!(first, format!("CONNECT {BOOTSTRAP_HOST}:9092 HTTP/1.1"));
         }
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_health_port_refuses_browsers_and_foreign_hosts() {
+    let google = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&google);
+    let base = ports();
+    let proxy = Proc::spawn(&env, base, &["--bootstrap-server=127.0.0.1:9"]);
+    proxy.wait_for("/liveness", 200).await;
+    let health = SocketAddr::from(([127, 0, 0, 1], base + 250));
+    for (request, status) in [
+        (
+            &b"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"[..],
+            200,
+        ),
+        // DNS rebinding: a page's own name in Host.
+        (b"GET /metrics HTTP/1.1\r\nHost: evil.example\r\n\r\n", 403),
+        (
+            b"GET /readyz HTTP/1.1\r\nHost: localhost\r\nSec-Fetch-Site: cross-site\r\n\r\n",
+            403,
+        ),
+        (
+            b"GET /liveness HTTP/1.1\r\nHost: localhost\r\nOrigin: http://evil.example\r\n\r\n",
+            403,
+        ),
+    ] {
+        let response = crate::support::raw_request(health, request).await;
+        assert_eq!(
+            response.status,
+            status,
+            "{}: {:?}",
+            String::from_utf8_lossy(request),
+            response.body
+        );
+        assert_eq!(response.header("x-content-type-options"), Some("nosniff"));
+    }
+}
+
+#[tokio::test]
+async fn listeners_other_hosts_can_reach_need_allow_remote_clients() {
+    let google = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&google);
+    for (flag, value) in [
+        ("--listen", "0.0.0.0:19092"),
+        ("--http-address", "0.0.0.0"),
+        ("--token-endpoint", "0.0.0.0:19093"),
+    ] {
+        let (code, _, stderr) = run(
+            &env,
+            &[
+                "proxy",
+                "--bootstrap-server=127.0.0.1:9",
+                &format!("{flag}={value}"),
+            ],
+        );
+        assert_eq!(code, 2, "{flag}: {stderr}");
+        let ip = value.split(':').next().unwrap();
+        assert!(
+            stderr.contains(&format!("{flag} {ip} is not a loopback address"))
+                && stderr.contains("--allow-remote-clients"),
+            "{flag}: {stderr}"
+        );
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_kafka_listeners_hold_the_ipv6_loopback_too() {
+    let google = FakeGoogle::start().await;
+    let broker = broker().await;
+    let env = SidecarEnv::new(&google);
+    let base = ports();
+    let bootstrap = format!("--bootstrap-server={BOOTSTRAP_HOST}:{}", broker.addr.port());
+    let proxy = Proc::spawn(&env, base, &[&bootstrap, &resolve_flag(&broker)]);
+    proxy.wait_for("/readiness", 200).await;
+    if std::net::TcpListener::bind("[::1]:0").is_err() {
+        eprintln!("no IPv6 loopback on this host: nothing to squat");
+        return;
+    }
+    // The bootstrap port and node 0's port are held on ::1: no other process can take them,
+    // and a client resolving localhost to ::1 reaches the proxy.
+    for port in [base, base + 1] {
+        let taken = std::net::TcpListener::bind(("::1", port)).unwrap_err();
+        assert_eq!(taken.kind(), std::io::ErrorKind::AddrInUse, "port {port}");
+    }
+    let mut client = Client::connect(SocketAddr::from((std::net::Ipv6Addr::LOCALHOST, base))).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(client.recv::<ApiVersionsRequest>(3).await.1.error_code, 0);
 }

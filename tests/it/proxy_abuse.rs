@@ -580,3 +580,46 @@ async fn metric(sidecar: &Sidecar, name: &str) -> u64 {
         .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("no {name} in\n{text}"))
 }
+
+#[tokio::test]
+async fn an_endless_managed_kafka_api_answer_is_cut_at_the_limit() {
+    use gcp_kafka_auth_handler::proxy::cluster_name::{LookupOptions, lookup_bootstrap};
+    let google = FakeGoogle::start().await;
+    let provider = crate::proxy::provider(&google);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let sent = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = sent.clone();
+    tokio::spawn(async move {
+        let (mut stream, _) = listener.accept().await.unwrap();
+        let mut head = [0u8; 4096];
+        let _ = stream.read(&mut head).await;
+        let _ = stream
+            .write_all(b"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n")
+            .await;
+        // Endless (bounded here at 256 MiB so the test stops by itself).
+        let piece = [b' '; 64 * 1024];
+        let mut chunk = format!("{:x}\r\n", piece.len()).into_bytes();
+        chunk.extend_from_slice(&piece);
+        chunk.extend_from_slice(b"\r\n");
+        for _ in 0..4096 {
+            if stream.write_all(&chunk).await.is_err() {
+                return;
+            }
+            counter.fetch_add(piece.len(), std::sync::atomic::Ordering::Relaxed);
+        }
+    });
+    let name = "projects/p/locations/l/clusters/c".parse().unwrap();
+    let options = LookupOptions {
+        endpoint: Some(format!("http://{addr}")),
+        ..LookupOptions::default()
+    };
+    let err = lookup_bootstrap(&provider, &name, &options)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("larger than 1048576 bytes"), "{err}");
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
+    assert!(sent < 64 * MIB, "the proxy kept reading: {sent} bytes sent");
+}
