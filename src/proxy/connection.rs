@@ -146,6 +146,15 @@ impl ConnError {
     }
 }
 
+/// Logs `line` at WARN at most once per cause and interval (with the count suppressed since),
+/// at DEBUG otherwise.
+fn log_limited(shared: &Shared, cause: &'static str, line: &str) {
+    match shared.log_limit.allow(cause) {
+        Some(suppressed) => tracing::warn!(suppressed, "{line}"),
+        None => tracing::debug!("{line}"),
+    }
+}
+
 /// Serves one accepted client until either side closes.
 pub(crate) async fn serve(
     shared: Arc<Shared>,
@@ -432,14 +441,12 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 }
                 Admission::Hidden(key) => {
                     self.shared.metrics.mistake(ClientMistake::Hidden);
-                    if let Some(suppressed) = self.shared.log_limit.allow("hidden key") {
-                        tracing::warn!(
-                            suppressed,
-                            "a client sent {key:?} v{}, which the proxy answers itself with an error: {}",
-                            peek.api_version,
-                            hidden_reason(key)
-                        );
-                    }
+                    let line = format!(
+                        "a client sent {key:?} v{}, which the proxy answers itself with an error: {}",
+                        peek.api_version,
+                        hidden_reason(key)
+                    );
+                    log_limited(self.shared, "hidden key", &line);
                     self.skip(total).await?;
                     let frame = hidden_refusal(key, peek);
                     self.queue(InFlight::Local {
@@ -450,14 +457,12 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 }
                 Admission::NotOffered => {
                     self.shared.metrics.mistake(ClientMistake::NotOffered);
-                    if let Some(suppressed) = self.shared.log_limit.allow("key not offered") {
-                        tracing::warn!(
-                            suppressed,
-                            "a client sent API key {} v{}, which the proxy does not offer (unknown to it, or a version it cannot check for broker addresses); not forwarded, closing the connection as a broker does",
-                            describe_key(peek.api_key),
-                            peek.api_version
-                        );
-                    }
+                    let line = format!(
+                        "a client sent API key {} v{}, which the proxy does not offer (unknown to it, or a version it cannot check for broker addresses); not forwarded, closing the connection as a broker does",
+                        describe_key(peek.api_key),
+                        peek.api_version
+                    );
+                    log_limited(self.shared, "key not offered", &line);
                     self.queue(InFlight::Close).await?;
                     return self.stop().await;
                 }

@@ -78,19 +78,17 @@ pub(crate) struct Upstream {
 #[derive(Debug, thiserror::Error)]
 pub enum UpstreamError {
     /// DNS found nothing (or failed).
-    #[error(
-        "cannot resolve broker host {host}: {detail}; check the name, or map it with --resolve {host}=IP"
-    )]
+    #[error("cannot resolve broker host {host}: {detail}; {hint}")]
     Resolve {
         /// The host.
         host: String,
         /// The resolver's complaint.
         detail: String,
+        /// What to do about it, for this kind of failure.
+        hint: String,
     },
     /// TCP connect failed or timed out.
-    #[error(
-        "cannot connect to broker {host}:{port} ({addr}): {detail}; Managed Kafka brokers are reachable only from the cluster's VPC (use a VPN, bastion or Private Service Connect endpoint), and the port is 9092"
-    )]
+    #[error("cannot connect to broker {host}:{port} ({addr}): {detail}; {hint}")]
     Connect {
         /// The host.
         host: String,
@@ -100,6 +98,8 @@ pub enum UpstreamError {
         addr: String,
         /// The error.
         detail: String,
+        /// What to do about it, for this kind of failure.
+        hint: &'static str,
     },
     /// The TLS handshake failed (certificate problems are named).
     #[error("TLS handshake with broker {host} failed: {detail}")]
@@ -154,6 +154,42 @@ pub enum UpstreamError {
         /// The error.
         detail: String,
     },
+}
+
+/// Out of file descriptors: the fix is the process's limit, not the broker's address.
+const FD_HINT: &str = "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
+
+fn out_of_descriptors(err: &io::Error) -> bool {
+    #[cfg(unix)]
+    {
+        matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = err;
+        false
+    }
+}
+
+/// The fix for a failed TCP connect, by what failed (`None`: it timed out).
+fn connect_hint(err: Option<&io::Error>) -> &'static str {
+    match err {
+        Some(e) if out_of_descriptors(e) => FD_HINT,
+        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
+            "the host answered but nothing listens on that port: check the bootstrap address and port (Managed Kafka's is 9092)"
+        }
+        _ => {
+            "Managed Kafka brokers are reachable only from the cluster's VPC (use a VPN, bastion or Private Service Connect endpoint, or --forward-proxy), and the port is 9092"
+        }
+    }
+}
+
+/// The fix for a failed name resolution.
+fn resolve_hint(host: &str, err: Option<&io::Error>) -> String {
+    match err {
+        Some(e) if out_of_descriptors(e) => FD_HINT.to_owned(),
+        _ => format!("check the name, or map it with --resolve {host}=IP"),
+    }
 }
 
 /// What authentication established on a broker connection.
@@ -246,12 +282,14 @@ impl Upstream {
                 port,
                 addr: format!("via {forward}"),
                 detail: e.to_string(),
+                hint: "check that the forward proxy can reach the broker",
             }),
             Err(_) => Err(UpstreamError::Connect {
                 host: host.to_owned(),
                 port,
                 addr: format!("via {forward}"),
                 detail: format!("timed out after {:?}", self.connect_timeout),
+                hint: connect_hint(None),
             }),
         }
     }
@@ -265,6 +303,7 @@ impl Upstream {
                     return Err(UpstreamError::Resolve {
                         host: host.to_owned(),
                         detail: e.to_string(),
+                        hint: resolve_hint(host, Some(&e)),
                     });
                 }
             },
@@ -273,6 +312,7 @@ impl Upstream {
             return Err(UpstreamError::Resolve {
                 host: host.to_owned(),
                 detail: "no addresses".to_owned(),
+                hint: resolve_hint(host, None),
             });
         }
         let mut last = None;
@@ -283,19 +323,24 @@ impl Upstream {
                     tcp = Some(stream);
                     break;
                 }
-                Ok(Err(e)) => last = Some((addr, e.to_string())),
+                Ok(Err(e)) => last = Some((addr, e.to_string(), connect_hint(Some(&e)))),
                 Err(_) => {
-                    last = Some((addr, format!("timed out after {:?}", self.connect_timeout)))
+                    last = Some((
+                        addr,
+                        format!("timed out after {:?}", self.connect_timeout),
+                        connect_hint(None),
+                    ))
                 }
             }
         }
         let Some(tcp) = tcp else {
-            let (addr, detail) = last.expect("at least one address was tried");
+            let (addr, detail, hint) = last.expect("at least one address was tried");
             return Err(UpstreamError::Connect {
                 host: host.to_owned(),
                 port,
                 addr: addr.to_string(),
                 detail,
+                hint,
             });
         };
         Ok(tcp)

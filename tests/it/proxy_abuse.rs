@@ -623,3 +623,228 @@ async fn an_endless_managed_kafka_api_answer_is_cut_at_the_limit() {
     let sent = sent.load(std::sync::atomic::Ordering::Relaxed);
     assert!(sent < 64 * MIB, "the proxy kept reading: {sent} bytes sent");
 }
+
+/// Readiness follows what clients get: a client's failed broker connection makes `/readyz`
+/// 503 at once (the periodic probe runs only every minute), and its next success 200 again.
+#[tokio::test]
+async fn readiness_follows_the_client_path_both_ways_at_once() {
+    let (broker, proxy) = start(Script::default(), &[1]).await;
+    proxy.wait_readyz(200).await;
+    broker.set(|s| s.refuse = Some("Authentication failed: token expired".into()));
+    let mut client = Client::connect(proxy.bootstrap).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    assert!(client.closed().await);
+    let (status, body) = proxy.http("/readyz").await;
+    assert_eq!(status, 503, "{body}");
+    assert!(
+        body.contains("a client's broker connection failed: broker bootstrap.kafka.invalid refused SASL/OAUTHBEARER authentication (error 58): Authentication failed: token expired"),
+        "{body}"
+    );
+    // While the address backs off, a client gets the last error at once, without a dial.
+    let dials = connections(&broker.seen());
+    let mut client = Client::connect(proxy.bootstrap).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    assert!(client.closed().await);
+    assert_eq!(
+        connections(&broker.seen()),
+        dials,
+        "no dial during the back-off"
+    );
+    broker.set(|s| s.refuse = None);
+    tokio::time::sleep(gcp_kafka_auth_handler_dial_backoff()).await;
+    let mut client = Client::connect(proxy.bootstrap).await;
+    client.send(&ApiVersionsRequest::default(), 3).await;
+    assert_eq!(client.recv::<ApiVersionsRequest>(3).await.1.error_code, 0);
+    let (status, body) = proxy.http("/readyz").await;
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(
+        body,
+        r#"{"detail":"bootstrap Metadata round trip succeeded; 1 brokers","status":"ready"}"#
+    );
+    let (_, metrics) = proxy.http("/metrics").await;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "gcp_kafka_auth_proxy_authentications_total{outcome=\"refused\"} 1"),
+        "{metrics}"
+    );
+    proxy.stop().await;
+}
+
+/// The first back-off after a failed dial, and a margin.
+fn gcp_kafka_auth_handler_dial_backoff() -> Duration {
+    Duration::from_millis(700)
+}
+
+/// Every malformed input a probe can send, on the bootstrap port and on a broker node's
+/// port, against the binary: each gets its documented outcome (the connection closed, a log
+/// line that names the problem, the matching `client_errors_total` reason), while a client on
+/// another connection keeps being served, and nothing panics.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_malformed_input_gets_its_documented_outcome() {
+    let google = FakeGoogle::start().await;
+    let broker = FakeBroker::start(Script::default()).await;
+    let port = broker.addr.port();
+    broker.set(|s| s.brokers = vec![(1, host(1), i32::from(port))]);
+    let listen = free_port();
+    let base = port_base();
+    // Repeated causes are logged at WARN once per 10 s and at DEBUG every time.
+    let env = SidecarEnv::new(&google).set("RUST_LOG", "info,gcp_kafka_auth_handler::proxy=debug");
+    let mut sidecar = Sidecar::spawn(
+        env,
+        &[
+            "proxy",
+            "--bootstrap-server",
+            &format!("bootstrap.kafka.invalid:{port}"),
+            "--upstream-tls=false",
+            "--listen",
+            &format!("127.0.0.1:{listen}"),
+            "--broker-port-base",
+            &base.to_string(),
+            "--resolve",
+            &format!("bootstrap.kafka.invalid=127.0.0.1,{}=127.0.0.1", host(1)),
+            "--http-port",
+            "0",
+            "--first-request-timeout",
+            "2s",
+            "--log-format",
+            "json",
+        ],
+    );
+    sidecar.wait_ready().await;
+    let bootstrap = SocketAddr::new(LOOPBACK, listen);
+    let node = SocketAddr::new(LOOPBACK, base + 1);
+    // A healthy client that stays connected throughout.
+    let mut healthy = Client::connect(bootstrap).await;
+    let big = (200 * MIB as u32).to_be_bytes();
+    let probes: Vec<(&str, Vec<u8>, &str, &str)> = vec![
+        (
+            "negative size",
+            (-5i32).to_be_bytes().to_vec(),
+            "framing",
+            "a frame of -5 bytes was announced",
+        ),
+        (
+            "size 0",
+            0u32.to_be_bytes().to_vec(),
+            "framing",
+            "a 0-byte frame is too short for a Kafka request header",
+        ),
+        (
+            "size 5",
+            framed(&[0, 18, 0, 0, 0]),
+            "framing",
+            "a 5-byte frame is too short",
+        ),
+        (
+            "size 7",
+            framed(&[0, 18, 0, 0, 0, 0, 1]),
+            "framing",
+            "a 7-byte frame is too short",
+        ),
+        (
+            "over the cap",
+            big.to_vec(),
+            "framing",
+            "more than the 104857600-byte limit",
+        ),
+        (
+            "2^31 - 1",
+            i32::MAX.to_be_bytes().to_vec(),
+            "framing",
+            "a frame of 2147483647 bytes",
+        ),
+        (
+            "unknown key 999",
+            framed(&raw_request(999, 0, 1, b"")),
+            "api_not_offered",
+            "API key 999 v0",
+        ),
+        (
+            "key 10000",
+            framed(&raw_request(10_000, 0, 1, b"")),
+            "api_not_offered",
+            "API key 10000 v0",
+        ),
+        (
+            "absurd version",
+            framed(&raw_request(3, 200, 1, b"")),
+            "api_not_offered",
+            "API key Metadata v200",
+        ),
+        (
+            "garbage after a valid request",
+            [
+                framed(&raw_request(18, 0, 1, b"")),
+                vec![0xff, 0xff, 0xff, 0x00],
+            ]
+            .concat(),
+            "framing",
+            "a frame of -256 bytes",
+        ),
+        (
+            "TLS ClientHello",
+            vec![
+                0x16, 0x03, 0x01, 0x02, 0x00, 0x01, 0x00, 0x01, 0xfc, 0x03, 0x03,
+            ],
+            "tls_on_plaintext",
+            "this listener is plaintext: use security.protocol=PLAINTEXT",
+        ),
+        (
+            "HTTP",
+            b"GET / HTTP/1.1\r\nHost: localhost\r\n\r\n".to_vec(),
+            "http",
+            "the client sent an HTTP request (GET / HTTP/1.1)",
+        ),
+    ];
+    let mut expected = std::collections::BTreeMap::<&str, u64>::new();
+    for (what, bytes, reason, log) in &probes {
+        for target in [bootstrap, node] {
+            let mut stream = TcpStream::connect(target).await.unwrap();
+            stream.write_all(bytes).await.unwrap();
+            let mut rest = Vec::new();
+            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+                .await
+                .unwrap_or_else(|_| panic!("{what} on {target}: not closed within 5 s"));
+            // Closed (EOF or reset); a valid request before the bad bytes may be answered.
+            let _ = read;
+            *expected.entry(reason).or_default() += 1;
+            // Another client is unaffected.
+            healthy.send(&ApiVersionsRequest::default(), 3).await;
+            assert_eq!(
+                healthy.recv::<ApiVersionsRequest>(3).await.1.error_code,
+                0,
+                "after {what}"
+            );
+        }
+        assert!(
+            sidecar.wait_for_log(log, Duration::from_secs(5)),
+            "{what}: no log line containing {log:?}:\n{}",
+            sidecar.logs()
+        );
+    }
+    // A truncated header, then the client leaves: closed without a log line at WARN.
+    let mut stream = TcpStream::connect(bootstrap).await.unwrap();
+    stream.write_all(&[0, 0, 0, 40, 0, 18]).await.unwrap();
+    stream.shutdown().await.unwrap();
+    let mut rest = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
+        .await
+        .expect("closed")
+        .unwrap();
+    assert!(rest.is_empty());
+    let text = reqwest::get(sidecar.url("/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    for (reason, n) in expected {
+        let line = format!("gcp_kafka_auth_proxy_client_errors_total{{reason=\"{reason}\"}} {n}");
+        assert!(text.lines().any(|l| l == line), "{line}\n{text}");
+    }
+    assert!(!sidecar.logs().contains("panicked"), "{}", sidecar.logs());
+    drop(healthy);
+    let status = sidecar.terminate(Duration::from_secs(15)).expect("exits");
+    assert_eq!(status.code(), Some(143), "{}", sidecar.logs());
+}
