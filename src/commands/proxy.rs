@@ -28,6 +28,7 @@ use tokio::sync::watch;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
 use crate::commands::credentials::CredentialArgs;
+use crate::commands::schema_registry::{self, RegistryFlags};
 
 /// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
 pub const CLUSTER_PORT_STRIDE: u16 = 100;
@@ -84,6 +85,9 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub credentials: CredentialArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 
     /// The bootstrap listener clients put in bootstrap.servers (plaintext, no SASL).
     #[arg(long, env = "GCP_KAFKA_AUTH_LISTEN", default_value = "127.0.0.1:9092")]
@@ -705,6 +709,25 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let registry = match args.registry.schema_registry.clone() {
+        Some(name) => {
+            let prepared = schema_registry::prepare(
+                provider.clone(),
+                name,
+                args.registry.schema_registry_listen,
+                args.registry.schema_registry_endpoint.as_deref(),
+                args.quota_project.as_deref(),
+                &[],
+            )
+            .await?;
+            Some(tokio::spawn(schema_registry::serve(
+                prepared,
+                stopped(),
+                args.max_sigterm_delay,
+            )))
+        }
+        None => None,
+    };
 
     let options = LookupOptions {
         endpoint: args.managed_kafka_endpoint.clone(),
@@ -747,6 +770,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .await
             .context("token endpoint task")?
             .context("token endpoint failed")?;
+    }
+    if let Some(registry) = registry {
+        registry.await.context("schema registry endpoint task")??;
     }
     if let Some(admin) = admin {
         admin
