@@ -24,6 +24,7 @@ mod proxy;
 mod proxy_support;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;
+mod registry;
 mod security;
 mod sidecar;
 mod soak;
