@@ -813,29 +813,7 @@ async fn serve_with_schema_registry_serves_tokens_and_the_registry_from_one_cach
             &base,
         ],
     );
-    let registry_addr = {
-        let started = Instant::now();
-        loop {
-            let found = sidecar.json_logs().into_iter().find_map(|l| {
-                let fields = if l["fields"].is_object() {
-                    &l["fields"]
-                } else {
-                    &l
-                };
-                (fields["registry"] == REGISTRY)
-                    .then(|| fields["address"].as_str().unwrap().to_owned())
-            });
-            if let Some(found) = found {
-                break found;
-            }
-            assert!(
-                started.elapsed() < Duration::from_secs(10),
-                "{}",
-                sidecar.logs()
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    };
+    let registry_addr = registry_address(&sidecar);
     let token = reqwest::Client::new()
         .post(sidecar.url("/"))
         .body("grant_type=client_credentials")
@@ -849,6 +827,74 @@ async fn serve_with_schema_registry_serves_tokens_and_the_registry_from_one_cach
     assert_eq!(subjects.status(), 200);
     // One token fetch served both (the metadata server mints a new token per request).
     assert_eq!(google.stats().metadata_token, 1);
+}
+
+/// The registry's listening address from a JSON log (fields flattened or under `fields`).
+fn registry_address(sidecar: &Sidecar) -> String {
+    let started = Instant::now();
+    loop {
+        let found = sidecar.json_logs().into_iter().find_map(|l| {
+            let fields = if l["fields"].is_object() {
+                &l["fields"]
+            } else {
+                &l
+            };
+            (fields["registry"] == REGISTRY).then(|| fields["address"].as_str().unwrap().to_owned())
+        });
+        if let Some(found) = found {
+            return found;
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(10),
+            "{}",
+            sidecar.logs()
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxy_with_schema_registry_serves_it_with_the_quota_project() {
+    let google = FakeGoogle::start().await;
+    google.add_schema_registry(REGISTRY);
+    let base = google.base_url();
+    // No broker answers there: the proxy is not ready, but the registry endpoint serves.
+    let sidecar = Sidecar::spawn(
+        SidecarEnv::new(&google),
+        &[
+            "proxy",
+            "--bootstrap-server",
+            "127.0.0.1:9",
+            "--listen",
+            "127.0.0.1:0",
+            "--http-port",
+            "0",
+            "--quota-project",
+            "billing-project",
+            "--schema-registry",
+            REGISTRY,
+            "--schema-registry-listen",
+            "127.0.0.1:0",
+            "--schema-registry-endpoint",
+            &base,
+            "--log-format",
+            "json",
+        ],
+    );
+    let addr = registry_address(&sidecar);
+    let answer = reqwest::get(format!("http://{addr}/subjects"))
+        .await
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    let calls = registry_calls(&google);
+    assert_eq!(calls.last().unwrap().path, format!("{PREFIX}/subjects"));
+    assert!(
+        calls
+            .iter()
+            .all(|c| c.header("x-goog-user-project") == Some("billing-project"))
+    );
+    // The startup check read the registry resource first.
+    assert_eq!(google.schema_registry_calls(), 2);
 }
 
 #[test]
