@@ -197,10 +197,16 @@ pub async fn serve(
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
     drain: Duration,
 ) -> anyhow::Result<()> {
+    // Longer than the endpoint's 60 s upstream timeout, so a slow registry is answered in
+    // Confluent's shape (502 from the endpoint), not with the server's generic deadline 503.
+    let limits = server::Limits {
+        request_deadline: Duration::from_secs(65),
+        ..server::Limits::default()
+    };
     server::serve(
         prepared.listeners,
         prepared.endpoint.router(),
-        server::Limits::default(),
+        limits,
         shutdown,
         drain,
     )
