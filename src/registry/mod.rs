@@ -9,7 +9,7 @@
 //! endpoint closes all three gaps: a client sets only `schema.registry.url=http://127.0.0.1:8081`
 //! and every request is forwarded to the registry with the path prefix added, a bearer token
 //! from the provider's cache (refreshed ahead of expiry), `x-goog-user-project` when a quota
-//! project is set, and the client's `Content-Type`/`Accept`. Answers stream back; error
+//! project is set, and the client's `Content-Type`/`Accept`. Bodies stream both ways; error
 //! bodies are translated to Confluent's shape by one reviewed table ([`errors`]).
 //!
 //! In front of every request, the token endpoint's checks ([`EndpointConfig`]: loopback
@@ -50,7 +50,7 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::get;
 use bytes::{Bytes, BytesMut};
-use http::{HeaderMap, HeaderValue, Method, StatusCode, header};
+use http::{HeaderValue, Method, StatusCode, header};
 use secrecy::ExposeSecret as _;
 use serde_json::Value;
 
@@ -504,10 +504,16 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
         Some(query) => format!("{path}?{query}"),
         None => path.to_owned(),
     };
-    let body = match read_capped(&parts.headers, body, shared.max_request_bytes).await {
-        Ok(body) => body,
-        Err(response) => return response,
-    };
+    let declared = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    // A declared length over the cap is refused before a byte is read, so hyper never sends
+    // `100 Continue` for it; an undeclared one is counted on its way (`CappedBody`).
+    if declared.is_some_and(|n| n > shared.max_request_bytes as u64) {
+        return too_large(shared.max_request_bytes);
+    }
     let cache_key = (method == Method::GET
         && route == Route::SchemaId
         && !path.trim_end_matches('/').ends_with("/subjects"))
@@ -565,8 +571,14 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
     if let Some(project) = &shared.quota_project {
         upstream = upstream.header("x-goog-user-project", project);
     }
-    if !body.is_empty() {
-        upstream = upstream.body(body);
+    let over_cap = Arc::new(AtomicBool::new(false));
+    if !body.is_end_stream() {
+        upstream = upstream.body(reqwest::Body::wrap(CappedBody {
+            inner: std::sync::Mutex::new(body),
+            seen: 0,
+            limit: shared.max_request_bytes,
+            over: over_cap.clone(),
+        }));
     }
     let started = Instant::now();
     let sent = upstream.send().await;
@@ -575,6 +587,9 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
         .observe_upstream(route.label(), started.elapsed());
     let answer = match sent {
         Ok(answer) => answer,
+        Err(_) if over_cap.load(Ordering::Relaxed) => {
+            return too_large(shared.max_request_bytes);
+        }
         Err(err) => {
             // The URL holds no secret (the token travels in a header).
             let url = url.split('?').next().unwrap_or_default();
@@ -720,42 +735,68 @@ impl HttpBody for Prefixed {
     }
 }
 
-/// The request body, refused with 413 when it declares or turns out to be larger than
-/// `limit` (a declared length is refused before a byte is read, so no `100 Continue` is sent).
-async fn read_capped(headers: &HeaderMap, mut body: Body, limit: usize) -> Result<Bytes, Response> {
-    let too_large = || {
-        confluent_error(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            413,
-            &format!("the request body is larger than {limit} bytes, the endpoint's limit"),
-        )
-    };
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    let mut collected = BytesMut::new();
-    while let Some(frame) =
-        std::future::poll_fn(|cx| std::pin::Pin::new(&mut body).poll_frame(cx)).await
-    {
-        let frame = frame.map_err(|err| {
-            confluent_error(
-                StatusCode::BAD_REQUEST,
-                400,
-                &format!("the request body could not be read: {}", error_chain(&err)),
-            )
-        })?;
-        if let Ok(data) = frame.into_data() {
-            if collected.len() + data.len() > limit {
-                return Err(too_large());
+/// 413 in Confluent's shape.
+fn too_large(limit: usize) -> Response {
+    confluent_error(
+        StatusCode::PAYLOAD_TOO_LARGE,
+        413,
+        &format!("the request body is larger than {limit} bytes, the endpoint's limit"),
+    )
+}
+
+/// The client's request body on its way to Google, streamed: counted, and cut off with an
+/// error once past `limit` (`over` then tells the handler to answer 413 rather than 502).
+/// The mutex only makes the body `Sync`, which reqwest asks of a streamed body; it is never
+/// contended (`get_mut`).
+struct CappedBody {
+    inner: std::sync::Mutex<Body>,
+    seen: usize,
+    limit: usize,
+    over: Arc<AtomicBool>,
+}
+
+impl HttpBody for CappedBody {
+    type Data = Bytes;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, axum::BoxError>>> {
+        use std::task::Poll;
+        let CappedBody {
+            inner,
+            seen,
+            limit,
+            over,
+        } = self.get_mut();
+        let inner = inner.get_mut().unwrap_or_else(|p| p.into_inner());
+        match std::pin::Pin::new(inner).poll_frame(cx) {
+            Poll::Ready(Some(Ok(frame))) => {
+                if let Some(data) = frame.data_ref() {
+                    *seen += data.len();
+                    if *seen > *limit {
+                        over.store(true, Ordering::Relaxed);
+                        return Poll::Ready(Some(Err(format!(
+                            "the request body is larger than {limit} bytes"
+                        )
+                        .into())));
+                    }
+                }
+                Poll::Ready(Some(Ok(frame)))
             }
-            collected.extend_from_slice(&data);
+            Poll::Ready(Some(Err(err))) => Poll::Ready(Some(Err(err.into()))),
+            Poll::Ready(None) => Poll::Ready(None),
+            Poll::Pending => Poll::Pending,
         }
     }
-    Ok(collected.freeze())
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        match self.inner.lock() {
+            Ok(inner) => inner.size_hint(),
+            Err(_) => hyper::body::SizeHint::default(),
+        }
+    }
 }
 
 /// What `client-config --client schema-registry` prints: the registry URL for each client,

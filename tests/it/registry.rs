@@ -622,14 +622,56 @@ async fn request_bodies_over_the_cap_get_413_and_never_reach_google() {
     assert_eq!(response.status, 413);
     assert_eq!(response.header("content-type"), Some(CONFLUENT));
     assert!(registry_calls(&google).is_empty());
-    // At the cap: forwarded.
+    // Chunked within the cap: streamed on to Google whole.
+    let small = json!({ "schema": ORDER_V2 }).to_string();
+    let chunked = format!(
+        "POST /subjects/t/versions HTTP/1.1\r\nHost: localhost\r\nContent-Type: {CONFLUENT}\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n{:x}\r\n{}\r\n{:x}\r\n{}\r\n0\r\n\r\n",
+        10,
+        &small[..10],
+        small.len() - 10,
+        &small[10..]
+    );
+    let response = raw_request(local.addr, chunked.as_bytes()).await;
+    assert_eq!((response.status, response.json()), (200, json!({"id": 1})));
+    assert_eq!(registry_calls(&google)[0].body, small);
+    // Declared within the cap: forwarded.
     let fits = json!({ "schema": ORDER_V1 });
     assert_eq!(
         call(&local, "POST", "/subjects/s/versions", Some(fits))
             .await
             .2,
-        json!({"id": 1})
+        json!({"id": 2})
     );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn answers_too_large_to_cache_are_streamed_whole_and_fetched_again() {
+    // A quarter of 400 bytes is the largest answer kept.
+    let (google, local) = start(|b| b.with_cache_limits(10, 400)).await;
+    let fields: Vec<Value> = (0..20)
+        .map(|i| json!({"name": format!("field_{i}"), "type": "string", "default": ""}))
+        .collect();
+    let big = json!({"type": "record", "name": "Wide", "fields": fields}).to_string();
+    let registered = call(
+        &local,
+        "POST",
+        "/subjects/wide-value/versions",
+        Some(json!({ "schema": big })),
+    )
+    .await;
+    assert_eq!(registered.2, json!({"id": 1}));
+    let before = google.schema_registry_calls();
+    for _ in 0..2 {
+        assert_eq!(
+            call(&local, "GET", "/schemas/ids/1", None).await,
+            (
+                200,
+                "application/json; charset=utf-8".to_owned(),
+                json!({ "schema": big })
+            )
+        );
+    }
+    assert_eq!(google.schema_registry_calls(), before + 2);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
