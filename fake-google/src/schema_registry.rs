@@ -15,7 +15,8 @@
 //! Avro records the way `BACKWARD` means it (a reader with the new schema must read data
 //! written with the latest one: no new field without a default, no field changing type);
 //! `NONE` accepts anything, and the other levels are checked as `BACKWARD`. Protobuf schemas
-//! are checked for being Protobuf (a `syntax` or `message` statement) only. JSON Schema is
+//! are checked for being Protobuf only (a `syntax` or `message` statement, or a Base64
+//! `FileDescriptorProto` as confluent-kafka-python sends them). JSON Schema is
 //! refused, as Google's documentation says the registry does not support it.
 
 // Validation returns the refusal to send as its error: a test fake answers a handful of calls,
@@ -31,6 +32,7 @@ use axum::extract::{Path, State};
 use axum::http::{HeaderMap, Method, StatusCode, header};
 use axum::response::Response;
 use axum::routing::{any, get, post};
+use base64::Engine as _;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
@@ -584,9 +586,16 @@ fn parse_schema(body: &Value) -> Result<SchemaRecord, Response> {
             }
         }
         "PROTOBUF" => {
-            if !(schema.contains("syntax") || schema.contains("message ")) {
+            // Text (`syntax = ...; message ...`) or, as confluent-kafka-python sends it, a
+            // Base64 `FileDescriptorProto`.
+            let text = schema.contains("syntax") || schema.contains("message ");
+            let descriptor = !schema.is_empty()
+                && base64::engine::general_purpose::STANDARD
+                    .decode(schema.trim())
+                    .is_ok_and(|bytes| !bytes.is_empty());
+            if !(text || descriptor) {
                 return Err(invalid(
-                    "Invalid schema: not a Protobuf schema (no syntax or message statement)."
+                    "Invalid schema: not a Protobuf schema (no syntax or message statement, not a Base64 FileDescriptorProto)."
                         .to_owned(),
                 ));
             }

@@ -3,7 +3,8 @@ credentials in any client: the proxy runs with `--schema-registry NAME` against 
 registry (a bearer token the fake issued required, Google-shaped errors). Three registry
 clients, each given only the registry URL and the proxy's address, register an Avro schema,
 produce to the 3-node cluster, and decode every record with a fresh registry client:
-confluent-kafka-python (`AvroSerializer`/`AvroDeserializer`), @kafkajs/confluent-schema-registry
+confluent-kafka-python (`AvroSerializer`/`AvroDeserializer`, and `ProtobufSerializer`/
+`ProtobufDeserializer`), @kafkajs/confluent-schema-registry
 with kafkajs, and franz-go's `sr` client with hamba/avro. An incompatible schema is refused with
 HTTP 409 (and Confluent's error code 409 where the client reads codes), a missing subject with
 404/40401: Confluent's error shape, which Google's registry does not send.
@@ -18,6 +19,8 @@ from confluent_kafka import Consumer, Producer
 from confluent_kafka.schema_registry import Schema, SchemaRegistryClient
 from confluent_kafka.schema_registry.avro import AvroDeserializer, AvroSerializer
 from confluent_kafka.schema_registry.error import SchemaRegistryError
+from confluent_kafka.schema_registry.protobuf import ProtobufDeserializer, ProtobufSerializer
+from google.protobuf import descriptor_pb2, descriptor_pool, message_factory
 from confluent_kafka.serialization import MessageField, SerializationContext
 
 from conftest import note
@@ -123,6 +126,58 @@ def test_schema_registry_python_avro_round_trip(kafka_cluster, fake_google, star
     note(f"schema registry endpoint: {COUNT} Avro records produced and decoded by "
          f"confluent-kafka-python with only url set; 409 and 40401 reached the client; "
          f"{calls} registry calls so far; {time.monotonic() - t0:.1f} s")
+
+
+def order_message_class():
+    """interop.Order {int64 id = 1; string note = 2;} built from a descriptor (no protoc)."""
+    field = descriptor_pb2.FieldDescriptorProto
+    proto = descriptor_pb2.FileDescriptorProto(name="interop_order.proto", package="interop",
+                                               syntax="proto3")
+    message = proto.message_type.add(name="Order")
+    message.field.add(name="id", number=1, type=field.TYPE_INT64, label=field.LABEL_OPTIONAL)
+    message.field.add(name="note", number=2, type=field.TYPE_STRING, label=field.LABEL_OPTIONAL)
+    pool = descriptor_pool.DescriptorPool()
+    pool.Add(proto)
+    return message_factory.GetMessageClass(pool.FindMessageTypeByName("interop.Order"))
+
+
+def test_schema_registry_python_protobuf_round_trip(kafka_cluster, fake_google, start_proxy,
+                                                    workdir):
+    topic = "interop-schema-registry-protobuf"
+    t0 = time.monotonic()
+    proxy, url = start_with_registry(kafka_cluster, fake_google, start_proxy, topic,
+                                     "proxy-with-registry-protobuf")
+    order = order_message_class()
+    conf = {"use.deprecated.format": False}
+    serializer = ProtobufSerializer(order, SchemaRegistryClient({"url": url}), conf)
+    ctx = SerializationContext(topic, MessageField.VALUE)
+    producer = Producer({"bootstrap.servers": proxy.bootstrap})
+    for i in range(COUNT):
+        producer.produce(topic, key=f"k-{i}", value=serializer(order(id=i, note=f"n-{i}"), ctx),
+                         partition=i % PARTITIONS)
+    assert producer.flush(60) == 0
+    deserializer = ProtobufDeserializer(order, conf, SchemaRegistryClient({"url": url}))
+    consumer = Consumer({"bootstrap.servers": proxy.bootstrap, "group.id": f"interop-{topic}",
+                        "auto.offset.reset": "earliest", "enable.auto.commit": False})
+    consumer.subscribe([topic])
+    seen: dict[int, str] = {}
+    deadline = time.monotonic() + 90
+    try:
+        while len(seen) < COUNT and time.monotonic() < deadline:
+            msg = consumer.poll(1.0)
+            if msg is None or msg.error():
+                continue
+            record = deserializer(msg.value(), ctx)
+            seen[record.id] = record.note
+    finally:
+        consumer.close()
+    assert seen == {i: f"n-{i}" for i in range(COUNT)}, f"decoded {len(seen)} of {COUNT}"
+    versions = SchemaRegistryClient({"url": url}).get_versions(f"{topic}-value")
+    assert versions == [1], versions
+    calls = registry_calls_carry_issued_tokens(fake_google)
+    note(f"schema registry endpoint: {COUNT} Protobuf records produced and decoded by "
+         f"confluent-kafka-python with only url set; {calls} registry calls so far; "
+         f"{time.monotonic() - t0:.1f} s")
 
 
 def test_schema_registry_kafkajs_avro_round_trip(kafka_cluster, fake_google, start_proxy, workdir):

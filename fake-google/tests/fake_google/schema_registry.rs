@@ -103,6 +103,41 @@ async fn errors_are_google_shaped_and_state_is_kept_per_context() {
         .await,
         (200, json!([1]))
     );
+    // Protobuf as text, and as the Base64 FileDescriptorProto confluent-kafka-python sends.
+    for (subject, schema, id) in [
+        ("p1", "syntax = \"proto3\"; message M { int64 id = 1; }", 2),
+        (
+            "p2",
+            "ChNpbnRlcm9wX29yZGVyLnByb3RvEgdpbnRlcm9wYgZwcm90bzM=",
+            3,
+        ),
+    ] {
+        assert_eq!(
+            call(
+                &google,
+                Some(&token),
+                "POST",
+                &format!("/subjects/{subject}/versions"),
+                Some(json!({"schema": schema, "schemaType": "PROTOBUF"}))
+            )
+            .await,
+            (200, json!({"id": id}))
+        );
+    }
+    assert_eq!(
+        call(
+            &google,
+            Some(&token),
+            "POST",
+            "/subjects/p3/versions",
+            Some(json!({"schema": "{}", "schemaType": "PROTOBUF"}))
+        )
+        .await,
+        (
+            400,
+            json!({"error": {"code": 400, "message": "Invalid schema: not a Protobuf schema (no syntax or message statement, not a Base64 FileDescriptorProto).", "status": "INVALID_ARGUMENT"}})
+        )
+    );
     let other = "projects/test-project/locations/us-central1/schemaRegistries/other";
     let response = client()
         .get(format!("{}/v1/{other}/subjects", google.base_url()))
