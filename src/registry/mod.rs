@@ -434,14 +434,24 @@ async fn check_and_count(
     } else {
         Route::of(request.uri().path()).label()
     };
-    let mut response =
-        match crate::endpoint::refusal(&shared.config, request.headers(), request.uri()) {
-            Some(err) => {
-                let (status, description) = err.status_and_description();
-                confluent_error(status, u32::from(status.as_u16()), &description)
-            }
-            None => next.run(request).await,
-        };
+    let mut response = match crate::endpoint::refusal(
+        &shared.config,
+        request.headers(),
+        request.uri(),
+    ) {
+        Some(crate::endpoint::EndpointError::BrowserRequest { header }) => confluent_error(
+            StatusCode::FORBIDDEN,
+            403,
+            &format!(
+                "requests carrying `{header}` come from a web browser; the schema registry endpoint answers registry clients only"
+            ),
+        ),
+        Some(err) => {
+            let (status, description) = err.status_and_description();
+            confluent_error(status, u32::from(status.as_u16()), &description)
+        }
+        None => next.run(request).await,
+    };
     response
         .headers_mut()
         .insert(header::X_CONTENT_TYPE_OPTIONS, crate::endpoint::NOSNIFF);

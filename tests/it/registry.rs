@@ -692,7 +692,7 @@ async fn foreign_hosts_and_browsers_are_refused_before_google_is_called() {
     assert_eq!(response.status, 403);
     assert_eq!(
         response.json(),
-        json!({"error_code": 403, "message": "requests carrying `origin` come from a web browser; the token endpoint answers Kafka clients only"})
+        json!({"error_code": 403, "message": "requests carrying `origin` come from a web browser; the schema registry endpoint answers registry clients only"})
     );
     let response = raw_request(
         local.addr,
