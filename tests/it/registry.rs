@@ -975,3 +975,39 @@ fn client_config_for_the_schema_registry_sets_only_the_url() {
     assert_eq!(code, 0);
     assert!(stdout.contains("schema.registry.url=http://127.0.0.1:18081\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_token_is_503_and_an_unreachable_registry_502_in_confluent_shape() {
+    let google = FakeGoogle::start().await;
+    google.add_schema_registry(REGISTRY);
+    google.set_fault(Some(Fault::Status(503)));
+    let local = serve(&google, |b| b).await;
+    let (status, content_type, body) = call(&local, "GET", "/subjects", None).await;
+    assert_eq!((status, content_type.as_str()), (503, CONFLUENT));
+    assert_eq!(body["error_code"], 50003);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message
+            .starts_with("no Google access token is available to call the schema registry with: "),
+        "{message}"
+    );
+    assert!(registry_calls(&google).is_empty());
+    google.set_fault(None);
+
+    // Nothing listens on the port of a listener just closed.
+    let closed = {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.local_addr().unwrap()
+    };
+    let unreachable = serve(&google, |b| b.with_endpoint(format!("http://{closed}"))).await;
+    let (status, _, body) = call(&unreachable, "GET", "/subjects?deleted=true", None).await;
+    assert_eq!(status, 502);
+    assert_eq!(body["error_code"], 50003);
+    let message = body["message"].as_str().unwrap();
+    assert!(
+        message.starts_with(&format!(
+            "cannot reach the schema registry at http://{closed}{PREFIX}/subjects: "
+        )) && message.ends_with("(set --schema-registry-endpoint for a private endpoint)"),
+        "{message}"
+    );
+}
