@@ -509,6 +509,13 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
         );
     }
     let path = parts.uri.path();
+    if escapes_the_registry(path) {
+        return confluent_error(
+            StatusCode::BAD_REQUEST,
+            400,
+            "the path has `.` or `..` segments; the endpoint forwards paths under the schema registry only",
+        );
+    }
     let route = Route::of(path);
     let path_and_query = match parts.uri.query() {
         Some(query) => format!("{path}?{query}"),
@@ -743,6 +750,16 @@ impl HttpBody for Prefixed {
         }
         std::pin::Pin::new(&mut self.rest).poll_frame(cx)
     }
+}
+
+/// Whether `path` has a `.` or `..` segment, in any spelling a URL parser resolves: URL
+/// normalisation would otherwise turn `/../../clusters/C` (or `/%2e%2e/…`, or `\` for `/`)
+/// into a call outside the registry, to another Managed Kafka API, with the sidecar's token.
+fn escapes_the_registry(path: &str) -> bool {
+    let decoded = percent_encoding::percent_decode_str(path).decode_utf8_lossy();
+    decoded
+        .split(['/', '\\'])
+        .any(|segment| segment == "." || segment == "..")
 }
 
 /// 413 in Confluent's shape.

@@ -1011,3 +1011,45 @@ async fn no_token_is_503_and_an_unreachable_registry_502_in_confluent_shape() {
         "{message}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dot_segments_cannot_reach_apis_outside_the_registry() {
+    let (google, local) = start(|b| b).await;
+    google.add_managed_kafka_cluster(
+        "projects/test-project/locations/us-central1/clusters/orders",
+        "bootstrap.invalid:9092",
+    );
+    for path in [
+        "/../../clusters/orders",
+        "/subjects/%2e%2e/%2E%2E/%2e%2e/clusters/orders",
+        "/subjects/..%5c..%5c..%5cclusters%5corders",
+        "/./subjects",
+    ] {
+        let response = raw_request(
+            local.addr,
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await;
+        assert_eq!(response.status, 400, "{path}");
+        assert_eq!(
+            response.json(),
+            json!({"error_code": 400, "message": "the path has `.` or `..` segments; the endpoint forwards paths under the schema registry only"}),
+            "{path}"
+        );
+    }
+    assert_eq!(google.managed_kafka_gets(), 0);
+    assert!(
+        google
+            .requests()
+            .iter()
+            .all(|r| !r.path.starts_with("/v1/")),
+        "{:?}",
+        google.requests()
+    );
+    // A subject whose name merely contains dots is a subject.
+    assert_eq!(
+        call(&local, "GET", "/subjects/a..b/versions", None).await.2,
+        json!({"error_code": 40401, "message": "Subject 'a..b' not found."})
+    );
+}
