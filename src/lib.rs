@@ -46,6 +46,8 @@
 //!   for the `proxy` module, which `cli` turns on.
 //! - `proxy` (on with `cli`): the [`proxy`] module, the Kafka-protocol proxy (kafka-protocol,
 //!   rustls, tokio-rustls). A library user adds `features = ["proxy"]`.
+//! - `schema-registry` (on with `cli`): the [`registry`] module, the local schema registry
+//!   endpoint. No dependencies of its own; a library user adds `features = ["schema-registry"]`.
 //! - `rdkafka` (off by default): the `rdkafka` module. It builds
 //!   librdkafka from source (static, with OpenSSL: a C compiler, `make`, `perl` and the
 //!   OpenSSL headers must be installed).
@@ -64,6 +66,10 @@
 //! - [`proxy`] (feature `proxy`): the Kafka-protocol proxy that authenticates every client
 //!   connection to Managed Kafka itself and rewrites broker addresses
 //!   ([`proxy::Proxy`]).
+//! - [`registry`] (feature `schema-registry`): a local, Confluent-compatible schema registry
+//!   endpoint for Managed Kafka's schema registry, as an axum `Router`
+//!   ([`registry::SchemaRegistryEndpoint`]): Google's bearer token added, errors in
+//!   Confluent's shape, schemas by id cached.
 //! - [`server`]: serving a router on a listener within connection limits
 //!   ([`server::Limits`]), with graceful shutdown (what the binary does).
 //! - [`doctor`]: the `doctor` command's checks: which credentials, whose, and whether a token
@@ -101,6 +107,9 @@ pub mod proxy;
 #[cfg(feature = "rdkafka")]
 #[cfg_attr(docsrs, doc(cfg(feature = "rdkafka")))]
 pub mod rdkafka;
+#[cfg(feature = "schema-registry")]
+#[cfg_attr(docsrs, doc(cfg(feature = "schema-registry")))]
+pub mod registry;
 pub mod server;
 mod token_response;
 

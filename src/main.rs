@@ -37,6 +37,10 @@ enum Command {
     /// Run a Kafka-protocol proxy: clients connect in plaintext with only bootstrap.servers
     /// set; the proxy authenticates every broker connection and rewrites broker addresses.
     Proxy(Box<commands::proxy::ProxyArgs>),
+    /// Serve a local, Confluent-compatible schema registry endpoint (default
+    /// http://localhost:8081) for a Managed Kafka schema registry: clients set only
+    /// schema.registry.url; the endpoint adds Google's bearer token.
+    SchemaRegistry(Box<commands::schema_registry::SchemaRegistryArgs>),
     /// Wait until the proxy (or sidecar) on the health port is ready: exit 0 then, 1 after
     /// --timeout. For init ordering where native sidecars are not available.
     Wait(commands::wait::WaitArgs),
@@ -63,6 +67,14 @@ fn main() -> ExitCode {
         Command::Proxy(args) => {
             commands::init_logging(&args.log);
             commands::run_async(commands::proxy::run(*args))
+        }
+        Command::SchemaRegistry(args) => {
+            commands::init_logging(&args.log);
+            commands::run_async(async move {
+                commands::schema_registry::run(*args)
+                    .await
+                    .map(|()| ExitCode::SUCCESS)
+            })
         }
         Command::Token(args) => {
             commands::init_logging(&args.log);

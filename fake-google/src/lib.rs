@@ -14,6 +14,7 @@
 //! | `GET /subject-token-service/{text\|json}?subject=S` | a local subject token service for `credential_source.url` (demands `Metadata: True`) |
 //! | `PUT /latest/api/token`, `GET /latest/meta-data/...` | the AWS EC2 instance metadata service (IMDSv2) |
 //! | `GET /v1/projects/{p}/locations/{l}/clusters/{c}` | the Managed Kafka API's `clusters.get` ([`managed_kafka`]) |
+//! | `/v1/projects/{p}/locations/{l}/schemaRegistries/{r}[/...]` | Managed Kafka's schema registry: the registry resource and the Confluent REST API under it, Google-shaped errors ([`FakeGoogle::add_schema_registry`]) |
 //! | `/_fake/...` | the control plane for out-of-process users (below) |
 //!
 //! It behaves like Google where it matters to a client: assertions are verified (RS256,
@@ -53,6 +54,7 @@ pub mod metadata;
 pub mod oauth;
 mod record;
 mod respond;
+mod schema_registry;
 mod state;
 pub mod sts;
 mod tokeninfo;
@@ -123,6 +125,7 @@ pub struct FakeGoogle {
 struct Handle {
     shared: Arc<Shared>,
     clusters: Arc<managed_kafka::Clusters>,
+    registries: Arc<schema_registry::Registries>,
     shutdown: watch::Sender<bool>,
     task: Mutex<Option<JoinHandle<()>>>,
 }
@@ -159,7 +162,8 @@ impl FakeGoogle {
         let (shutdown, shutdown_rx) = watch::channel(false);
         let shared = Arc::new(Shared::new(format!("http://{local}"), shutdown_rx.clone()));
         let clusters = Arc::new(managed_kafka::Clusters::default());
-        let app = router(shared.clone(), clusters.clone());
+        let registries = Arc::new(schema_registry::Registries::default());
+        let app = router(shared.clone(), clusters.clone(), registries.clone());
         let mut signal = shutdown_rx;
         let server = axum::serve(listener, app).with_graceful_shutdown(async move {
             // Err means every handle is gone: shut down as well.
@@ -173,6 +177,7 @@ impl FakeGoogle {
             handle: Arc::new(Handle {
                 shared,
                 clusters,
+                registries,
                 shutdown,
                 task: Mutex::new(Some(task)),
             }),
@@ -414,10 +419,31 @@ impl FakeGoogle {
     pub fn managed_kafka_gets(&self) -> u64 {
         self.handle.clusters.gets()
     }
+
+    /// Makes the schema registry `name` (`projects/P/locations/L/schemaRegistries/R`) exist,
+    /// empty (compatibility `BACKWARD`, mode `READWRITE`). Adding it again keeps its contents.
+    pub fn add_schema_registry(&self, name: &str) {
+        self.handle.registries.add(name);
+    }
+
+    /// Makes every schema registry call fail this way until set to `None`.
+    pub fn set_schema_registry_fault(&self, fault: Option<ManagedKafkaFault>) {
+        self.handle.registries.set_fault(fault);
+    }
+
+    /// How many schema registry calls arrived (answered or refused), the registry resource's
+    /// `GET` included.
+    pub fn schema_registry_calls(&self) -> u64 {
+        self.handle.registries.calls()
+    }
 }
 
 /// All endpoints on one router.
-fn router(shared: Arc<Shared>, clusters: Arc<managed_kafka::Clusters>) -> Router {
+fn router(
+    shared: Arc<Shared>,
+    clusters: Arc<managed_kafka::Clusters>,
+    registries: Arc<schema_registry::Registries>,
+) -> Router {
     Router::new()
         .route("/", get(metadata::root))
         .nest(metadata::PREFIX, metadata::router(shared.clone()))
@@ -435,6 +461,7 @@ fn router(shared: Arc<Shared>, clusters: Arc<managed_kafka::Clusters>) -> Router
         .merge(federation::router())
         .merge(control::router())
         .merge(managed_kafka::router(shared.clone(), clusters))
+        .merge(schema_registry::router(shared.clone(), registries))
         .layer(axum::middleware::from_fn_with_state(
             shared.clone(),
             record::record,

@@ -56,6 +56,8 @@ type result struct {
 	EndOffsets     map[string]int64  `json:"end_offsets"`
 	CommittedBack  map[string]int64  `json:"committed_read_back"`
 	ProduceSeconds float64           `json:"produce_secs"`
+	// registry: the schema registry client's refused calls, by what was asked.
+	Registry map[string]*registryAnswer `json:"registry,omitempty"`
 }
 
 func (r *result) fail(step string, err error) {
@@ -160,7 +162,7 @@ func moduleVersion(path string) string {
 
 func main() {
 	o := &options{}
-	flag.StringVar(&o.client, "client", "", "sarama | franz-go | kafka-go | many")
+	flag.StringVar(&o.client, "client", "", "sarama | franz-go | kafka-go | many | franz-sr")
 	flag.StringVar(&o.bootstrap, "bootstrap", "", "the proxy's address (bootstrap.servers)")
 	flag.StringVar(&o.topic, "topic", "", "topic (records are checked against its name)")
 	flag.StringVar(&o.group, "group", "", "consumer group id")
@@ -173,6 +175,7 @@ func main() {
 	conns := flag.Int("conns", 200, "many: concurrent producer connections")
 	valueBytes := flag.Int("value-bytes", 1000, "many: bytes per record value")
 	slowMs := flag.Int("slow-ms", 2, "many: the consumer's pause after each record while producers run")
+	registryURL := flag.String("registry", "", "franz-sr: the schema registry endpoint's URL")
 	flag.Parse()
 	o.soak = time.Duration(*soakSecs) * time.Second
 	o.interval = time.Duration(*intervalMs) * time.Millisecond
@@ -195,6 +198,9 @@ func main() {
 	case "many":
 		res.ClientVersion = moduleVersion("github.com/segmentio/kafka-go")
 		runMany(o, res, *conns, *valueBytes, *slowMs)
+	case "franz-sr":
+		res.ClientVersion = moduleVersion("github.com/twmb/franz-go/pkg/sr")
+		runRegistry(o, res, *registryURL)
 	default:
 		fmt.Fprintf(os.Stderr, "unknown -client %q: want sarama, franz-go or kafka-go\n", o.client)
 		os.Exit(2)

@@ -17,9 +17,11 @@ pub struct ClientConfigArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_KAFKA_VERSION", value_parser = parse_version)]
     pub kafka_version: Option<KafkaVersion>,
 
-    /// The token endpoint URL clients use.
-    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_URL", default_value = DEFAULT_URL)]
-    pub url: String,
+    /// The URL clients use: the token endpoint's [default: http://localhost:14293], or with
+    /// `--client schema-registry` the schema registry endpoint's [default:
+    /// http://localhost:8081].
+    #[arg(long, env = "GCP_KAFKA_AUTH_CLIENT_URL")]
+    pub url: Option<String>,
 
     /// With `--client proxy`: the proxy's bootstrap listener (its --listen).
     #[arg(
@@ -46,6 +48,9 @@ pub enum ClientName {
     /// Any client behind `gcp-kafka-auth-handler proxy`: Java, librdkafka/kcat, sarama,
     /// franz-go, kafka-go, kafkajs.
     Proxy,
+    /// Schema registry clients (Python, Go, Node, Java) of `gcp-kafka-auth-handler
+    /// schema-registry`: the registry URL only.
+    SchemaRegistry,
 }
 
 impl From<ClientName> for Client {
@@ -56,8 +61,8 @@ impl From<ClientName> for Client {
             ClientName::BeamPython => Client::BeamPython,
             ClientName::BeamJava => Client::BeamJava,
             ClientName::KafkaCli => Client::KafkaCli,
-            // Handled before conversion: it needs no token endpoint.
-            ClientName::Proxy => Client::Java,
+            // Handled before conversion: they need no token endpoint.
+            ClientName::Proxy | ClientName::SchemaRegistry => Client::Java,
         }
     }
 }
@@ -75,7 +80,21 @@ pub fn run(args: &ClientConfigArgs) -> ExitCode {
         );
         return ExitCode::SUCCESS;
     }
-    let mut config = ClientConfig::new(args.client.into()).with_url(&args.url);
+    if let ClientName::SchemaRegistry = args.client {
+        let default = format!(
+            "http://localhost:{}",
+            gcp_kafka_auth_handler::registry::DEFAULT_PORT
+        );
+        print!(
+            "{}",
+            gcp_kafka_auth_handler::registry::client_config(
+                args.url.as_deref().unwrap_or(&default)
+            )
+        );
+        return ExitCode::SUCCESS;
+    }
+    let url = args.url.as_deref().unwrap_or(DEFAULT_URL);
+    let mut config = ClientConfig::new(args.client.into()).with_url(url);
     if let Some(version) = args.kafka_version {
         config = config.with_kafka_version(version);
     }

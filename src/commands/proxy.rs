@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
 use crate::commands::credentials::CredentialArgs;
+use crate::commands::schema_registry::{self, RegistryFlags};
 
 /// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
 pub const CLUSTER_PORT_STRIDE: u16 = 100;
@@ -85,6 +86,9 @@ pub struct ProxyArgs {
 
     #[command(flatten)]
     pub credentials: CredentialArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryFlags,
 
     /// The bootstrap listener clients put in bootstrap.servers (plaintext, no SASL). The
     /// default 127.0.0.1 holds [::1] on the same ports too, so no other local process can
@@ -771,6 +775,25 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
         None => None,
     };
+    let registry = match args.registry.schema_registry.clone() {
+        Some(name) => {
+            let prepared = schema_registry::prepare(
+                provider.clone(),
+                name,
+                args.registry.schema_registry_listen,
+                args.registry.schema_registry_endpoint.as_deref(),
+                args.quota_project.as_deref(),
+                &[],
+            )
+            .await?;
+            Some(tokio::spawn(schema_registry::serve(
+                prepared,
+                stopped(),
+                args.max_sigterm_delay,
+            )))
+        }
+        None => None,
+    };
 
     let options = LookupOptions {
         endpoint: args.managed_kafka_endpoint.clone(),
@@ -816,6 +839,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .context("token endpoint task")?
             .context("token endpoint failed")?;
     }
+    if let Some(registry) = registry {
+        registry.await.context("schema registry endpoint task")??;
+    }
     if let Some(admin) = admin {
         admin
             .await
@@ -838,6 +864,13 @@ fn refuse_remote(args: &ProxyArgs) -> anyhow::Result<()> {
         for (flag, ip) in [
             ("--http-address", Some(args.http_address)),
             ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
+            (
+                "--schema-registry-listen",
+                args.registry
+                    .schema_registry
+                    .is_some()
+                    .then_some(args.registry.schema_registry_listen.ip()),
+            ),
         ] {
             if ip.is_some_and(|ip| !ip.is_loopback()) {
                 tracing::warn!(
@@ -852,6 +885,13 @@ fn refuse_remote(args: &ProxyArgs) -> anyhow::Result<()> {
         ("--listen", Some(args.listen.ip())),
         ("--http-address", Some(args.http_address)),
         ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
+        (
+            "--schema-registry-listen",
+            args.registry
+                .schema_registry
+                .is_some()
+                .then_some(args.registry.schema_registry_listen.ip()),
+        ),
     ] {
         if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
             return Err(anyhow!(

@@ -11,6 +11,7 @@ use gcp_kafka_auth_handler::files;
 use gcp_kafka_auth_handler::server;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, Secret, parse_duration};
+use crate::commands::schema_registry::{self, RegistryFlags};
 
 #[derive(Debug, Args)]
 pub struct ServeArgs {
@@ -41,6 +42,14 @@ pub struct ServeArgs {
 
     #[command(flatten)]
     pub security: SecurityArgs,
+
+    #[command(flatten)]
+    pub registry: RegistryFlags,
+
+    /// The project billed for the schema registry calls (sent as x-goog-user-project; with
+    /// --schema-registry).
+    #[arg(long, env = "GCP_KAFKA_AUTH_QUOTA_PROJECT", value_name = "PROJECT")]
+    pub quota_project: Option<String>,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -104,7 +113,19 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         ..server::Limits::default()
     };
     // Before the listener exists, so no SIGTERM after "listening" can kill us ungracefully.
-    let shutdown = server::shutdown_signal();
+    // One signal stops both the token endpoint and, with --schema-registry, the registry's.
+    let signal = server::shutdown_signal();
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        signal.await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = move || {
+        let mut rx = stop_rx.clone();
+        async move {
+            let _ = rx.wait_for(|s| *s).await;
+        }
+    };
     // Listen first: building the provider loads the system's root certificates for the HTTPS
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
@@ -155,15 +176,37 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         principal_override = args.principal.as_deref(),
         "listening; token endpoint is http://{local}{also}"
     );
+    let registry = match args.registry.schema_registry.clone() {
+        Some(name) => {
+            let prepared = schema_registry::prepare(
+                provider.clone(),
+                name,
+                args.registry.schema_registry_listen,
+                args.registry.schema_registry_endpoint.as_deref(),
+                args.quota_project.as_deref(),
+                &args.security.allowed_hosts,
+            )
+            .await?;
+            Some(tokio::spawn(schema_registry::serve(
+                prepared,
+                stopped(),
+                args.shutdown_timeout,
+            )))
+        }
+        None => None,
+    };
     server::serve(
         listeners,
         provider.router_with(endpoint),
         limits,
-        shutdown,
+        stopped(),
         args.shutdown_timeout,
     )
     .await
     .context("server failed")?;
+    if let Some(registry) = registry {
+        registry.await.context("schema registry endpoint task")??;
+    }
     tracing::info!(target: super::LOG_TARGET, "stopped");
     Ok(())
 }

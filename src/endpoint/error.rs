@@ -43,6 +43,14 @@ pub(crate) enum EndpointError {
 }
 
 impl EndpointError {
+    /// The status and the description, for endpoints that answer in another shape (the
+    /// schema registry endpoint answers Confluent's).
+    #[cfg(feature = "schema-registry")]
+    pub(crate) fn status_and_description(&self) -> (StatusCode, String) {
+        let (status, _, description) = self.parts();
+        (status, description)
+    }
+
     fn parts(&self) -> (StatusCode, &'static str, String) {
         match self {
             Self::MethodNotAllowed => (

@@ -408,6 +408,7 @@ const GOLDEN: &[(&str, &[&str])] = &[
         "proxy-custom-address.txt",
         &["--client", "proxy", "--proxy-address", "10.0.0.7:19092"],
     ),
+    ("schema-registry.txt", &["--client", "schema-registry"]),
 ];
 
 fn golden_dir() -> PathBuf {

@@ -25,6 +25,7 @@ mod proxy_abuse;
 mod proxy_support;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;
+mod registry;
 mod security;
 mod sidecar;
 mod soak;

@@ -9,5 +9,6 @@ mod fidelity;
 mod lifecycle;
 mod metadata;
 mod refresh;
+mod schema_registry;
 mod service_account;
 mod tokeninfo;
