@@ -21,6 +21,7 @@ mod operations;
 mod packaging;
 mod properties;
 mod proxy;
+mod proxy_rich;
 mod proxy_support;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;
