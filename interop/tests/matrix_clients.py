@@ -17,6 +17,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import threading
 import time
@@ -137,6 +138,40 @@ def dump_batches(node_dir: Path, topic: str, partition: int, log: Path) -> list[
                 fields[parts[i][:-1]] = parts[i + 1]
         batches.append(fields)
     return batches
+
+
+GO_MODULES = {"sarama": "github.com/IBM/sarama", "franz-go": "github.com/twmb/franz-go",
+              "kafka-go": "github.com/segmentio/kafka-go"}
+JAVA_VERSION_PROPERTY = {"clients-39": "kafka39.version", "clients-4": "kafka4.version"}
+
+
+def pinned_version(client: str) -> str:
+    """The version of `client` this suite pins, read from the pin itself (go.mod,
+    package-lock.json, interop/java/pom.xml, requirements.txt): each matrix row asserts that
+    the library its program reports is this one, so the matrix cannot quietly test another
+    version than it claims."""
+    if client in GO_MODULES:
+        m = re.search(rf"^\s*{re.escape(GO_MODULES[client])} (v\S+)$",
+                      (GO_DIR / "go.mod").read_text(), re.MULTILINE)
+    elif client == "kafkajs":
+        lock = json.loads((NODE_DIR / "package-lock.json").read_text())
+        return lock["packages"]["node_modules/kafkajs"]["version"]
+    elif client in JAVA_VERSION_PROPERTY:
+        prop = re.escape(JAVA_VERSION_PROPERTY[client])
+        m = re.search(rf"<{prop}>([^<]+)</{prop}>", (JAVA / "pom.xml").read_text())
+    elif client == "confluent-kafka":
+        m = re.search(r"^confluent-kafka==(\S+)$",
+                      (INTEROP / "requirements.txt").read_text(), re.MULTILINE)
+    else:
+        raise ValueError(f"no pin known for {client}")
+    assert m, f"no pinned version of {client} found"
+    return m.group(1)
+
+
+def assert_pinned_version(client: str, reported) -> None:
+    want = pinned_version(client)
+    assert reported == want, f"{client}: the program reports version {reported!r}, the suite " \
+        f"pins {want!r}"
 
 
 def jdump(obj) -> str:

@@ -33,7 +33,8 @@ from cluster import NODE_IDS
 from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
 from conftest import JVM_CLIENT_OPTS, PRINCIPAL, java_client, note
 from harness import JAVA, result_line, run_bounded, wait_until
-from matrix_clients import dump_batches, go_binary, kcat_binary, node_modules, run_go, run_kafkajs
+from matrix_clients import (assert_pinned_version, dump_batches, go_binary, kcat_binary,
+                            node_modules, pinned_version, run_go, run_kafkajs)
 from test_10_proxy import (assert_brokers_accepted_only, assert_proxy_log_clean,
                            client_departures_in)
 
@@ -109,6 +110,7 @@ def test_matrix_go(client, kafka_cluster, start_proxy, workdir, request):
     elapsed = time.monotonic() - t0
     what = f"{client} {(res or {}).get('client_version', '?')} via proxy"
     assert_result_row(cluster, proxy, status, res, log, what, COUNT)
+    assert_pinned_version(client, res["client_version"])
     round_trip_checks(cluster, proxy, d0, what)
     note(f"matrix {what}: {COUNT} records produced (acks=all) and consumed in group "
          f"{topic}-group, each checked; committed offsets read back {res['committed_read_back']}; "
@@ -134,6 +136,7 @@ def test_matrix_kafkajs(kafka_cluster, start_proxy, workdir, request):
     elapsed = time.monotonic() - t0
     what = f"kafkajs {(res or {}).get('client_version', '?')} via proxy"
     assert_result_row(cluster, proxy, status, res, log, what, COUNT)
+    assert_pinned_version("kafkajs", res["client_version"])
     round_trip_checks(cluster, proxy, d0, what)
     note(f"matrix {what}: {COUNT} records round-tripped in a consumer group, each checked; "
          f"{elapsed:.1f} s")
@@ -158,6 +161,11 @@ def test_matrix_librdkafka_compression(codec, kafka_cluster, start_proxy, workdi
     rdlog = RdLog()
     conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
     what = f"librdkafka {confluent_kafka.libversion()[0]} compression.type={codec} via proxy"
+    # confluent-kafka's wheels bundle the librdkafka release of the same major.minor.
+    assert_pinned_version("confluent-kafka", confluent_kafka.version()[0])
+    pinned = pinned_version("confluent-kafka")
+    assert confluent_kafka.libversion()[0].split(".")[:2] == pinned.split(".")[:2], \
+        f"librdkafka {confluent_kafka.libversion()[0]} under confluent-kafka {pinned}"
     try:
         brokers = rd_brokers(conf)
         p = rd_produce({**conf, "compression.type": codec}, topic, topic, PARTITIONS,
@@ -349,6 +357,7 @@ def test_matrix_java(module, kafka_cluster, start_proxy, workdir, request):
     assert res is not None and status == 0 and res["ok"], cluster.report(
         what, (res or {}).get("step", "start"), f"exit status {status}; errors: "
         f"{(res or {}).get('errors')}", client_log=log, proxy=proxy)
+    assert_pinned_version(module, res["client_version"])
     want_nodes = {str(i): a for i, a in proxy.broker_addresses().items()}
     assert res["described_nodes"] == want_nodes, cluster.report(
         what, "describeCluster", f"{res['described_nodes']}, want exactly {want_nodes}",
@@ -678,6 +687,7 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
     assert res is not None and status == 0 and res["ok"], cluster.report(
         what, (res or {}).get("step", "start"), f"exit {status}; errors "
         f"{(res or {}).get('errors')}; bad {(res or {}).get('bad')}", client_log=log, proxy=proxy)
+    assert_pinned_version("kafka-go", res["client_version"])
     assert res["end_offsets"]["peak_open_connections"] == SLOW_MANY_CONNS, res
     assert peak_gauge >= SLOW_MANY_CONNS, f"the proxy's connection gauge peaked at {peak_gauge}"
     assert res["send_failed"] == 0 and res["missing"] == 0 and res["mismatched"] == 0, res

@@ -647,6 +647,8 @@ async fn forward_proxy(socks: bool, broker: SocketAddr) -> (SocketAddr, Arc<Mute
                     head.lines().next().unwrap().to_owned()
                 };
                 seen.lock().unwrap().push(target);
+                // not a client of the proxy: the forward proxy's own leg to the broker, which
+                // carries the broker's real names by design.
                 let mut upstream = tokio::net::TcpStream::connect(broker).await.unwrap();
                 let _ = tokio::io::copy_bidirectional(&mut client, &mut upstream).await;
             });

@@ -22,6 +22,7 @@ mod packaging;
 mod properties;
 mod proxy;
 mod proxy_abuse;
+mod proxy_rich;
 mod proxy_support;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;

@@ -14,7 +14,7 @@ use kafka_protocol::protocol::StrBytes;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpStream;
 
-use crate::proxy::{LOOPBACK, assert_no_upstream_host, host, port_base, start, start_proxy};
+use crate::proxy::{LOOPBACK, host, port_base, start, start_proxy};
 use crate::proxy_support::{Client, FakeBroker, RAW_ECHO, RAW_SIZED, Script, Seen};
 use crate::support::{Sidecar, SidecarEnv, free_port, memory_kib};
 
@@ -64,16 +64,13 @@ async fn a_connection_that_never_completes_a_request_is_closed_and_never_reaches
     // 200 connect-and-close cycles: no broker connection, no authentication (the proxy
     // opens the broker connection on the first request, not at accept).
     for _ in 0..200 {
+        // not a client of the proxy: connects and closes at once, reads nothing.
         drop(TcpStream::connect(proxy.bootstrap).await.unwrap());
     }
     // Silent, and half a request header: both closed after the first-request timeout.
     let mut silent = Client::connect(proxy.bootstrap).await;
     let mut partial = Client::connect(proxy.bootstrap).await;
-    partial
-        .stream
-        .write_all(&[0, 0, 0, 40, 0, 3])
-        .await
-        .unwrap();
+    partial.send_unframed(&[0, 0, 0, 40, 0, 3]).await;
     let started = Instant::now();
     assert!(silent.closed().await);
     assert!(partial.closed().await);
@@ -255,12 +252,9 @@ async fn a_framing_error_after_a_valid_request_closes_both_halves_at_once() {
     // A valid request and a negative size prefix in one write.
     let mut bytes = framed(&raw_request(18, 0, 1, b""));
     bytes.extend_from_slice(&[0xff, 0xff, 0xff, 0xf0]);
-    poison.stream.write_all(&bytes).await.unwrap();
+    poison.send_unframed(&bytes).await;
     let started = Instant::now();
-    let mut rest = Vec::new();
-    let _ = tokio::time::timeout(Duration::from_secs(5), poison.stream.read_to_end(&mut rest))
-        .await
-        .expect("closed, not left hanging");
+    poison.drain_to_close().await;
     assert!(started.elapsed() < Duration::from_secs(2));
     // Its slot is free at once: the one-connection proxy serves the next client.
     let mut next = Client::connect(proxy.bootstrap).await;
@@ -311,7 +305,6 @@ async fn describe_configs_hides_broker_addresses() {
             "v{version}"
         );
     }
-    assert_no_upstream_host(&client);
     proxy.stop().await;
 }
 
@@ -379,22 +372,16 @@ async fn past_half_the_session_requests_wait_for_a_reauthentication() {
         .await;
     // ... and at t ≈ 2.2 s (past half the session, before its 85-95 % deadline) another
     // request while the first is still being read.
-    let mut got = 0;
-    let mut chunk = vec![0u8; 64 * 1024];
-    let sent_at = Instant::now();
     let mut sent_third = false;
-    while got < 8 * MIB + 8 {
-        let want = chunk.len().min(8 * MIB + 8 - got);
-        let n = client.stream.read(&mut chunk[..want]).await.unwrap();
-        assert!(n > 0, "closed after {got} bytes: {:?}", broker.seen());
-        got += n;
-        if !sent_third && sent_at.elapsed() >= Duration::from_millis(1000) {
-            let third = framed(&raw_request(RAW_ECHO, 0, 3, b""));
-            client.stream.write_all(&third).await.unwrap();
-            sent_third = true;
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    let big = client
+        .recv_raw_paced(64 * 1024, Duration::from_millis(20), |elapsed| {
+            (!sent_third && elapsed >= Duration::from_millis(1000)).then(|| {
+                sent_third = true;
+                framed(&raw_request(RAW_ECHO, 0, 3, b""))
+            })
+        })
+        .await;
+    assert_eq!(big.len(), 8 * MIB + 4);
     assert!(sent_third);
     client.recv_raw().await.unwrap();
     // What the broker read on the client's connection, after the first authentication.
@@ -502,6 +489,7 @@ async fn memory_stays_under_the_documented_bound_whatever_clients_send() {
     for _ in 0..CLIENTS {
         let header = header.clone();
         tricklers.push(tokio::spawn(async move {
+            // not a client of the proxy: it only writes (a request body), never reads.
             let mut stream = TcpStream::connect(bootstrap).await.unwrap();
             stream.write_all(&header).await.unwrap();
             let chunk = vec![0x5a_u8; 64 * 1024];
@@ -535,6 +523,7 @@ async fn memory_stays_under_the_documented_bound_whatever_clients_send() {
     drop(held);
 
     // 2. 100,000 small pipelined requests whose answers the client never reads.
+    // not a client of the proxy: it only writes (requests), never reads an answer.
     let mut pipeliner = TcpStream::connect(bootstrap).await.unwrap();
     let one = framed(&raw_request(RAW_ECHO, 0, 5, b""));
     let writer = tokio::spawn(async move {
@@ -800,14 +789,11 @@ async fn every_malformed_input_gets_its_documented_outcome() {
     let mut expected = std::collections::BTreeMap::<&str, u64>::new();
     for (what, bytes, reason, log) in &probes {
         for target in [bootstrap, node] {
-            let mut stream = TcpStream::connect(target).await.unwrap();
-            stream.write_all(bytes).await.unwrap();
-            let mut rest = Vec::new();
-            let read = tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
-                .await
-                .unwrap_or_else(|_| panic!("{what} on {target}: not closed within 5 s"));
-            // Closed (EOF or reset); a valid request before the bad bytes may be answered.
-            let _ = read;
+            let mut probe = Client::connect(target).await;
+            probe.send_unframed(bytes).await;
+            // Closed (EOF or reset) within 5 s; a valid request before the bad bytes may be
+            // answered.
+            probe.drain_to_close().await;
             *expected.entry(reason).or_default() += 1;
             // Another client is unaffected.
             healthy.send(&ApiVersionsRequest::default(), 3).await;
@@ -824,15 +810,10 @@ async fn every_malformed_input_gets_its_documented_outcome() {
         );
     }
     // A truncated header, then the client leaves: closed without a log line at WARN.
-    let mut stream = TcpStream::connect(bootstrap).await.unwrap();
-    stream.write_all(&[0, 0, 0, 40, 0, 18]).await.unwrap();
-    stream.shutdown().await.unwrap();
-    let mut rest = Vec::new();
-    tokio::time::timeout(Duration::from_secs(5), stream.read_to_end(&mut rest))
-        .await
-        .expect("closed")
-        .unwrap();
-    assert!(rest.is_empty());
+    let mut truncated = Client::connect(bootstrap).await;
+    truncated.send_unframed(&[0, 0, 0, 40, 0, 18]).await;
+    truncated.shutdown_write().await;
+    assert!(truncated.drain_to_close().await.is_empty());
     let text = reqwest::get(sidecar.url("/metrics"))
         .await
         .unwrap()

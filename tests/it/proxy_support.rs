@@ -6,9 +6,16 @@
 //! response to Produce `acks=0`, answers an ApiVersions version above its own with
 //! UNSUPPORTED_VERSION at v0 (KIP-511), and closes a connection whose SASL session
 //! (`session_lifetime_ms`) has expired without re-authentication (KIP-368).
+//!
+//! No broker address may reach a client of the proxy, in any test: every byte a test reads
+//! from a proxy goes through [`Client`], and every read checks it (see [`assert_no_leak`]) for
+//! `kafka.invalid` (the fake brokers' names) and for the port of any fake broker started in
+//! this process, as an int32 (the wire form of a port) or as a number in text. A test cannot
+//! forget the check, and cannot read around it: the stream is private, and a test that opens a
+//! raw socket to a proxy must say why (`proxy::raw_sockets_to_a_proxy_are_justified`).
 
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use bytes::{Buf as _, Bytes, BytesMut};
@@ -45,6 +52,8 @@ pub struct Script {
     pub coordinator: i32,
     /// Close the connection (as a broker going away) on a request with this key.
     pub close_on_key: Option<i16>,
+    /// Answer with `proxy_rich`'s responses: every field non-default, tagged fields included.
+    pub rich: bool,
 }
 
 impl Default for Script {
@@ -69,6 +78,7 @@ impl Default for Script {
             refuse: None,
             coordinator: 1,
             close_on_key: None,
+            rich: false,
         }
     }
 }
@@ -86,12 +96,30 @@ pub enum Seen {
     Expired(u64),
 }
 
+/// A response the fake broker sent (SASL answers, which only the proxy reads, aside).
+#[derive(Debug, Clone)]
+pub struct Answer {
+    pub key: i16,
+    pub version: i16,
+    /// The client id of the request: the proxy's own requests carry its own.
+    pub client_id: Option<String>,
+    /// Header and body as sent (no size prefix).
+    pub frame: Bytes,
+}
+
+/// The ports of every fake broker started in this process: none may reach a client.
+fn broker_ports() -> &'static Mutex<Vec<u16>> {
+    static PORTS: OnceLock<Mutex<Vec<u16>>> = OnceLock::new();
+    PORTS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
 /// The fake broker.
 #[derive(Clone)]
 pub struct FakeBroker {
     pub addr: SocketAddr,
     pub script: Arc<Mutex<Script>>,
     pub seen: Arc<Mutex<Vec<Seen>>>,
+    pub answers: Arc<Mutex<Vec<Answer>>>,
 }
 
 impl FakeBroker {
@@ -107,7 +135,12 @@ impl FakeBroker {
             addr: listener.local_addr().unwrap(),
             script: Arc::new(Mutex::new(script)),
             seen: Arc::new(Mutex::new(Vec::new())),
+            answers: Arc::new(Mutex::new(Vec::new())),
         };
+        broker_ports()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(broker.addr.port());
         let server = broker.clone();
         tokio::spawn(async move {
             let mut next = 0u64;
@@ -141,6 +174,23 @@ impl FakeBroker {
 
     pub fn set(&self, change: impl FnOnce(&mut Script)) {
         change(&mut self.script.lock().unwrap());
+    }
+
+    /// The last answer to a request `key` v`version` that came from a client (not from the
+    /// proxy's own connection set-up, which uses the proxy's client id).
+    pub fn last_client_answer(&self, key: ApiKey, version: i16) -> Answer {
+        self.answers
+            .lock()
+            .unwrap()
+            .iter()
+            .rev()
+            .find(|a| {
+                a.key == key as i16
+                    && a.version == version
+                    && a.client_id.as_deref() == Some(CLIENT_ID)
+            })
+            .cloned()
+            .unwrap_or_else(|| panic!("the broker answered no client {key:?} v{version}"))
     }
 
     async fn serve(&self, conn: u64, mut stream: impl AsyncRead + AsyncWrite + Unpin) {
@@ -198,14 +248,30 @@ impl FakeBroker {
             let mut body = frame.clone();
             let header =
                 RequestHeader::decode(&mut body, api.request_header_version(version)).unwrap();
+            // KIP-511: an ApiVersions version above the broker's own gets error 35 at v0.
+            let api_versions_too_new = api == ApiKey::ApiVersions
+                && version > 3
+                && script
+                    .api_versions
+                    .iter()
+                    .any(|(k, _, max)| *k == 18 && *max < version);
+            let rich = if script.rich
+                && !api_versions_too_new
+                && (authenticated || api == ApiKey::ApiVersions)
+            {
+                crate::proxy_rich::body(api, version, &script.brokers, &script.api_versions)
+            } else {
+                None
+            };
             let reply: Option<Bytes> = match api {
+                _ if rich.is_some() => {
+                    let mut out =
+                        BytesMut::from(&crate::proxy_rich::header(api, version, correlation)[..]);
+                    out.extend_from_slice(&rich.unwrap());
+                    Some(out.freeze())
+                }
                 ApiKeys::ApiVersions => {
-                    let (answer_version, response) = if version > 3
-                        && script
-                            .api_versions
-                            .iter()
-                            .any(|(k, _, max)| *k == 18 && *max < version)
-                    {
+                    let (answer_version, response) = if api_versions_too_new {
                         (
                             0,
                             ApiVersionsResponse::default()
@@ -374,9 +440,55 @@ impl FakeBroker {
                 }
                 ApiKey::Produce => {
                     let request = ProduceRequest::decode(&mut body, version).unwrap();
-                    (request.acks != 0).then(|| {
-                        encode_response(&ProduceResponse::default(), api, version, correlation)
-                    })
+                    // KIP-951: from v10 the answer names the brokers the client should use.
+                    let response = if version >= 10 {
+                        ProduceResponse::default().with_node_endpoints(
+                            script
+                                .brokers
+                                .iter()
+                                .map(|(id, host, port)| {
+                                    produce_response::NodeEndpoint::default()
+                                        .with_node_id(BrokerId(*id))
+                                        .with_host(StrBytes::from_string(host.clone()))
+                                        .with_port(*port)
+                                })
+                                .collect(),
+                        )
+                    } else {
+                        ProduceResponse::default()
+                    };
+                    (request.acks != 0)
+                        .then(|| encode_response(&response, api, version, correlation))
+                }
+                ApiKey::ShareFetch => {
+                    let response = ShareFetchResponse::default().with_node_endpoints(
+                        script
+                            .brokers
+                            .iter()
+                            .map(|(id, host, port)| {
+                                share_fetch_response::NodeEndpoint::default()
+                                    .with_node_id(BrokerId(*id))
+                                    .with_host(StrBytes::from_string(host.clone()))
+                                    .with_port(*port)
+                            })
+                            .collect(),
+                    );
+                    Some(encode_response(&response, api, version, correlation))
+                }
+                ApiKey::ShareAcknowledge => {
+                    let response = ShareAcknowledgeResponse::default().with_node_endpoints(
+                        script
+                            .brokers
+                            .iter()
+                            .map(|(id, host, port)| {
+                                share_acknowledge_response::NodeEndpoint::default()
+                                    .with_node_id(BrokerId(*id))
+                                    .with_host(StrBytes::from_string(host.clone()))
+                                    .with_port(*port)
+                            })
+                            .collect(),
+                    );
+                    Some(encode_response(&response, api, version, correlation))
                 }
                 ApiKey::Fetch => {
                     let response = FetchResponse::default().with_node_endpoints(
@@ -417,12 +529,15 @@ impl FakeBroker {
                     ]);
                     Some(encode_response(&response, api, version, correlation))
                 }
-                _ => {
-                    let _ = header;
-                    return;
-                }
+                _ => return,
             };
             if let Some(reply) = reply {
+                self.answers.lock().unwrap().push(Answer {
+                    key,
+                    version,
+                    client_id: header.client_id.as_ref().map(|c| c.to_string()),
+                    frame: reply.clone(),
+                });
                 write_frame(&mut stream, &reply).await;
             }
         }
@@ -462,23 +577,65 @@ pub async fn write_frame(stream: &mut (impl AsyncWrite + Unpin), body: &[u8]) {
     let _ = stream.write_all(&out).await;
 }
 
-/// A hand-rolled Kafka client; records every byte it receives.
+/// The client id of every request [`Client`] sends.
+pub const CLIENT_ID: &str = "test-client";
+
+/// Panics if `frame` (one response, without its size prefix) carries a fake broker's address:
+/// the name suffix `kafka.invalid`, or the port of any fake broker started in this process,
+/// as a big-endian int32 (how Kafka encodes every port) or as a decimal number standing alone
+/// in text (`host:port`). Fake brokers listen on ephemeral ports (32768 and up), which keeps
+/// the int32 form clear of ordinary small numbers.
+pub fn assert_no_leak(frame: &[u8]) {
+    let text = || String::from_utf8_lossy(frame).into_owned();
+    assert!(
+        !frame.windows(13).any(|w| w == b"kafka.invalid"),
+        "a broker address reached the client: {:?}",
+        text()
+    );
+    // A copy: a failed check must not poison the list for the tests running beside this one.
+    let ports: std::collections::HashSet<u16> = broker_ports()
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+        .iter()
+        .copied()
+        .collect();
+    // One pass for each form, whatever the number of brokers: frames run to megabytes.
+    for w in frame.windows(4) {
+        let port = u16::from_be_bytes([w[2], w[3]]);
+        assert!(
+            w[..2] != [0, 0] || !ports.contains(&port),
+            "a fake broker's port {port} (as an int32) reached the client: {frame:?}"
+        );
+    }
+    for run in frame.split(|b| !b.is_ascii_digit()) {
+        let port = (1..=5)
+            .contains(&run.len())
+            .then(|| std::str::from_utf8(run).ok()?.parse::<u16>().ok())
+            .flatten();
+        assert!(
+            !port.is_some_and(|p| ports.contains(&p)),
+            "a fake broker's port {} (as text) reached the client: {:?}",
+            port.unwrap_or_default(),
+            text()
+        );
+    }
+}
+
+/// A hand-rolled Kafka client, the only way tests read from a proxy: every frame it receives
+/// is checked with [`assert_no_leak`], and whatever arrived unread is checked when it drops.
 pub struct Client {
-    pub stream: TcpStream,
+    stream: TcpStream,
     next: i32,
-    pub received: Vec<u8>,
+    /// Frames received and checked.
+    pub frames: usize,
 }
 
 impl Client {
     pub async fn connect(addr: SocketAddr) -> Self {
-        Self::from_stream(TcpStream::connect(addr).await.unwrap())
-    }
-
-    pub fn from_stream(stream: TcpStream) -> Self {
         Self {
-            stream,
+            stream: TcpStream::connect(addr).await.unwrap(),
             next: 100,
-            received: Vec::new(),
+            frames: 0,
         }
     }
 
@@ -491,7 +648,7 @@ impl Client {
             .with_request_api_key(R::KEY)
             .with_request_api_version(version)
             .with_correlation_id(id)
-            .with_client_id(Some(StrBytes::from_static_str("test-client")))
+            .with_client_id(Some(StrBytes::from_static_str(CLIENT_ID)))
             .encode(&mut out, R::header_version(version))
             .unwrap();
         request.encode(&mut out, version).unwrap();
@@ -504,13 +661,69 @@ impl Client {
         write_frame(&mut self.stream, body).await;
     }
 
+    /// Sends bytes as they are, unframed (a TLS ClientHello, say).
+    pub async fn send_unframed(&mut self, bytes: &[u8]) {
+        self.stream.write_all(bytes).await.unwrap();
+    }
+
+    /// Half-closes: no more requests.
+    pub async fn shutdown_write(&mut self) {
+        self.stream.shutdown().await.unwrap();
+    }
+
     /// Reads one response frame (no size prefix), `None` if the proxy closed.
     pub async fn recv_raw(&mut self) -> Option<Bytes> {
         let frame = tokio::time::timeout(Duration::from_secs(10), read_frame(&mut self.stream))
             .await
             .expect("a response or a close within 10 s")?;
-        self.received.extend_from_slice(&frame);
+        assert_no_leak(&frame);
+        self.frames += 1;
         Some(frame)
+    }
+
+    /// Reads one response frame in chunks of `chunk` bytes with `pause` after each (a slow
+    /// consumer); after each chunk `send_after(elapsed)` may return bytes to send on the
+    /// same connection. The whole frame is checked, as by [`Self::recv_raw`].
+    pub async fn recv_raw_paced(
+        &mut self,
+        chunk: usize,
+        pause: Duration,
+        mut send_after: impl FnMut(Duration) -> Option<Vec<u8>>,
+    ) -> Bytes {
+        let started = std::time::Instant::now();
+        let mut size = [0u8; 4];
+        self.stream.read_exact(&mut size).await.unwrap();
+        let mut frame = vec![0u8; u32::from_be_bytes(size) as usize];
+        let mut got = 0;
+        while got < frame.len() {
+            let end = (got + chunk).min(frame.len());
+            let n = self.stream.read(&mut frame[got..end]).await.unwrap();
+            assert!(n > 0, "the proxy closed after {got} bytes of a frame");
+            got += n;
+            if let Some(bytes) = send_after(started.elapsed()) {
+                self.stream.write_all(&bytes).await.unwrap();
+            }
+            tokio::time::sleep(pause).await;
+        }
+        assert_no_leak(&frame);
+        self.frames += 1;
+        Bytes::from(frame)
+    }
+
+    /// Reads until the proxy closes (at most 5 s), checking every frame; returns the bytes.
+    pub async fn drain_to_close(&mut self) -> Vec<u8> {
+        let mut all = Vec::new();
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.stream.read_to_end(&mut all))
+            .await
+            .expect("closed within 5 s");
+        let mut at = 0;
+        while at + 4 <= all.len() {
+            let size = u32::from_be_bytes(all[at..at + 4].try_into().unwrap()) as usize;
+            let end = (at + 4 + size).min(all.len());
+            assert_no_leak(&all[at + 4..end]);
+            at = end;
+        }
+        all
     }
 
     /// Reads and decodes the response to a request `R` at `version`.
@@ -519,13 +732,49 @@ impl Client {
         decode::<R>(frame, version)
     }
 
-    /// Whether the proxy closed the connection (EOF or reset) without sending more.
+    /// Whether the proxy closed the connection (EOF or reset) without sending more; data
+    /// instead is read as a frame, and checked.
     pub async fn closed(&mut self) -> bool {
-        let mut byte = [0u8; 1];
-        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte)).await {
+        let mut size = [0u8; 4];
+        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut size)).await {
             Ok(Ok(0)) | Ok(Err(_)) => true,
-            Ok(Ok(_)) => false,
+            Ok(Ok(n)) => {
+                let mut rest = [0u8; 4];
+                self.stream.read_exact(&mut rest[..4 - n]).await.unwrap();
+                let mut whole = size[..n].to_vec();
+                whole.extend_from_slice(&rest[..4 - n]);
+                let mut body = vec![0u8; u32::from_be_bytes(whole.try_into().unwrap()) as usize];
+                self.stream.read_exact(&mut body).await.unwrap();
+                assert_no_leak(&body);
+                self.frames += 1;
+                false
+            }
             Err(_) => panic!("neither data nor close within 10 s"),
+        }
+    }
+}
+
+impl Drop for Client {
+    /// Checks whatever already arrived that the test did not read: a leak in an answer the
+    /// test ignored still reached the client.
+    fn drop(&mut self) {
+        if std::thread::panicking() {
+            return;
+        }
+        let mut unread = Vec::new();
+        let mut chunk = [0u8; 64 * 1024];
+        while let Ok(n) = self.stream.try_read(&mut chunk) {
+            if n == 0 {
+                break;
+            }
+            unread.extend_from_slice(&chunk[..n]);
+        }
+        let mut at = 0;
+        while at + 4 <= unread.len() {
+            let size = u32::from_be_bytes(unread[at..at + 4].try_into().unwrap()) as usize;
+            let end = (at + 4 + size).min(unread.len());
+            assert_no_leak(&unread[at + 4..end]);
+            at = end;
         }
     }
 }
