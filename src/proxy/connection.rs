@@ -1149,6 +1149,17 @@ fn skip_tagged(buf: &[u8], at: usize) -> Option<usize> {
     (at <= buf.len()).then_some(at)
 }
 
+/// The answer the proxy makes itself for a request it does not forward, if it makes one
+/// (`NotOffered` gets none: the connection closes).
+pub(crate) fn local_answer(admission: Admission, peek: frame::RequestPeek) -> Option<Bytes> {
+    match admission {
+        Admission::Forward | Admission::NotOffered => None,
+        Admission::ApiVersionsTooNew => Some(unsupported_api_versions(peek.correlation_id)),
+        Admission::Sasl => Some(sasl_refusal(peek)),
+        Admission::Hidden(key) => Some(hidden_refusal(key, peek)),
+    }
+}
+
 /// `ApiKey` name, or the number for keys the pinned crate does not know.
 fn describe_key(api_key: i16) -> String {
     ApiKey::try_from(api_key).map_or_else(|()| api_key.to_string(), |k| format!("{k:?}"))

@@ -41,6 +41,8 @@ mod connection;
 pub mod dial;
 mod dial_gate;
 pub mod frame;
+#[doc(hidden)]
+pub mod fuzz_hooks;
 pub mod limits;
 mod log_limit;
 mod metrics;

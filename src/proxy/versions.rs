@@ -138,13 +138,13 @@ pub fn admit(api_key: i16, version: i16) -> Admission {
     match key {
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Admission::Sasl,
         ApiKey::ApiVersions if version > REWRITTEN[0].1.max => Admission::ApiVersionsTooNew,
-        _ if HIDDEN.contains(&key) => Admission::Hidden(key),
         _ if version < 0
             || version > key.valid_versions().max
             || handling(api_key, version) == Handling::Undecodable =>
         {
             Admission::NotOffered
         }
+        _ if HIDDEN.contains(&key) => Admission::Hidden(key),
         _ => Admission::Forward,
     }
 }
@@ -491,6 +491,11 @@ mod tests {
         ] {
             assert_eq!(admit(key, 1), Admission::Hidden(api), "key {key}");
         }
+        assert_eq!(
+            admit(55, 99),
+            Admission::NotOffered,
+            "no answer encodes at v99"
+        );
         assert_eq!(admit(999, 0), Admission::NotOffered);
         assert_eq!(admit(10_000, 0), Admission::NotOffered);
         assert_eq!(admit(19, -1), Admission::NotOffered);

@@ -127,3 +127,118 @@ proptest! {
         }
     }
 }
+
+/// Encodes a response `msg` at `version` as a rewrite body, with the fuzz hooks' selector
+/// bytes for `key` in front.
+fn rewrite_input(key: kafka_protocol::messages::ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
+    use gcp_kafka_auth_handler::proxy::versions;
+    let index = versions::REWRITTEN
+        .iter()
+        .position(|(k, _)| *k == key)
+        .unwrap_or_else(|| {
+            versions::REWRITTEN.len() + usize::from(key == kafka_protocol::messages::ApiKey::Fetch)
+        });
+    let min = versions::REWRITTEN
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map_or_else(
+            || {
+                if key == kafka_protocol::messages::ApiKey::Fetch {
+                    versions::FETCH_NODE_ENDPOINTS
+                } else {
+                    versions::PRODUCE_NODE_ENDPOINTS
+                }
+            },
+            |(_, r)| r.min,
+        );
+    let mut out = vec![index as u8, (version - min) as u8];
+    out.extend_from_slice(body);
+    out
+}
+
+fn metadata_body() -> impl Strategy<Value = (i16, Vec<u8>)> {
+    use kafka_protocol::messages::metadata_response::MetadataResponseBroker;
+    use kafka_protocol::messages::{BrokerId, MetadataResponse};
+    use kafka_protocol::protocol::{Encodable, StrBytes};
+    (
+        0i16..=13,
+        proptest::collection::vec(
+            (0i32..500, "[a-z0-9.-]{1,40}", 1i32..65536, any::<bool>()),
+            0..8,
+        ),
+        any::<i32>(),
+    )
+        .prop_map(|(version, brokers, controller)| {
+            let msg = MetadataResponse::default()
+                .with_controller_id(BrokerId(controller))
+                .with_brokers(
+                    brokers
+                        .into_iter()
+                        .map(|(id, host, port, rack)| {
+                            MetadataResponseBroker::default()
+                                .with_node_id(BrokerId(id))
+                                .with_host(StrBytes::from_string(host))
+                                .with_port(port)
+                                .with_rack(rack.then(|| StrBytes::from_static_str("r")))
+                        })
+                        .collect(),
+                );
+            let mut out = bytes::BytesMut::new();
+            msg.encode(&mut out, version).unwrap();
+            (version, out.to_vec())
+        })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 2000, ..ProptestConfig::default() })]
+
+    /// Any bytes a client sends as the start of a connection: a decision or "need more",
+    /// never a panic; local answers are well-formed frames with the request's id (asserted
+    /// inside the hook).
+    #[test]
+    fn any_client_bytes_get_a_decision_never_a_panic(
+        bytes in proptest::collection::vec(any::<u8>(), 0..200),
+        buffer in 4usize..256,
+    ) {
+        let _ = gcp_kafka_auth_handler::proxy::fuzz_hooks::client_frame(&bytes, buffer);
+    }
+
+    /// A plausible request header with any key, version and body: the same.
+    #[test]
+    fn any_request_header_is_admitted_answered_or_closed(
+        key in any::<i16>(),
+        version in -2i16..120,
+        correlation in any::<i32>(),
+        body in proptest::collection::vec(any::<u8>(), 0..64),
+    ) {
+        use gcp_kafka_auth_handler::proxy::fuzz_hooks::{ClientOutcome, client_frame};
+        let mut frame = Vec::new();
+        frame.extend_from_slice(&(10 + body.len() as u32).to_be_bytes());
+        frame.extend_from_slice(&key.to_be_bytes());
+        frame.extend_from_slice(&version.to_be_bytes());
+        frame.extend_from_slice(&correlation.to_be_bytes());
+        frame.extend_from_slice(&[0xff, 0xff]);
+        frame.extend_from_slice(&body);
+        let outcome = client_frame(&frame, 64 * 1024);
+        let admitted = matches!(outcome, ClientOutcome::Admitted(..));
+        // TLS- or HTTP-looking first bytes are the only other outcome for a whole header.
+        prop_assert!(admitted || matches!(outcome, ClientOutcome::Refused(_)), "{outcome:?}");
+    }
+
+    /// Any bytes as a broker's answer to a rewritten key: decoded and rewritten, or refused,
+    /// never a panic; what comes out names only local addresses (asserted inside the hook).
+    #[test]
+    fn any_broker_bytes_through_the_rewrite_never_panic_or_leak(
+        bytes in proptest::collection::vec(any::<u8>(), 0..300),
+    ) {
+        gcp_kafka_auth_handler::proxy::fuzz_hooks::broker_response(&bytes);
+    }
+
+    /// Well-formed Metadata answers with any brokers: every one rewritten to a local port.
+    #[test]
+    fn metadata_answers_name_only_local_addresses((version, body) in metadata_body()) {
+        gcp_kafka_auth_handler::proxy::fuzz_hooks::broker_response(
+            &rewrite_input(kafka_protocol::messages::ApiKey::Metadata, version, &body),
+        );
+    }
+}
