@@ -1256,15 +1256,19 @@ fn response_frame(
 /// The answer to a client's SaslHandshake or SaslAuthenticate.
 fn sasl_refusal(peek: frame::RequestPeek) -> Option<Bytes> {
     if peek.api_key == ApiKey::SaslHandshake as i16 {
-        // UNSUPPORTED_SASL_MECHANISM with no mechanisms: the clients say "enabled mechanisms
-        // are []"; the reason is in the proxy's log.
+        // UNSUPPORTED_SASL_MECHANISM. SaslHandshake has no error message, but clients print
+        // the mechanisms the broker offers ("enabled mechanisms are [...]", librdkafka's
+        // "broker's supported mechanisms: ..."): the one offered is the fix, so the client's
+        // own error says it, not only the proxy's log.
         let version = peek.api_version.clamp(0, 1);
-        let body = SaslHandshakeResponse::default().with_error_code(33);
+        let body = SaslHandshakeResponse::default()
+            .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
+            .with_mechanisms(vec![StrBytes::from_static_str(SASL_REFUSAL)]);
         response_frame(ApiKey::SaslHandshake, version, peek.correlation_id, &body)
     } else {
         let version = peek.api_version.clamp(0, 2);
         let body = SaslAuthenticateResponse::default()
-            .with_error_code(58)
+            .with_error_code(ResponseError::SaslAuthenticationFailed.code())
             .with_error_message(Some(StrBytes::from_static_str(SASL_REFUSAL)));
         response_frame(
             ApiKey::SaslAuthenticate,
