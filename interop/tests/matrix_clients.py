@@ -160,7 +160,8 @@ def pinned_version(client: str) -> str:
         prop = re.escape(JAVA_VERSION_PROPERTY[client])
         m = re.search(rf"<{prop}>([^<]+)</{prop}>", (JAVA / "pom.xml").read_text())
     elif client == "confluent-kafka":
-        m = re.search(r"^confluent-kafka==(\S+)$",
+        # The pin may name extras: confluent-kafka[avro,protobuf,schemaregistry]==2.16.1.
+        m = re.search(r"^confluent-kafka(?:\[[^\]]*\])?==(\S+)$",
                       (INTEROP / "requirements.txt").read_text(), re.MULTILINE)
     else:
         raise ValueError(f"no pin known for {client}")
