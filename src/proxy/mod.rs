@@ -36,6 +36,7 @@
 //! ApiVersions filtering), [`rewrite`] (address rewriting by node id), `upstream` (TCP, TLS,
 //! SASL), `connection` (one client and its broker connection), `metrics`.
 
+mod addresses;
 pub mod cluster_name;
 mod connection;
 pub mod dial;
@@ -46,9 +47,12 @@ pub mod fuzz_hooks;
 pub mod limits;
 mod log_limit;
 mod metrics;
+mod nodes;
 pub mod rewrite;
+mod sasl;
 mod upstream;
 pub mod versions;
+mod wire;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -63,8 +67,6 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -72,15 +74,16 @@ use crate::KafkaTokenProvider;
 use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
 use connection::Target;
 pub use limits::Limits;
+pub use nodes::BindError;
+use nodes::{Listeners, Nodes};
 pub use rewrite::{BrokerAddress, PortError, PortMap};
-pub use upstream::{SaslMechanism, UpstreamError};
+pub use sasl::SaslMechanism;
+pub use wire::UpstreamError;
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
 /// The default `--broker-port-base`: node N listens on 9093 + N.
 pub const DEFAULT_BROKER_PORT_BASE: u16 = 9093;
-/// Metadata version of the start-up probe (Kafka 2.4 and later, every Managed Kafka version).
-const PROBE_METADATA_VERSION: i16 = 9;
 
 /// Configures a [`Proxy`].
 #[derive(Debug)]
@@ -469,6 +472,11 @@ impl Shared {
             .get_or_init(|| PortMap::new(&self.advertised_host, self.broker_port_base, 0))
     }
 
+    /// Records the broker addresses in an answer, binding listeners for new node ids.
+    fn observe(self: &Arc<Self>, brokers: &[BrokerAddress]) -> Result<(), BindError> {
+        self.nodes.observe(brokers, &BrokerListeners(self))
+    }
+
     /// A client's broker connection failed to open: not ready, at once (readiness reflects
     /// what clients get, not only the periodic probe).
     fn upstream_failed(&self, why: &str) {
@@ -502,91 +510,53 @@ enum Probe {
     Failed(String),
 }
 
-/// Broker node ids seen so far: their real address and local listener.
-#[derive(Default)]
-pub(crate) struct Nodes {
-    inner: Mutex<HashMap<i32, BrokerAddress>>,
-}
+/// The proxy's [`Listeners`]: node `N` listens on `base + N` on every address the bootstrap
+/// listener holds, with an accept loop of its own.
+struct BrokerListeners<'a>(&'a Arc<Shared>);
 
-impl Nodes {
-    /// Node `id`'s current real address.
-    pub fn address(&self, id: i32) -> Option<BrokerAddress> {
-        self.inner
+impl Listeners for BrokerListeners<'_> {
+    fn listen(&self, broker: &BrokerAddress) -> Result<(), BindError> {
+        let shared = self.0;
+        let port = shared.ports().port(broker.node_id)?;
+        let mut ips = shared
+            .bind_ips
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
-    /// Records the addresses in an answer; binds a listener for each new node id (before
-    /// the answer is forwarded, so the client never learns a port nobody listens on) and
-    /// retargets an id whose host moved.
-    pub fn observe(
-        &self,
-        shared: &Arc<Shared>,
-        brokers: &[BrokerAddress],
-    ) -> Result<(), BindError> {
-        if brokers.is_empty() {
-            return Ok(());
+            .clone();
+        if ips.is_empty() {
+            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
         }
-        let mut known = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for broker in brokers {
-            match known.get_mut(&broker.node_id) {
-                Some(current) if current == broker => {}
-                Some(current) => {
-                    tracing::info!(
-                        node_id = broker.node_id,
-                        from = %format_args!("{}:{}", current.host, current.port),
-                        to = %format_args!("{}:{}", broker.host, broker.port),
-                        "broker moved; new connections to its listener go to the new address"
-                    );
-                    *current = broker.clone();
-                }
-                None => {
-                    let port = shared.ports().port(broker.node_id)?;
-                    let mut ips = shared
-                        .bind_ips
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone();
-                    if ips.is_empty() {
-                        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                    }
-                    // Every address the bootstrap listener holds, so that no other local
-                    // process can take the other half of `localhost` for a broker port.
-                    let mut listeners = Vec::with_capacity(ips.len());
-                    for ip in ips {
-                        let addr = SocketAddr::new(ip, port);
-                        let listener = bind_one(addr).map_err(|e| BindError::Bind {
-                            node_id: broker.node_id,
-                            addr,
-                            detail: e.to_string(),
-                        })?;
-                        tracing::info!(
-                            node_id = broker.node_id,
-                            listen = %addr,
-                            broker = %format_args!("{}:{}", broker.host, broker.port),
-                            "listening for broker"
-                        );
-                        listeners.push(listener);
-                    }
-                    known.insert(broker.node_id, broker.clone());
-                    if let Some(tracker) = shared
-                        .tracker
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                    {
-                        for listener in listeners {
-                            tokio::spawn(accept_loop(
-                                shared.clone(),
-                                listener,
-                                Target::Node(broker.node_id),
-                                tracker.clone(),
-                            ));
-                        }
-                    }
-                }
+        // Every address the bootstrap listener holds, so that no other local process can
+        // take the other half of `localhost` for a broker port.
+        let mut listeners = Vec::with_capacity(ips.len());
+        for ip in ips {
+            let addr = SocketAddr::new(ip, port);
+            let listener = bind_one(addr).map_err(|e| BindError::Bind {
+                node_id: broker.node_id,
+                addr,
+                detail: e.to_string(),
+            })?;
+            tracing::info!(
+                node_id = broker.node_id,
+                listen = %addr,
+                broker = %format_args!("{}:{}", broker.host, broker.port),
+                "listening for broker"
+            );
+            listeners.push(listener);
+        }
+        if let Some(tracker) = shared
+            .tracker
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+        {
+            for listener in listeners {
+                tokio::spawn(accept_loop(
+                    shared.clone(),
+                    listener,
+                    Target::Node(broker.node_id),
+                    tracker.clone(),
+                ));
             }
         }
         Ok(())
@@ -606,26 +576,6 @@ fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
     socket.listen(1024)?;
     socket.set_nonblocking(true)?;
     TcpListener::from_std(socket.into())
-}
-
-/// Why a broker listener could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum BindError {
-    /// The node id has no port.
-    #[error(transparent)]
-    Port(#[from] PortError),
-    /// The port is taken.
-    #[error(
-        "cannot listen for broker node {node_id} on {addr}: {detail}; another process holds the port, or choose another --broker-port-base"
-    )]
-    Bind {
-        /// The node id.
-        node_id: i32,
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        detail: String,
-    },
 }
 
 /// Why the proxy stopped.
@@ -1009,10 +959,7 @@ async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
         );
     }
     shared.last_brokers.store(brokers.len(), Ordering::Release);
-    shared
-        .nodes
-        .observe(shared, &brokers)
-        .map_err(|e| e.to_string())?;
+    shared.observe(&brokers).map_err(|e| e.to_string())?;
     Ok(brokers.len())
 }
 
@@ -1021,61 +968,23 @@ async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
 async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
     let mut last = String::from("no bootstrap server");
     for (host, port) in &shared.bootstrap {
-        let mut seq = upstream::Sequence::default();
-        let (mut stream, _) = match connection::open_one(shared, host, *port, &mut seq).await {
+        let mut seq = wire::Sequence::default();
+        let opened = shared
+            .upstream
+            .open(&shared.provider, &shared.metrics, host, *port, &mut seq)
+            .await;
+        let (mut stream, _) = match opened {
             Ok(ok) => ok,
             Err(e) => {
                 last = e.to_string();
                 continue;
             }
         };
-        let id = seq.next_id();
-        let request = upstream::encode_request(
-            &MetadataRequest::default().with_topics(Some(Vec::new())),
-            PROBE_METADATA_VERSION,
-            id,
-        );
-        let answer = async {
-            stream.write_all(&request).await?;
-            let mut size = [0u8; 4];
-            stream.read_exact(&mut size).await?;
-            let len = u32::from_be_bytes(size) as usize;
-            if len > shared.limits.max_rewritten_response {
-                return Err(std::io::Error::other(format!(
-                    "a {len}-byte Metadata answer"
-                )));
-            }
-            let mut frame = vec![0u8; 4 + len];
-            frame[..4].copy_from_slice(&size);
-            stream.read_exact(&mut frame[4..]).await?;
-            Ok(bytes::Bytes::from(frame))
+        let max = shared.limits.max_rewritten_response;
+        match upstream::probe_metadata(&mut stream, host, *port, &mut seq, max).await {
+            Ok(brokers) => return Ok(brokers),
+            Err(e) => last = e,
         }
-        .await;
-        let frame = match answer {
-            Ok(f) => f,
-            Err(e) => {
-                last = format!("bootstrap server {host}:{port}: Metadata failed: {e}");
-                continue;
-            }
-        };
-        let (_, metadata): (i32, MetadataResponse) =
-            match upstream::decode_response::<MetadataRequest>(frame, PROBE_METADATA_VERSION) {
-                Ok(m) => m,
-                Err(e) => {
-                    last = format!("bootstrap server {host}:{port}: {e}");
-                    continue;
-                }
-            };
-        let brokers: Vec<BrokerAddress> = metadata
-            .brokers
-            .iter()
-            .map(|b| BrokerAddress {
-                node_id: b.node_id.0,
-                host: b.host.as_str().to_owned(),
-                port: u16::try_from(b.port).unwrap_or(0),
-            })
-            .collect();
-        return Ok(brokers);
     }
     Err(last)
 }
