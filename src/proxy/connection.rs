@@ -263,7 +263,7 @@ async fn open_upstream(
         {
             Ok((stream, session)) => {
                 shared.dial_gate.succeeded(&host, port);
-                shared.upstream_succeeded();
+                shared.readiness.upstream_succeeded();
                 return Ok((stream, host, session));
             }
             Err(e) => {
@@ -276,7 +276,7 @@ async fn open_upstream(
     let err = last
         .map(ConnError::Upstream)
         .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned()));
-    shared.upstream_failed(&err.to_string());
+    shared.readiness.upstream_failed(&err.to_string());
     Err(err)
 }
 

@@ -37,6 +37,7 @@
 //! SASL), `connection` (one client and its broker connection), `metrics`.
 
 mod addresses;
+mod builder;
 pub mod cluster_name;
 mod connection;
 pub mod dial;
@@ -44,6 +45,7 @@ mod dial_gate;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
+mod health;
 pub mod limits;
 mod log_limit;
 mod metrics;
@@ -54,24 +56,18 @@ mod upstream;
 pub mod versions;
 mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{HeaderValue, StatusCode, header};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use crate::KafkaTokenProvider;
 use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
+pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
 pub use limits::Limits;
 pub use nodes::BindError;
@@ -84,337 +80,6 @@ pub use wire::UpstreamError;
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
 /// The default `--broker-port-base`: node N listens on 9093 + N.
 pub const DEFAULT_BROKER_PORT_BASE: u16 = 9093;
-
-/// Configures a [`Proxy`].
-#[derive(Debug)]
-pub struct ProxyBuilder {
-    provider: KafkaTokenProvider,
-    bootstrap: Vec<String>,
-    broker_port_base: u16,
-    advertised_host: String,
-    upstream_tls: bool,
-    ca_pem: Option<(String, Vec<u8>)>,
-    sasl: SaslMechanism,
-    resolve: HashMap<String, IpAddr>,
-    forward: Option<dial::ForwardProxy>,
-    limits: Limits,
-    max_frame_bytes: usize,
-    connect_timeout: Duration,
-    drain_timeout: Duration,
-    probe_interval: Duration,
-}
-
-/// Why a [`Proxy`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProxyBuildError {
-    /// No bootstrap server.
-    #[error(
-        "no bootstrap server: set --bootstrap-server HOST:PORT (GCP_KAFKA_AUTH_BOOTSTRAP_SERVER), the cluster's bootstrapAddress, e.g. bootstrap.CLUSTER.REGION.managedkafka.PROJECT.cloud.goog:9092"
-    )]
-    NoBootstrap,
-    /// A bootstrap server is not `HOST:PORT`.
-    #[error(
-        "bootstrap server `{0}` is not HOST:PORT (write e.g. bootstrap.c.r.managedkafka.p.cloud.goog:9092)"
-    )]
-    BadBootstrap(String),
-    /// The CA file cannot be used.
-    #[error("--upstream-ca-file {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// No root certificates at all.
-    #[error(
-        "no system root certificates found to verify the brokers ({0}); install the ca-certificates package or pass --upstream-ca-file"
-    )]
-    NoRoots(String),
-    /// A TLS configuration error.
-    #[error("TLS configuration: {0}")]
-    Tls(String),
-    /// The advertised host is unusable.
-    #[error("--advertised-host `{0}`: {1}")]
-    AdvertisedHost(String, &'static str),
-}
-
-impl ProxyBuilder {
-    /// Bootstrap servers, `HOST:PORT` each; an entry may be a comma-separated list, as in
-    /// `bootstrap.servers`. Tried in order until one connects and authenticates.
-    pub fn with_bootstrap_servers<I, S>(mut self, servers: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        for entry in servers {
-            self.bootstrap.extend(
-                entry
-                    .as_ref()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        self
-    }
-
-    /// Node `N` listens on `base + N` (default 9093).
-    pub fn with_broker_port_base(mut self, base: u16) -> Self {
-        self.broker_port_base = base;
-        self
-    }
-
-    /// The host clients are told brokers are at (default `127.0.0.1`; never `0.0.0.0`).
-    pub fn with_advertised_host(mut self, host: impl Into<String>) -> Self {
-        self.advertised_host = host.into();
-        self
-    }
-
-    /// TLS to the brokers (default on). Off only for local test brokers.
-    pub fn with_upstream_tls(mut self, enabled: bool) -> Self {
-        self.upstream_tls = enabled;
-        self
-    }
-
-    /// Verify brokers against the CA certificates in this PEM file instead of the system's.
-    pub fn with_upstream_ca_file(
-        mut self,
-        path: impl AsRef<Path>,
-    ) -> Result<Self, ProxyBuildError> {
-        let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|e| ProxyBuildError::CaFile {
-            path: path.display().to_string(),
-            detail: format!("cannot read it: {e}"),
-        })?;
-        self.ca_pem = Some((path.display().to_string(), pem));
-        Ok(self)
-    }
-
-    /// Verify brokers against the CA certificates in this PEM text.
-    pub fn with_upstream_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_pem = Some(("(PEM given)".to_owned(), pem.into()));
-        self
-    }
-
-    /// The SASL mechanism towards the brokers (default OAUTHBEARER).
-    pub fn with_sasl(mut self, sasl: SaslMechanism) -> Self {
-        self.sasl = sasl;
-        self
-    }
-
-    /// Dial `ip` for broker host `host`; SNI and certificate verification still use `host`.
-    pub fn with_resolve(mut self, host: impl Into<String>, ip: IpAddr) -> Self {
-        self.resolve.insert(host.into(), ip);
-        self
-    }
-
-    /// Dial brokers through this SOCKS5 or HTTP CONNECT proxy (see [`dial`]).
-    pub fn with_forward_proxy(mut self, forward: dial::ForwardProxy) -> Self {
-        self.forward = Some(forward);
-        self
-    }
-
-    /// Client connections served at once over all listeners (default 1024). At the limit
-    /// the connection idle longest (nothing in flight) is closed for each new one; while
-    /// every connection has requests in flight, new ones wait in the listen backlog.
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.limits.max_connections = max.max(1);
-        self
-    }
-
-    /// Bytes of each direction's buffer on one connection (default 64 KiB): the largest
-    /// request header accepted and the chunk in which bodies are forwarded. See
-    /// [`limits`] for the memory bound it enters.
-    pub fn with_connection_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.limits.connection_buffer = bytes.max(MIN_CONNECTION_BUFFER);
-        self
-    }
-
-    /// Bytes of responses held whole for rewriting, all connections together (default
-    /// 256 MiB); see [`limits`].
-    pub fn with_max_buffered_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_buffered_bytes = bytes.max(1);
-        self
-    }
-
-    /// Largest response the proxy decodes to rewrite addresses (default 16 MiB: Metadata for
-    /// some 250,000 partitions).
-    pub fn with_max_rewritten_response_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_rewritten_response = bytes.max(MIN_CONNECTION_BUFFER);
-        self
-    }
-
-    /// Time a new client connection has to send its first request header (default 10 s).
-    pub fn with_first_request_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.first_request_timeout = timeout;
-        self
-    }
-
-    /// A client connection with nothing in flight and no traffic for this long is closed
-    /// (default 10 minutes, Kafka's `connections.max.idle.ms`).
-    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.idle_timeout = timeout;
-        self
-    }
-
-    /// Largest frame accepted in either direction (default 100 MiB, Kafka's
-    /// `socket.request.max.bytes`).
-    pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
-        self.max_frame_bytes = max.max(64);
-        self
-    }
-
-    /// Requests a client may have in flight on one connection before the proxy stops reading
-    /// from it (default 64).
-    pub fn with_max_in_flight(mut self, max: usize) -> Self {
-        self.limits.max_in_flight = max.max(1);
-        self
-    }
-
-    /// How long in-flight requests may take to be answered after shutdown (default 10 s).
-    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
-
-    /// TCP connect and TLS handshake timeout towards brokers (default 10 s).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How often the bootstrap Metadata probe runs once it has succeeded (default 60 s):
-    /// it keeps `/readyz` honest and binds listeners for brokers added meanwhile.
-    pub fn with_probe_interval(mut self, interval: Duration) -> Self {
-        self.probe_interval = interval;
-        self
-    }
-
-    /// Checks the configuration and builds the proxy.
-    pub fn build(self) -> Result<Proxy, ProxyBuildError> {
-        if self.bootstrap.is_empty() {
-            return Err(ProxyBuildError::NoBootstrap);
-        }
-        let mut bootstrap = Vec::new();
-        for server in &self.bootstrap {
-            let (host, port) = server
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-                .filter(|(h, p)| !h.is_empty() && *p != 0)
-                .ok_or_else(|| ProxyBuildError::BadBootstrap(server.clone()))?;
-            bootstrap.push((host.to_owned(), port));
-        }
-        match self.advertised_host.as_str() {
-            "" => {
-                return Err(ProxyBuildError::AdvertisedHost(
-                    String::new(),
-                    "must not be empty",
-                ));
-            }
-            "0.0.0.0" | "::" | "[::]" => {
-                return Err(ProxyBuildError::AdvertisedHost(
-                    self.advertised_host.clone(),
-                    "an unspecified address cannot be connected to; advertise the address clients reach the proxy at",
-                ));
-            }
-            _ => {}
-        }
-        let tls = if self.upstream_tls {
-            Some(tls_connector(self.ca_pem.as_ref())?)
-        } else {
-            None
-        };
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let (tracker, tracker_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            provider: self.provider,
-            upstream: upstream::Upstream {
-                tls,
-                resolve: Arc::new(self.resolve),
-                forward: self.forward.map(Arc::new),
-                sasl: self.sasl,
-                connect_timeout: self.connect_timeout,
-                // Set-up answers (ApiVersions, SASL) are small; never hold more for them.
-                max_frame: self.max_frame_bytes.min(self.limits.max_rewritten_response),
-            },
-            bootstrap,
-            ports: std::sync::OnceLock::new(),
-            broker_port_base: self.broker_port_base,
-            advertised_host: self.advertised_host,
-            nodes: Nodes::default(),
-            metrics: metrics::ProxyMetrics::default(),
-            max_frame: self.max_frame_bytes,
-            budget: limits::Budget::new(self.limits.max_buffered_bytes),
-            limits: self.limits,
-            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
-            slots: Connections::new(),
-            dial_gate: dial_gate::DialGate::default(),
-            log_limit: log_limit::LogLimit::default(),
-            shutdown,
-            readiness: Mutex::new(Probe::Pending),
-            last_brokers: AtomicUsize::new(0),
-            tracker: Mutex::new(Some(tracker)),
-            bind_ips: Mutex::new(Vec::new()),
-        });
-        Ok(Proxy {
-            shared,
-            shutdown_tx,
-            tracker_rx,
-            drain_timeout: self.drain_timeout,
-            probe_interval: self.probe_interval,
-        })
-    }
-}
-
-fn tls_connector(
-    ca: Option<&(String, Vec<u8>)>,
-) -> Result<tokio_rustls::TlsConnector, ProxyBuildError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some((path, pem)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: format!("not a PEM certificate file: {e}"),
-                })?;
-            if certs.is_empty() {
-                return Err(ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: "holds no CERTIFICATE block".to_owned(),
-                });
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: format!("a certificate is not a usable CA: {e}"),
-                })?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map_or_else(|| "none installed".to_owned(), |e| e.to_string());
-                return Err(ProxyBuildError::NoRoots(why));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProxyBuildError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
 
 /// The Kafka-protocol proxy; see the [module documentation](self).
 pub struct Proxy {
@@ -456,9 +121,7 @@ pub(crate) struct Shared {
     dial_gate: dial_gate::DialGate,
     log_limit: log_limit::LogLimit,
     shutdown: watch::Receiver<bool>,
-    readiness: Mutex<Probe>,
-    /// Brokers in the last successful Metadata probe.
-    last_brokers: AtomicUsize,
+    readiness: health::Readiness,
     /// Held by every accept loop and connection; `run` waits for all clones to drop.
     tracker: Mutex<Option<mpsc::Sender<()>>>,
     /// The addresses broker listeners bind (the bootstrap listeners' IPs).
@@ -476,38 +139,6 @@ impl Shared {
     fn observe(self: &Arc<Self>, brokers: &[BrokerAddress]) -> Result<(), BindError> {
         self.nodes.observe(brokers, &BrokerListeners(self))
     }
-
-    /// A client's broker connection failed to open: not ready, at once (readiness reflects
-    /// what clients get, not only the periodic probe).
-    fn upstream_failed(&self, why: &str) {
-        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(*readiness, Probe::Failed(_)) {
-            tracing::error!("not ready: a client's broker connection failed: {why}");
-        }
-        *readiness = Probe::Failed(format!("a client's broker connection failed: {why}"));
-    }
-
-    /// A client's broker connection opened: ready again at once if the last failure was a
-    /// client's (and the probe has found brokers before).
-    fn upstream_succeeded(&self) {
-        let brokers = self.last_brokers.load(Ordering::Acquire);
-        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*readiness, Probe::Failed(_)) && brokers > 0 {
-            tracing::info!(brokers, "ready again: a client's broker connection opened");
-            *readiness = Probe::Ok { brokers };
-        }
-    }
-}
-
-/// The smallest connection buffer: a request header with a client id must fit.
-const MIN_CONNECTION_BUFFER: usize = 4096;
-
-/// The start-up probe's last outcome.
-#[derive(Debug, Clone)]
-enum Probe {
-    Pending,
-    Ok { brokers: usize },
-    Failed(String),
 }
 
 /// The proxy's [`Listeners`]: node `N` listens on `base + N` on every address the bootstrap
@@ -664,26 +295,6 @@ fn fd_hint(err: &std::io::Error) -> &'static str {
 }
 
 impl Proxy {
-    /// A builder for a proxy whose broker connections authenticate with `provider`'s tokens.
-    pub fn builder(provider: KafkaTokenProvider) -> ProxyBuilder {
-        ProxyBuilder {
-            provider,
-            bootstrap: Vec::new(),
-            broker_port_base: DEFAULT_BROKER_PORT_BASE,
-            advertised_host: "127.0.0.1".to_owned(),
-            upstream_tls: true,
-            ca_pem: None,
-            sasl: SaslMechanism::default(),
-            resolve: HashMap::new(),
-            forward: None,
-            limits: Limits::default(),
-            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
-            connect_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(10),
-            probe_interval: Duration::from_secs(60),
-        }
-    }
-
     /// The start-up probe once, without binding listeners (`proxy --check`): waits for a
     /// token, then connects to a bootstrap server, authenticates and asks Metadata. `Ok`
     /// lists the brokers and the local port each would get; `Err` says what failed (no
@@ -727,15 +338,7 @@ impl Proxy {
     /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's), behind
     /// the token endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
     pub fn router(&self) -> Router {
-        let router = Router::new()
-            .route(
-                "/healthz",
-                get(|| async { json(StatusCode::OK, serde_json::json!({"status": "ok"})) }),
-            )
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
-            .with_state(self.shared.clone());
-        crate::endpoint::protect(router, crate::endpoint::EndpointConfig::default())
+        health::router(self.shared.clone())
     }
 
     /// Serves clients on `bootstrap` (and a listener per broker, on the same IP) until
@@ -815,7 +418,11 @@ impl Proxy {
             })
             .collect();
         drop(tracker);
-        let probe = tokio::spawn(probe_loop(self.shared.clone(), self.probe_interval));
+        let shared = self.shared.clone();
+        let interval = self.probe_interval;
+        let probe = tokio::spawn(async move {
+            health::probe_loop(&shared.readiness, interval, || probe(&shared)).await
+        });
         shutdown.await;
         tracing::info!("shutting down: no new connections; answering requests in flight");
         let _ = self.shutdown_tx.send(true);
@@ -901,53 +508,6 @@ security.protocol=PLAINTEXT
     )
 }
 
-fn readiness(shared: &Shared) -> Result<String, String> {
-    if !shared.provider.is_ready() {
-        return Err(format!(
-            "no Kafka token cached yet from {}",
-            shared.provider.describe_source()
-        ));
-    }
-    match &*shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) {
-        Probe::Ok { brokers } => Ok(format!(
-            "bootstrap Metadata round trip succeeded; {brokers} brokers"
-        )),
-        Probe::Pending => Err("the bootstrap Metadata round trip has not finished yet".to_owned()),
-        Probe::Failed(why) => Err(why.clone()),
-    }
-}
-
-/// Runs the start-up probe until it succeeds (backing off from 1 s to 30 s), then again
-/// every `interval`.
-async fn probe_loop(shared: Arc<Shared>, interval: Duration) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let outcome = probe(&shared).await;
-        let wait = match outcome {
-            Ok(brokers) => {
-                let first = !matches!(
-                    *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()),
-                    Probe::Ok { .. }
-                );
-                if first {
-                    tracing::info!(brokers, "ready: bootstrap Metadata round trip succeeded");
-                }
-                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Ok { brokers };
-                backoff = Duration::from_secs(1);
-                interval
-            }
-            Err(why) => {
-                tracing::error!("not ready: {why}");
-                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Failed(why);
-                let wait = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                wait
-            }
-        };
-        tokio::time::sleep(wait).await;
-    }
-}
-
 /// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
 /// listener. Returns the broker count.
 async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
@@ -958,7 +518,7 @@ async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
                 .to_owned(),
         );
     }
-    shared.last_brokers.store(brokers.len(), Ordering::Release);
+    shared.readiness.brokers_seen(brokers.len());
     shared.observe(&brokers).map_err(|e| e.to_string())?;
     Ok(brokers.len())
 }
@@ -990,6 +550,32 @@ async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, Strin
 }
 
 /// The proxy's metric families, and the gauge of bytes held for rewriting.
+fn readiness(shared: &Shared) -> Result<String, String> {
+    if !shared.provider.is_ready() {
+        return Err(format!(
+            "no Kafka token cached yet from {}",
+            shared.provider.describe_source()
+        ));
+    }
+    shared.readiness.status()
+}
+
+impl health::HealthSource for Shared {
+    fn readiness(&self) -> Result<String, String> {
+        readiness(self)
+    }
+
+    fn metrics_text(&self) -> String {
+        let mut text = self.provider.metrics().render();
+        if text.ends_with("# EOF\n") {
+            text.truncate(text.len() - "# EOF\n".len());
+        }
+        render_proxy_metrics(self, &mut text);
+        text.push_str("# EOF\n");
+        text
+    }
+}
+
 fn render_proxy_metrics(shared: &Shared, text: &mut String) {
     use std::fmt::Write as _;
     shared.metrics.render_into(text);
@@ -999,41 +585,4 @@ fn render_proxy_metrics(shared: &Shared, text: &mut String) {
         "# HELP {p}_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.\n# TYPE {p}_buffered_bytes gauge\n{p}_buffered_bytes {}",
         shared.budget.in_use()
     );
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    match readiness(&shared) {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "ready", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "not ready", "reason": reason}),
-        ),
-    }
-}
-
-async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
-    let mut text = shared.provider.metrics().render();
-    if text.ends_with("# EOF\n") {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
-    render_proxy_metrics(&shared, &mut text);
-    text.push_str("# EOF\n");
-    let mut response = (StatusCode::OK, text).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-    );
-    response
 }
