@@ -9,9 +9,11 @@ use std::time::Duration;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 use super::health::Readiness;
+use super::nodes::Nodes;
+use super::state::Shared;
 use super::{
-    DEFAULT_BROKER_PORT_BASE, Limits, Nodes, Proxy, SaslMechanism, Shared, dial, dial_gate, frame,
-    limits, log_limit, metrics, upstream,
+    DEFAULT_BROKER_PORT_BASE, Limits, Proxy, SaslMechanism, dial, dial_gate, frame, limits,
+    log_limit, metrics, run, upstream,
 };
 use crate::KafkaTokenProvider;
 use crate::connection_slots::Connections;
@@ -290,6 +292,7 @@ impl ProxyBuilder {
             readiness: Readiness::default(),
             tracker: Mutex::new(Some(tracker)),
             bind_ips: Mutex::new(Vec::new()),
+            listen: run::listen,
         });
         Ok(Proxy {
             shared,

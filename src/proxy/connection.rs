@@ -45,12 +45,12 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Shared;
 use super::frame::{self, FrameError};
 use super::limits::{BudgetError, DRAIN_AFTER_CLIENT_STOPPED, REWRITTEN_WRITE_TIMEOUT};
 use super::metrics::{AuthOutcome, ClientMistake};
 use super::rewrite::{self, RewriteError};
 use super::sasl::{self, Conversation, Exchange, OwnRequest};
+use super::state::Shared;
 use super::upstream::Session;
 use super::versions::{self, Admission, Handling};
 use super::wire::{Io, Sequence, UpstreamError};

@@ -31,10 +31,15 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`] (forward
-//! proxies), [`frame`] (framing, header peek), [`versions`] (the reviewed version table and
-//! ApiVersions filtering), [`rewrite`] (address rewriting by node id), `upstream` (TCP, TLS,
-//! SASL), `connection` (one client and its broker connection), `metrics`.
+//! Modules, by job: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`]
+//! (forward proxies), [`frame`] (framing, header peek), [`versions`] (the table of rewritten
+//! keys, one row each, and ApiVersions filtering), [`rewrite`] (dispatch by row; the address
+//! swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners and
+//! connections share), `run` (accept loops, broker listeners, the bootstrap probe), `nodes`
+//! (the node registry, behind an injected `Listeners`), `health` (readiness and the health
+//! routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's Metadata),
+//! `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the proxy's own
+//! requests and frames), `connection` (one client and its broker connection), `metrics`.
 
 mod addresses;
 mod builder;
@@ -51,29 +56,29 @@ mod log_limit;
 mod metrics;
 mod nodes;
 pub mod rewrite;
+mod run;
 mod sasl;
+mod state;
 mod upstream;
 pub mod versions;
 mod wire;
 
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::KafkaTokenProvider;
-use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
 pub use limits::Limits;
 pub use nodes::BindError;
-use nodes::{Listeners, Nodes};
 pub use rewrite::{BrokerAddress, PortError, PortMap};
 pub use sasl::SaslMechanism;
+use state::Shared;
 pub use wire::UpstreamError;
 
 /// The default bootstrap listener.
@@ -100,115 +105,6 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// State shared by every listener and connection.
-pub(crate) struct Shared {
-    provider: KafkaTokenProvider,
-    upstream: upstream::Upstream,
-    bootstrap: Vec<(String, u16)>,
-    /// Set by `run`, which knows the bootstrap port.
-    ports: std::sync::OnceLock<PortMap>,
-    broker_port_base: u16,
-    advertised_host: String,
-    nodes: Nodes,
-    metrics: metrics::ProxyMetrics,
-    max_frame: usize,
-    limits: Limits,
-    /// Responses held whole, all connections together.
-    budget: limits::Budget,
-    connections: Arc<Semaphore>,
-    /// The connections being served, for making room at the limit.
-    slots: Connections,
-    dial_gate: dial_gate::DialGate,
-    log_limit: log_limit::LogLimit,
-    shutdown: watch::Receiver<bool>,
-    readiness: health::Readiness,
-    /// Held by every accept loop and connection; `run` waits for all clones to drop.
-    tracker: Mutex<Option<mpsc::Sender<()>>>,
-    /// The addresses broker listeners bind (the bootstrap listeners' IPs).
-    bind_ips: Mutex<Vec<IpAddr>>,
-}
-
-impl Shared {
-    /// The node-id → port map (`run` sets the bootstrap port it must avoid).
-    fn ports(&self) -> &PortMap {
-        self.ports
-            .get_or_init(|| PortMap::new(&self.advertised_host, self.broker_port_base, 0))
-    }
-
-    /// Records the broker addresses in an answer, binding listeners for new node ids.
-    fn observe(self: &Arc<Self>, brokers: &[BrokerAddress]) -> Result<(), BindError> {
-        self.nodes.observe(brokers, &BrokerListeners(self))
-    }
-}
-
-/// The proxy's [`Listeners`]: node `N` listens on `base + N` on every address the bootstrap
-/// listener holds, with an accept loop of its own.
-struct BrokerListeners<'a>(&'a Arc<Shared>);
-
-impl Listeners for BrokerListeners<'_> {
-    fn listen(&self, broker: &BrokerAddress) -> Result<(), BindError> {
-        let shared = self.0;
-        let port = shared.ports().port(broker.node_id)?;
-        let mut ips = shared
-            .bind_ips
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone();
-        if ips.is_empty() {
-            ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-        }
-        // Every address the bootstrap listener holds, so that no other local process can
-        // take the other half of `localhost` for a broker port.
-        let mut listeners = Vec::with_capacity(ips.len());
-        for ip in ips {
-            let addr = SocketAddr::new(ip, port);
-            let listener = bind_one(addr).map_err(|e| BindError::Bind {
-                node_id: broker.node_id,
-                addr,
-                detail: e.to_string(),
-            })?;
-            tracing::info!(
-                node_id = broker.node_id,
-                listen = %addr,
-                broker = %format_args!("{}:{}", broker.host, broker.port),
-                "listening for broker"
-            );
-            listeners.push(listener);
-        }
-        if let Some(tracker) = shared
-            .tracker
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .clone()
-        {
-            for listener in listeners {
-                tokio::spawn(accept_loop(
-                    shared.clone(),
-                    listener,
-                    Target::Node(broker.node_id),
-                    tracker.clone(),
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A listener on `addr`; an IPv6 one accepts IPv6 only (never IPv4-mapped connections).
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
-}
-
 /// Why the proxy stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -219,79 +115,6 @@ pub enum ProxyError {
     /// Node ports collide with the bootstrap listener.
     #[error(transparent)]
     Port(#[from] PortError),
-}
-
-async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Accepts clients on one listener until shutdown, within the connection limit.
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    target: Target,
-    tracker: mpsc::Sender<()>,
-) {
-    let stop = wait_shutdown(shared.shutdown.clone());
-    tokio::pin!(stop);
-    let max = shared.limits.max_connections;
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    if let Some(suppressed) = shared.log_limit.allow("accept") {
-                        tracing::warn!(suppressed, "accept failed on the {} listener: {e}{}", target.label(), fd_hint(&e));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => return,
-        };
-        // Accepted before its permit, so at the limit exactly one connection per listener
-        // waits here while the rest wait in the kernel's backlog; the connection idle
-        // longest makes room for it, so idle connections cannot lock real clients out.
-        let permit = match shared.connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let mut asked = shared.slots.make_room(max);
-                let permit = loop {
-                    tokio::select! {
-                        permit = shared.connections.clone().acquire_owned() => break permit.ok(),
-                        () = tokio::time::sleep(MAKE_ROOM_RETRY), if !asked => {
-                            asked = shared.slots.make_room(max);
-                        }
-                        () = &mut stop => break None,
-                    }
-                };
-                match permit {
-                    Some(permit) => permit,
-                    None => return,
-                }
-            }
-        };
-        let shared = shared.clone();
-        let tracker = tracker.clone();
-        tokio::spawn(async move {
-            let slot = shared.slots.register();
-            connection::serve(shared.clone(), stream, target, slot.clone()).await;
-            shared.slots.remove(slot.id);
-            drop(permit);
-            drop(tracker);
-        });
-    }
-}
-
-/// The fix for running out of file descriptors, when that is the error.
-fn fd_hint(err: &std::io::Error) -> &'static str {
-    #[cfg(unix)]
-    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-        return "; the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
-    }
-    let _ = err;
-    ""
 }
 
 impl Proxy {
@@ -307,7 +130,7 @@ impl Proxy {
                 self.shared.provider.describe_source()
             )
         })?;
-        let brokers = probe_brokers(&self.shared).await?;
+        let brokers = run::probe_brokers(&self.shared).await?;
         brokers
             .into_iter()
             .map(|b| {
@@ -409,7 +232,7 @@ impl Proxy {
         let accept: Vec<_> = bootstrap
             .into_iter()
             .map(|listener| {
-                tokio::spawn(accept_loop(
+                tokio::spawn(run::accept_loop(
                     self.shared.clone(),
                     listener,
                     Target::Bootstrap,
@@ -421,7 +244,7 @@ impl Proxy {
         let shared = self.shared.clone();
         let interval = self.probe_interval;
         let probe = tokio::spawn(async move {
-            health::probe_loop(&shared.readiness, interval, || probe(&shared)).await
+            health::probe_loop(&shared.readiness, interval, || run::probe(&shared)).await
         });
         shutdown.await;
         tracing::info!("shutting down: no new connections; answering requests in flight");
@@ -508,48 +331,6 @@ security.protocol=PLAINTEXT
     )
 }
 
-/// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
-/// listener. Returns the broker count.
-async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
-    let brokers = probe_brokers(shared).await?;
-    if brokers.is_empty() {
-        return Err(
-            "the bootstrap server's Metadata lists no brokers; the cluster is starting or being deleted"
-                .to_owned(),
-        );
-    }
-    shared.readiness.brokers_seen(brokers.len());
-    shared.observe(&brokers).map_err(|e| e.to_string())?;
-    Ok(brokers.len())
-}
-
-/// One bootstrap round trip: the first bootstrap server that connects, authenticates and
-/// answers Metadata names the brokers.
-async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
-    let mut last = String::from("no bootstrap server");
-    for (host, port) in &shared.bootstrap {
-        let mut seq = wire::Sequence::default();
-        let opened = shared
-            .upstream
-            .open(&shared.provider, &shared.metrics, host, *port, &mut seq)
-            .await;
-        let (mut stream, _) = match opened {
-            Ok(ok) => ok,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        let max = shared.limits.max_rewritten_response;
-        match upstream::probe_metadata(&mut stream, host, *port, &mut seq, max).await {
-            Ok(brokers) => return Ok(brokers),
-            Err(e) => last = e,
-        }
-    }
-    Err(last)
-}
-
-/// The proxy's metric families, and the gauge of bytes held for rewriting.
 fn readiness(shared: &Shared) -> Result<String, String> {
     if !shared.provider.is_ready() {
         return Err(format!(
@@ -576,6 +357,7 @@ impl health::HealthSource for Shared {
     }
 }
 
+/// The proxy's metric families, and the gauge of bytes held for rewriting.
 fn render_proxy_metrics(shared: &Shared, text: &mut String) {
     use std::fmt::Write as _;
     shared.metrics.render_into(text);

@@ -286,3 +286,149 @@ pub(crate) async fn converse<E: Exchange>(
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::Principal;
+    use kafka_protocol::messages::ResponseHeader;
+    use kafka_protocol::protocol::{Decodable as _, Encodable, HeaderVersion, Request};
+
+    const VERSIONS: SaslVersions = SaslVersions {
+        handshake: 1,
+        authenticate: 2,
+    };
+
+    fn token() -> KafkaToken {
+        let principal = Principal::new("app@p.iam.gserviceaccount.com").unwrap();
+        KafkaToken::encode("ya29.secret", &principal, 2_000_000_000, 1_999_996_400)
+    }
+
+    /// The broker's answer to `request`, as a frame.
+    fn answer<R: Request>(request: &OwnRequest, version: i16, body: &R::Response) -> Bytes {
+        let mut out = BytesMut::new();
+        out.extend_from_slice(&[0; 4]);
+        ResponseHeader::default()
+            .with_correlation_id(request.id)
+            .encode(&mut out, R::Response::header_version(version))
+            .unwrap();
+        body.encode(&mut out, version).unwrap();
+        let size = (out.len() - 4) as u32;
+        out[..4].copy_from_slice(&size.to_be_bytes());
+        out.freeze()
+    }
+
+    fn handshake_ok(request: &OwnRequest) -> Bytes {
+        answer::<SaslHandshakeRequest>(request, 1, &SaslHandshakeResponse::default())
+    }
+
+    fn authenticate(request: &OwnRequest, body: SaslAuthenticateResponse) -> Bytes {
+        answer::<SaslAuthenticateRequest>(request, 2, &body)
+    }
+
+    /// Runs a conversation to its end against scripted SaslAuthenticate answers; returns
+    /// the outcome and the auth bytes the proxy sent.
+    fn run(
+        mechanism: SaslMechanism,
+        answers: Vec<SaslAuthenticateResponse>,
+    ) -> (Result<i64, UpstreamError>, Vec<Bytes>) {
+        let mut seq = Sequence::default();
+        let mut conversation = Conversation::new(mechanism, "b1.invalid", VERSIONS, &token());
+        let first = conversation.start(&mut seq);
+        assert_eq!(first.during, "SaslHandshake");
+        let mut next = conversation.answer(handshake_ok(&first), &mut seq);
+        let mut sent = Vec::new();
+        for body in answers {
+            let request = match next {
+                Ok(Next::Send(request)) => request,
+                Ok(Next::Done(lifetime)) => return (Ok(lifetime), sent),
+                Err(e) => return (Err(e), sent),
+            };
+            let mut frame = request.frame.clone().freeze().slice(4..);
+            let header = kafka_protocol::messages::RequestHeader::decode(&mut frame, 2).unwrap();
+            assert_eq!(header.correlation_id, request.id);
+            let decoded = SaslAuthenticateRequest::decode(&mut frame, 2).unwrap();
+            sent.push(decoded.auth_bytes);
+            next = conversation.answer(authenticate(&request, body), &mut seq);
+        }
+        match next {
+            Ok(Next::Done(lifetime)) => (Ok(lifetime), sent),
+            Ok(Next::Send(_)) => panic!("the conversation wants more answers"),
+            Err(e) => (Err(e), sent),
+        }
+    }
+
+    #[test]
+    fn plain_and_oauthbearer_succeed_with_the_brokers_session_lifetime() {
+        let ok = SaslAuthenticateResponse::default().with_session_lifetime_ms(3_600_000);
+        let (outcome, sent) = run(SaslMechanism::Plain, vec![ok.clone()]);
+        assert_eq!(outcome.unwrap(), 3_600_000);
+        assert_eq!(
+            sent,
+            [Bytes::from_static(
+                b"\0app@p.iam.gserviceaccount.com\0ya29.secret"
+            )]
+        );
+        let (outcome, sent) = run(SaslMechanism::OauthBearer, vec![ok]);
+        assert_eq!(outcome.unwrap(), 3_600_000);
+        assert!(sent[0].starts_with(b"n,,\x01auth=Bearer "));
+    }
+
+    #[test]
+    fn an_oauthbearer_error_challenge_is_acknowledged_then_reported_with_the_refusal() {
+        let challenge = r#"{"status":"invalid_token"}"#;
+        let (outcome, sent) = run(
+            SaslMechanism::OauthBearer,
+            vec![
+                SaslAuthenticateResponse::default()
+                    .with_auth_bytes(Bytes::from_static(challenge.as_bytes())),
+                SaslAuthenticateResponse::default()
+                    .with_error_code(58)
+                    .with_error_message(Some(StrBytes::from_static_str("Authentication failed"))),
+            ],
+        );
+        assert_eq!(sent[1], Bytes::from_static(b"\x01"), "RFC 7628 %x01");
+        assert_eq!(
+            outcome.unwrap_err().to_string(),
+            format!(
+                "broker b1.invalid refused SASL/OAUTHBEARER authentication (error 58): Authentication failed; the broker's error challenge: {challenge}"
+            )
+        );
+    }
+
+    #[test]
+    fn a_challenge_followed_by_success_is_a_protocol_error() {
+        let (outcome, _) = run(
+            SaslMechanism::OauthBearer,
+            vec![
+                SaslAuthenticateResponse::default().with_auth_bytes(Bytes::from_static(b"{}")),
+                SaslAuthenticateResponse::default(),
+            ],
+        );
+        assert_eq!(
+            outcome.unwrap_err().to_string(),
+            "broker b1.invalid broke the protocol: it sent the SASL/OAUTHBEARER error challenge {} and then accepted the authentication"
+        );
+    }
+
+    #[test]
+    fn a_mechanism_the_broker_does_not_enable_names_what_it_offers() {
+        let mut seq = Sequence::default();
+        let mut conversation =
+            Conversation::new(SaslMechanism::Plain, "b1.invalid", VERSIONS, &token());
+        let first = conversation.start(&mut seq);
+        let refusal = SaslHandshakeResponse::default()
+            .with_error_code(33)
+            .with_mechanisms(vec![StrBytes::from_static_str("OAUTHBEARER")]);
+        let Err(err) = conversation.answer(
+            answer::<SaslHandshakeRequest>(&first, 1, &refusal),
+            &mut seq,
+        ) else {
+            panic!("accepted");
+        };
+        assert_eq!(
+            err.to_string(),
+            "broker b1.invalid does not enable SASL mechanism PLAIN (it offers: OAUTHBEARER); choose one with --upstream-sasl"
+        );
+    }
+}
