@@ -6,7 +6,8 @@
 //!
 //! Each mechanism is one file holding a [`Mechanism`] state machine (kroxylicious'
 //! `MechanismStateMachine`, grepplabs' one file per mechanism): [`oauthbearer`], [`plain`].
-//! A new one (SCRAM, say) is a new file and a variant of [`SaslMechanism`].
+//! A new one (SCRAM, say) is a new file, a variant of [`SaslMechanism`] and its arm in
+//! `SaslMechanism::machine` (plus the `--upstream-sasl` value in `commands/proxy.rs`).
 
 mod oauthbearer;
 mod plain;
@@ -35,13 +36,10 @@ pub enum SaslMechanism {
 impl SaslMechanism {
     /// The name sent in SaslHandshake.
     pub fn name(self) -> &'static str {
-        match self {
-            Self::OauthBearer => oauthbearer::NAME,
-            Self::Plain => plain::NAME,
-        }
+        self.machine().name()
     }
 
-    /// A fresh state machine of this mechanism.
+    /// A fresh state machine of this mechanism: the one place a new mechanism is named.
     fn machine(self) -> Box<dyn Mechanism> {
         match self {
             Self::OauthBearer => Box::new(oauthbearer::OauthBearer::default()),

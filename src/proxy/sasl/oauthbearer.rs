@@ -11,7 +11,7 @@ use bytes::Bytes;
 use super::{Mechanism, Step};
 use crate::KafkaToken;
 
-pub(super) const NAME: &str = "OAUTHBEARER";
+const NAME: &str = "OAUTHBEARER";
 
 /// OAUTHBEARER's state: the error challenge, once the broker sent one.
 #[derive(Debug, Default)]

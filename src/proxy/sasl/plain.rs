@@ -7,7 +7,7 @@ use secrecy::ExposeSecret as _;
 use super::{Mechanism, Step};
 use crate::KafkaToken;
 
-pub(super) const NAME: &str = "PLAIN";
+const NAME: &str = "PLAIN";
 
 /// PLAIN has no state.
 #[derive(Debug)]
