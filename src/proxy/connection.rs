@@ -371,18 +371,16 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             };
             self.first = false;
             self.shared.metrics.request(peek.api_key);
-            match versions::admit(peek.api_key, peek.api_version) {
+            let admission = versions::admit(peek.api_key, peek.api_version);
+            match admission {
                 Admission::Forward => self.forward(peek, total, head).await?,
                 Admission::ApiVersionsTooNew => {
                     // KIP-511: answer UNSUPPORTED_VERSION at v0 ourselves; the broker might
                     // answer at a version the proxy cannot decode.
                     self.skip(total).await?;
-                    let frame = unsupported_api_versions(peek.correlation_id);
-                    self.queue(InFlight::Local {
-                        frame,
-                        close: false,
-                    })
-                    .await?;
+                    if !self.answer(admission, peek, false).await? {
+                        return self.stop().await;
+                    }
                 }
                 Admission::Sasl => {
                     self.shared.metrics.mistake(ClientMistake::Sasl);
@@ -395,8 +393,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                         }
                     );
                     self.skip(total).await?;
-                    let frame = sasl_refusal(peek);
-                    self.queue(InFlight::Local { frame, close: true }).await?;
+                    self.answer(admission, peek, true).await?;
                     return self.stop().await;
                 }
                 Admission::Hidden(key) => {
@@ -408,12 +405,9 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     );
                     log_limited(self.shared, "hidden key", &line);
                     self.skip(total).await?;
-                    let frame = hidden_refusal(key, peek);
-                    self.queue(InFlight::Local {
-                        frame,
-                        close: false,
-                    })
-                    .await?;
+                    if !self.answer(admission, peek, false).await? {
+                        return self.stop().await;
+                    }
                 }
                 Admission::NotOffered => {
                     self.shared.metrics.mistake(ClientMistake::NotOffered);
@@ -426,6 +420,26 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     self.queue(InFlight::Close).await?;
                     return self.stop().await;
                 }
+            }
+        }
+    }
+
+    /// Queues the proxy's own answer to a request it does not forward (then a close if
+    /// `close`); `false` when none could be made and the connection is to close instead.
+    async fn answer(
+        &mut self,
+        admission: Admission,
+        peek: frame::RequestPeek,
+        close: bool,
+    ) -> Result<bool, ConnError> {
+        match local_answer(admission, peek) {
+            Some(frame) => {
+                self.queue(InFlight::Local { frame, close }).await?;
+                Ok(!close)
+            }
+            None => {
+                self.queue(InFlight::Close).await?;
+                Ok(false)
             }
         }
     }
@@ -1093,9 +1107,9 @@ fn skip_tagged(buf: &[u8], at: usize) -> Option<usize> {
 pub(crate) fn local_answer(admission: Admission, peek: frame::RequestPeek) -> Option<Bytes> {
     match admission {
         Admission::Forward | Admission::NotOffered => None,
-        Admission::ApiVersionsTooNew => Some(unsupported_api_versions(peek.correlation_id)),
-        Admission::Sasl => Some(sasl_refusal(peek)),
-        Admission::Hidden(key) => Some(hidden_refusal(key, peek)),
+        Admission::ApiVersionsTooNew => unsupported_api_versions(peek.correlation_id),
+        Admission::Sasl => sasl_refusal(peek),
+        Admission::Hidden(key) => hidden_refusal(key, peek),
     }
 }
 
@@ -1115,7 +1129,7 @@ fn hidden_reason(key: ApiKey) -> &'static str {
 }
 
 /// The local answer to a hidden key: the key's own response with an error code.
-fn hidden_refusal(key: ApiKey, peek: frame::RequestPeek) -> Bytes {
+fn hidden_refusal(key: ApiKey, peek: frame::RequestPeek) -> Option<Bytes> {
     let version = peek.api_version;
     let id = peek.correlation_id;
     let not_allowed = ResponseError::DelegationTokenRequestNotAllowed.code();
@@ -1158,33 +1172,42 @@ fn hidden_refusal(key: ApiKey, peek: frame::RequestPeek) -> Bytes {
 }
 
 /// A response frame: size, header (v0 or v1 with no tagged fields), body.
-fn response_frame(key: ApiKey, version: i16, correlation_id: i32, body: &impl Encodable) -> Bytes {
+fn response_frame(
+    key: ApiKey,
+    version: i16,
+    correlation_id: i32,
+    body: &impl Encodable,
+) -> Option<Bytes> {
     let mut out = BytesMut::with_capacity(64);
     out.extend_from_slice(&[0; 4]);
     out.extend_from_slice(&correlation_id.to_be_bytes());
     if key.response_header_version(version) >= 1 {
         out.extend_from_slice(&[0]);
     }
-    // Encoding into a growable buffer fails only for values out of range; these are fixed.
-    body.encode(&mut out, version)
-        .expect("local response encodes");
+    // Fails only at a version the message does not have, which admission rules out; never
+    // a panic on a client's input (a release build aborts on one), the caller closes instead.
+    body.encode(&mut out, version).ok()?;
     let size = (out.len() - 4) as u32;
     out[..4].copy_from_slice(&size.to_be_bytes());
-    out.freeze()
+    Some(out.freeze())
 }
 
 /// The answer to a client's SaslHandshake or SaslAuthenticate.
-fn sasl_refusal(peek: frame::RequestPeek) -> Bytes {
+fn sasl_refusal(peek: frame::RequestPeek) -> Option<Bytes> {
     if peek.api_key == ApiKey::SaslHandshake as i16 {
-        // UNSUPPORTED_SASL_MECHANISM with no mechanisms: the clients say "enabled mechanisms
-        // are []"; the reason is in the proxy's log.
+        // UNSUPPORTED_SASL_MECHANISM. SaslHandshake has no error message, but clients print
+        // the mechanisms the broker offers ("enabled mechanisms are [...]", librdkafka's
+        // "broker's supported mechanisms: ..."): the one offered is the fix, so the client's
+        // own error says it, not only the proxy's log.
         let version = peek.api_version.clamp(0, 1);
-        let body = SaslHandshakeResponse::default().with_error_code(33);
+        let body = SaslHandshakeResponse::default()
+            .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
+            .with_mechanisms(vec![StrBytes::from_static_str(SASL_REFUSAL)]);
         response_frame(ApiKey::SaslHandshake, version, peek.correlation_id, &body)
     } else {
         let version = peek.api_version.clamp(0, 2);
         let body = SaslAuthenticateResponse::default()
-            .with_error_code(58)
+            .with_error_code(ResponseError::SaslAuthenticationFailed.code())
             .with_error_message(Some(StrBytes::from_static_str(SASL_REFUSAL)));
         response_frame(
             ApiKey::SaslAuthenticate,
@@ -1196,7 +1219,7 @@ fn sasl_refusal(peek: frame::RequestPeek) -> Bytes {
 }
 
 /// KIP-511's answer, encoded at v0 (ApiVersions responses always use header v0).
-fn unsupported_api_versions(correlation_id: i32) -> Bytes {
+fn unsupported_api_versions(correlation_id: i32) -> Option<Bytes> {
     response_frame(
         ApiKey::ApiVersions,
         0,
@@ -1211,7 +1234,7 @@ mod tests {
 
     #[test]
     fn kip_511_answer_bytes() {
-        let frame = unsupported_api_versions(9);
+        let frame = unsupported_api_versions(9).unwrap();
         assert_eq!(
             &frame[..],
             &[
@@ -1231,7 +1254,7 @@ mod tests {
             api_version: 2,
             correlation_id: 4,
         };
-        let frame = sasl_refusal(peek);
+        let frame = sasl_refusal(peek).unwrap();
         assert_eq!(&frame[4..8], &[0, 0, 0, 4]);
         assert_eq!(frame[8], 0, "header v1: empty tagged fields");
         assert_eq!(&frame[9..11], &[0, 58]);

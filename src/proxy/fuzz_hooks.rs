@@ -52,6 +52,12 @@ pub fn client_frame(data: &[u8], buffer: usize) -> ClientOutcome {
     }
     let admission = versions::admit(peek.api_key, peek.api_version);
     let answer = connection::local_answer(admission, peek);
+    assert_eq!(
+        answer.is_some(),
+        !matches!(admission, Admission::Forward | Admission::NotOffered),
+        "{admission:?} v{}: a request answered locally must get its answer",
+        peek.api_version
+    );
     if let Some(answer) = &answer {
         let size = u32::from_be_bytes([answer[0], answer[1], answer[2], answer[3]]) as usize;
         assert_eq!(

@@ -315,6 +315,8 @@ pub fn admit(api_key: i16, version: i16) -> Admission {
         {
             Admission::NotOffered
         }
+        // Answered with the key's own response, which exists only at the crate's versions.
+        _ if HIDDEN.contains(&key) && version < key.valid_versions().min => Admission::NotOffered,
         _ if HIDDEN.contains(&key) => Admission::Hidden(key),
         _ => Admission::Forward,
     }
@@ -734,6 +736,11 @@ mod tests {
             admit(55, 99),
             Admission::NotOffered,
             "no answer encodes at v99"
+        );
+        assert_eq!(
+            admit(38, 0),
+            Admission::NotOffered,
+            "nor below the crate's minimum"
         );
         assert_eq!(admit(999, 0), Admission::NotOffered);
         assert_eq!(admit(10_000, 0), Admission::NotOffered);

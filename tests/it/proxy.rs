@@ -1015,7 +1015,8 @@ async fn clients_speaking_tls_or_sasl_to_the_proxy_are_refused() {
     .await;
     assert!(tls.closed().await);
 
-    // SaslHandshake: UNSUPPORTED_SASL_MECHANISM, no mechanisms, then closed.
+    // SaslHandshake: UNSUPPORTED_SASL_MECHANISM, the fix as the only "mechanism" (clients print
+    // the broker's mechanisms in their error), then closed.
     let mut client = Client::connect(proxy.bootstrap).await;
     let id = client
         .send(
@@ -1025,8 +1026,14 @@ async fn clients_speaking_tls_or_sasl_to_the_proxy_are_refused() {
         .await;
     let (got, handshake) = client.recv::<SaslHandshakeRequest>(1).await;
     assert_eq!(
-        (got, handshake.error_code, handshake.mechanisms.len()),
-        (id, 33, 0)
+        (got, handshake.error_code, handshake.mechanisms),
+        (
+            id,
+            33,
+            vec![StrBytes::from_static_str(
+                "the proxy authenticates for you: remove the SASL settings, use security.protocol=PLAINTEXT"
+            )]
+        )
     );
     assert!(client.closed().await);
 
