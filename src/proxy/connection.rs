@@ -45,13 +45,15 @@ use tokio::net::TcpStream;
 use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
 use tokio::time::Instant;
 
-use super::Shared;
 use super::frame::{self, FrameError};
 use super::limits::{BudgetError, DRAIN_AFTER_CLIENT_STOPPED, REWRITTEN_WRITE_TIMEOUT};
 use super::metrics::{AuthOutcome, ClientMistake};
 use super::rewrite::{self, RewriteError};
-use super::upstream::{self, Io, Sequence, Session, UpstreamError};
+use super::sasl::{self, Conversation, Exchange, OwnRequest};
+use super::state::Shared;
+use super::upstream::Session;
 use super::versions::{self, Admission, Handling};
+use super::wire::{Io, Sequence, UpstreamError};
 use crate::connection_slots::ConnectionSlot;
 
 /// The client's text for a SASL attempt against the proxy.
@@ -105,7 +107,7 @@ pub(crate) enum ConnError {
     #[error(transparent)]
     Rewrite(#[from] RewriteError),
     #[error(transparent)]
-    Bind(#[from] super::BindError),
+    Bind(#[from] super::nodes::BindError),
     #[error(transparent)]
     Budget(#[from] BudgetError),
     #[error(transparent)]
@@ -254,10 +256,14 @@ async fn open_upstream(
     let mut last = None;
     for (host, port) in candidates {
         shared.dial_gate.admit(&host, port).await?;
-        match open_one(shared, &host, port, seq).await {
+        match shared
+            .upstream
+            .open(&shared.provider, &shared.metrics, &host, port, seq)
+            .await
+        {
             Ok((stream, session)) => {
                 shared.dial_gate.succeeded(&host, port);
-                shared.upstream_succeeded();
+                shared.readiness.upstream_succeeded();
                 return Ok((stream, host, session));
             }
             Err(e) => {
@@ -270,54 +276,8 @@ async fn open_upstream(
     let err = last
         .map(ConnError::Upstream)
         .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned()));
-    shared.upstream_failed(&err.to_string());
+    shared.readiness.upstream_failed(&err.to_string());
     Err(err)
-}
-
-/// One broker connection: TCP, TLS, ApiVersions and SASL, within the connect timeout twice
-/// over (the connect and the authentication each have their own).
-pub(crate) async fn open_one(
-    shared: &Shared,
-    host: &str,
-    port: u16,
-    seq: &mut Sequence,
-) -> Result<(Box<dyn Io>, Session), UpstreamError> {
-    let result = async {
-        let mut stream = shared.upstream.connect(host, port).await?;
-        let token = shared.provider.token().await?;
-        let timeout = shared.upstream.connect_timeout;
-        match tokio::time::timeout(
-            timeout,
-            shared.upstream.authenticate(&mut stream, host, seq, &token),
-        )
-        .await
-        {
-            Ok(session) => Ok((stream, session?)),
-            Err(_) => Err(UpstreamError::Io {
-                host: host.to_owned(),
-                during: "authentication",
-                detail: format!("no answer within {timeout:?}"),
-            }),
-        }
-    }
-    .await;
-    match result {
-        Ok((stream, session)) => {
-            shared.metrics.auth(false, AuthOutcome::Ok);
-            tracing::debug!(broker = %host, session_lifetime_ms = session.lifetime_ms, "authenticated");
-            Ok((stream, session))
-        }
-        Err(e) => {
-            // Every failure counts, the token's too: "failed" is what an operator alerts on.
-            let outcome = if matches!(e, UpstreamError::Refused { .. }) {
-                AuthOutcome::Refused
-            } else {
-                AuthOutcome::Failed
-            };
-            shared.metrics.auth(false, outcome);
-            Err(e)
-        }
-    }
 }
 
 /// When to re-authenticate at the latest: at a random 85–95 % of the session, as
@@ -741,48 +701,17 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             .broker
             .as_mut()
             .expect("re-authentication needs a broker");
-        let sasl = shared.upstream.sasl;
         let session = broker.session;
         let host = broker.host.clone();
         let result = async {
             let token = shared.provider.token().await.map_err(UpstreamError::from)?;
-            let (id, request) =
-                upstream::handshake_request(sasl, session.handshake_version, broker.seq.next_id());
-            let answer = own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
-            upstream::check_handshake(sasl, &host, id, answer, session.handshake_version)?;
-            let (id, request) = upstream::authenticate_request(
-                sasl,
-                &token,
-                session.authenticate_version,
-                broker.seq.next_id(),
-            );
-            let answer = own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
-            match upstream::check_authenticate(
-                sasl,
-                &host,
-                id,
-                answer,
-                session.authenticate_version,
-            )? {
-                upstream::AuthAnswer::Done(lifetime) => Ok::<i64, ConnError>(lifetime),
-                upstream::AuthAnswer::Challenge(challenge) => {
-                    let (id, request) = upstream::challenge_ack_request(
-                        session.authenticate_version,
-                        broker.seq.next_id(),
-                    );
-                    let answer =
-                        own_request(&self.tx, self.slot, &mut broker.w, id, &request).await?;
-                    Err(upstream::refusal_after_challenge(
-                        sasl,
-                        &host,
-                        id,
-                        answer,
-                        session.authenticate_version,
-                        &challenge,
-                    )
-                    .into())
-                }
-            }
+            let conversation = Conversation::new(shared.upstream.sasl, &host, session.sasl, &token);
+            let mut queue = Queue {
+                tx: &self.tx,
+                slot: self.slot,
+                up_w: &mut broker.w,
+            };
+            sasl::converse(&mut queue, conversation, &mut broker.seq).await
         }
         .await;
         match &result {
@@ -831,24 +760,34 @@ async fn sleep_until(at: Option<Instant>) {
     }
 }
 
-/// Sends one of the proxy's own requests and waits for its response frame, which the
-/// responses half passes over once the responses queued before it are delivered.
-async fn own_request(
-    tx: &mpsc::Sender<InFlight>,
-    slot: &ConnectionSlot,
-    up_w: &mut (impl AsyncWrite + Unpin),
-    proxy_id: i32,
-    request: &[u8],
-) -> Result<Bytes, ConnError> {
-    let closed =
-        || ConnError::Protocol("the broker connection closed during re-authentication".to_owned());
-    let (reply, answer) = oneshot::channel();
-    slot.in_flight.fetch_add(1, Ordering::AcqRel);
-    tx.send(InFlight::Own { proxy_id, reply })
-        .await
-        .map_err(|_| closed())?;
-    up_w.write_all(request).await?;
-    answer.await.map_err(|_| closed())
+/// The connection's in-flight queue as an [`Exchange`]: each of the proxy's own requests is
+/// queued as an in-flight entry and written behind the client's, and its response frame is
+/// handed over by the responses half once the responses queued before it are delivered.
+struct Queue<'q, W> {
+    tx: &'q mpsc::Sender<InFlight>,
+    slot: &'q ConnectionSlot,
+    up_w: &'q mut W,
+}
+
+impl<W: AsyncWrite + Unpin + Send> Exchange for Queue<'_, W> {
+    type Error = ConnError;
+
+    async fn exchange(&mut self, request: &OwnRequest) -> Result<Bytes, ConnError> {
+        let closed = || {
+            ConnError::Protocol("the broker connection closed during re-authentication".to_owned())
+        };
+        let (reply, answer) = oneshot::channel();
+        self.slot.in_flight.fetch_add(1, Ordering::AcqRel);
+        self.tx
+            .send(InFlight::Own {
+                proxy_id: request.id,
+                reply,
+            })
+            .await
+            .map_err(|_| closed())?;
+        self.up_w.write_all(&request.frame).await?;
+        answer.await.map_err(|_| closed())
+    }
 }
 
 /// Reads broker bytes into the free space of `buf`, which never grows past `cap`.
@@ -1123,7 +1062,7 @@ async fn rewritten(
     }
     let body = frame_bytes.split_off(header_end).freeze();
     let rewritten = rewrite::rewrite(key, version, body, shared.ports())?;
-    shared.nodes.observe(shared, &rewritten.brokers)?;
+    shared.observe(&rewritten.brokers)?;
     shared.metrics.rewrite(key, rewritten.brokers.len());
     if let Some(report) = &rewritten.api_versions {
         if !report.removed.is_empty() {

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use tokio::time::Instant;
 
-use super::upstream::UpstreamError;
+use super::wire::UpstreamError;
 
 /// New broker connections per second, sustained.
 pub const DIALS_PER_SECOND: f64 = 50.0;

@@ -80,21 +80,10 @@ pub fn client_frame(data: &[u8], buffer: usize) -> ClientOutcome {
 /// port (the rewrite applied again finds only those), and no address-valued configuration
 /// keeps a value.
 pub fn broker_response(data: &[u8]) {
-    let keys: Vec<(ApiKey, i16, i16)> = versions::REWRITTEN
+    // The table's order: the offered rows, then Produce and Fetch (KIP-951 versions).
+    let keys: Vec<(ApiKey, i16, i16)> = versions::TABLE
         .iter()
-        .map(|(k, r)| (*k, r.min, r.max))
-        .chain([
-            (
-                ApiKey::Produce,
-                versions::PRODUCE_NODE_ENDPOINTS,
-                ApiKey::Produce.valid_versions().max,
-            ),
-            (
-                ApiKey::Fetch,
-                versions::FETCH_NODE_ENDPOINTS,
-                ApiKey::Fetch.valid_versions().max,
-            ),
-        ])
+        .map(|row| (row.key, row.decoded.min, row.decoded.max))
         .collect();
     let (Some(&pick), Some(&v)) = (data.first(), data.get(1)) else {
         return;

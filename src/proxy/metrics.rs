@@ -9,6 +9,8 @@ use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use kafka_protocol::messages::ApiKey;
 
+use super::versions::TABLE;
+
 /// API keys below this get their own counter; the rest share the last one.
 const KEYS: usize = 128;
 
@@ -42,19 +44,9 @@ const MISTAKES: [&str; 6] = [
     "api_not_offered",
 ];
 const OUTCOMES: [&str; 3] = ["ok", "refused", "failed"];
-/// Rewritten responses: the metric label of each key the proxy decodes. A key missing here
-/// is counted under `other` (and `tests::every_rewritten_key_has_a_label` fails).
-pub(crate) const REWRITES: [(ApiKey, &str); 9] = [
-    (ApiKey::ApiVersions, "api_versions"),
-    (ApiKey::Metadata, "metadata"),
-    (ApiKey::FindCoordinator, "find_coordinator"),
-    (ApiKey::DescribeCluster, "describe_cluster"),
-    (ApiKey::Produce, "produce"),
-    (ApiKey::Fetch, "fetch"),
-    (ApiKey::ShareFetch, "share_fetch"),
-    (ApiKey::ShareAcknowledge, "share_acknowledge"),
-    (ApiKey::DescribeConfigs, "describe_configs"),
-];
+/// Rewritten responses are counted by their row in [`TABLE`] (its label names the series);
+/// the last counter is for a key without a row, which `rewrite` never returns.
+const REWRITES: usize = TABLE.len();
 
 /// The proxy's metrics.
 pub(crate) struct ProxyMetrics {
@@ -64,8 +56,8 @@ pub(crate) struct ProxyMetrics {
     auth: [AtomicU64; 3],
     reauth: [AtomicU64; 3],
     mistakes: [AtomicU64; MISTAKES.len()],
-    /// By position in [`REWRITES`]; the last counts keys missing there.
-    rewrites: [AtomicU64; REWRITES.len() + 1],
+    /// By position in [`TABLE`]; the last counts keys missing there.
+    rewrites: [AtomicU64; REWRITES + 1],
     pub addresses_rewritten: AtomicU64,
     pub connections_total: AtomicU64,
     /// Open client connections by listener ("bootstrap" or the node id); changed on connect
@@ -106,10 +98,10 @@ impl ProxyMetrics {
     }
 
     pub fn rewrite(&self, key: ApiKey, addresses: usize) {
-        let slot = REWRITES
+        let slot = TABLE
             .iter()
-            .position(|(k, _)| *k == key)
-            .unwrap_or(REWRITES.len());
+            .position(|row| row.key == key)
+            .unwrap_or(REWRITES);
         self.rewrites[slot].fetch_add(1, Relaxed);
         self.addresses_rewritten
             .fetch_add(addresses as u64, Relaxed);
@@ -214,9 +206,9 @@ impl ProxyMetrics {
             let rows: Vec<(&str, u64)> = rows.iter().map(|(l, n)| (l.as_str(), *n)).collect();
             counter(text, p, name, help, &rows);
         }
-        let rows: Vec<(String, u64)> = REWRITES
+        let rows: Vec<(String, u64)> = TABLE
             .iter()
-            .map(|(_, label)| *label)
+            .map(|row| row.label)
             .chain(["other"])
             .zip(&self.rewrites)
             .map(|(k, n)| (format!("api=\"{k}\""), n.load(Relaxed)))
@@ -269,19 +261,24 @@ mod tests {
     use super::*;
 
     #[test]
-    fn every_rewritten_key_has_a_label() {
-        use super::super::versions::{CLAMPED, REWRITTEN};
-        for key in REWRITTEN
-            .iter()
-            .map(|(k, _)| *k)
-            .chain(CLAMPED.iter().map(|(k, _)| *k))
-        {
-            assert!(
-                REWRITES.iter().any(|(k, _)| *k == key),
-                "{key:?} is rewritten but has no metric label"
-            );
+    fn every_rewritten_key_is_counted_under_its_label() {
+        let m = ProxyMetrics::default();
+        for row in TABLE {
+            m.rewrite(row.key, 0);
         }
-        assert_eq!(REWRITES.len(), REWRITTEN.len() + CLAMPED.len());
+        let mut text = String::new();
+        m.render_into(&mut text);
+        for row in TABLE {
+            let line = format!(
+                "gcp_kafka_auth_proxy_responses_rewritten_total{{api=\"{}\"}} 1",
+                row.label
+            );
+            assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
+        }
+        assert!(
+            text.lines()
+                .any(|l| l == "gcp_kafka_auth_proxy_responses_rewritten_total{api=\"other\"} 0")
+        );
     }
 
     #[test]

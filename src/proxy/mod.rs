@@ -31,11 +31,18 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`] (forward
-//! proxies), [`frame`] (framing, header peek), [`versions`] (the reviewed version table and
-//! ApiVersions filtering), [`rewrite`] (address rewriting by node id), `upstream` (TCP, TLS,
-//! SASL), `connection` (one client and its broker connection), `metrics`.
+//! Modules, by job: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`]
+//! (forward proxies), [`frame`] (framing, header peek), [`versions`] (the table of rewritten
+//! keys, one row each, and ApiVersions filtering), [`rewrite`] (dispatch by row; the address
+//! swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners and
+//! connections share), `run` (accept loops, broker listeners, the bootstrap probe), `nodes`
+//! (the node registry, behind an injected `Listeners`), `health` (readiness and the health
+//! routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's Metadata),
+//! `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the proxy's own
+//! requests and frames), `connection` (one client and its broker connection), `metrics`.
 
+mod addresses;
+mod builder;
 pub mod cluster_name;
 mod connection;
 pub mod dial;
@@ -43,375 +50,41 @@ mod dial_gate;
 pub mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
+mod health;
 pub mod limits;
 mod log_limit;
 mod metrics;
+mod nodes;
 pub mod rewrite;
+mod run;
+mod sasl;
+mod state;
 mod upstream;
 pub mod versions;
+mod wire;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
-use std::path::Path;
-use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
-use http::{HeaderValue, StatusCode, header};
-use kafka_protocol::messages::{MetadataRequest, MetadataResponse};
-use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 use tokio::net::TcpListener;
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
-use crate::KafkaTokenProvider;
-use crate::connection_slots::{Connections, MAKE_ROOM_RETRY};
+pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
 pub use limits::Limits;
+pub use nodes::BindError;
 pub use rewrite::{BrokerAddress, PortError, PortMap};
-pub use upstream::{SaslMechanism, UpstreamError};
+pub use sasl::SaslMechanism;
+use state::Shared;
+pub use wire::UpstreamError;
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
 /// The default `--broker-port-base`: node N listens on 9093 + N.
 pub const DEFAULT_BROKER_PORT_BASE: u16 = 9093;
-/// Metadata version of the start-up probe (Kafka 2.4 and later, every Managed Kafka version).
-const PROBE_METADATA_VERSION: i16 = 9;
-
-/// Configures a [`Proxy`].
-#[derive(Debug)]
-pub struct ProxyBuilder {
-    provider: KafkaTokenProvider,
-    bootstrap: Vec<String>,
-    broker_port_base: u16,
-    advertised_host: String,
-    upstream_tls: bool,
-    ca_pem: Option<(String, Vec<u8>)>,
-    sasl: SaslMechanism,
-    resolve: HashMap<String, IpAddr>,
-    forward: Option<dial::ForwardProxy>,
-    limits: Limits,
-    max_frame_bytes: usize,
-    connect_timeout: Duration,
-    drain_timeout: Duration,
-    probe_interval: Duration,
-}
-
-/// Why a [`Proxy`] could not be built.
-#[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
-pub enum ProxyBuildError {
-    /// No bootstrap server.
-    #[error(
-        "no bootstrap server: set --bootstrap-server HOST:PORT (GCP_KAFKA_AUTH_BOOTSTRAP_SERVER), the cluster's bootstrapAddress, e.g. bootstrap.CLUSTER.REGION.managedkafka.PROJECT.cloud.goog:9092"
-    )]
-    NoBootstrap,
-    /// A bootstrap server is not `HOST:PORT`.
-    #[error(
-        "bootstrap server `{0}` is not HOST:PORT (write e.g. bootstrap.c.r.managedkafka.p.cloud.goog:9092)"
-    )]
-    BadBootstrap(String),
-    /// The CA file cannot be used.
-    #[error("--upstream-ca-file {path}: {detail}")]
-    CaFile {
-        /// The file.
-        path: String,
-        /// What is wrong.
-        detail: String,
-    },
-    /// No root certificates at all.
-    #[error(
-        "no system root certificates found to verify the brokers ({0}); install the ca-certificates package or pass --upstream-ca-file"
-    )]
-    NoRoots(String),
-    /// A TLS configuration error.
-    #[error("TLS configuration: {0}")]
-    Tls(String),
-    /// The advertised host is unusable.
-    #[error("--advertised-host `{0}`: {1}")]
-    AdvertisedHost(String, &'static str),
-}
-
-impl ProxyBuilder {
-    /// Bootstrap servers, `HOST:PORT` each; an entry may be a comma-separated list, as in
-    /// `bootstrap.servers`. Tried in order until one connects and authenticates.
-    pub fn with_bootstrap_servers<I, S>(mut self, servers: I) -> Self
-    where
-        I: IntoIterator<Item = S>,
-        S: AsRef<str>,
-    {
-        for entry in servers {
-            self.bootstrap.extend(
-                entry
-                    .as_ref()
-                    .split(',')
-                    .map(str::trim)
-                    .filter(|s| !s.is_empty())
-                    .map(str::to_owned),
-            );
-        }
-        self
-    }
-
-    /// Node `N` listens on `base + N` (default 9093).
-    pub fn with_broker_port_base(mut self, base: u16) -> Self {
-        self.broker_port_base = base;
-        self
-    }
-
-    /// The host clients are told brokers are at (default `127.0.0.1`; never `0.0.0.0`).
-    pub fn with_advertised_host(mut self, host: impl Into<String>) -> Self {
-        self.advertised_host = host.into();
-        self
-    }
-
-    /// TLS to the brokers (default on). Off only for local test brokers.
-    pub fn with_upstream_tls(mut self, enabled: bool) -> Self {
-        self.upstream_tls = enabled;
-        self
-    }
-
-    /// Verify brokers against the CA certificates in this PEM file instead of the system's.
-    pub fn with_upstream_ca_file(
-        mut self,
-        path: impl AsRef<Path>,
-    ) -> Result<Self, ProxyBuildError> {
-        let path = path.as_ref();
-        let pem = std::fs::read(path).map_err(|e| ProxyBuildError::CaFile {
-            path: path.display().to_string(),
-            detail: format!("cannot read it: {e}"),
-        })?;
-        self.ca_pem = Some((path.display().to_string(), pem));
-        Ok(self)
-    }
-
-    /// Verify brokers against the CA certificates in this PEM text.
-    pub fn with_upstream_ca_pem(mut self, pem: impl Into<Vec<u8>>) -> Self {
-        self.ca_pem = Some(("(PEM given)".to_owned(), pem.into()));
-        self
-    }
-
-    /// The SASL mechanism towards the brokers (default OAUTHBEARER).
-    pub fn with_sasl(mut self, sasl: SaslMechanism) -> Self {
-        self.sasl = sasl;
-        self
-    }
-
-    /// Dial `ip` for broker host `host`; SNI and certificate verification still use `host`.
-    pub fn with_resolve(mut self, host: impl Into<String>, ip: IpAddr) -> Self {
-        self.resolve.insert(host.into(), ip);
-        self
-    }
-
-    /// Dial brokers through this SOCKS5 or HTTP CONNECT proxy (see [`dial`]).
-    pub fn with_forward_proxy(mut self, forward: dial::ForwardProxy) -> Self {
-        self.forward = Some(forward);
-        self
-    }
-
-    /// Client connections served at once over all listeners (default 1024). At the limit
-    /// the connection idle longest (nothing in flight) is closed for each new one; while
-    /// every connection has requests in flight, new ones wait in the listen backlog.
-    pub fn with_max_connections(mut self, max: usize) -> Self {
-        self.limits.max_connections = max.max(1);
-        self
-    }
-
-    /// Bytes of each direction's buffer on one connection (default 64 KiB): the largest
-    /// request header accepted and the chunk in which bodies are forwarded. See
-    /// [`limits`] for the memory bound it enters.
-    pub fn with_connection_buffer_bytes(mut self, bytes: usize) -> Self {
-        self.limits.connection_buffer = bytes.max(MIN_CONNECTION_BUFFER);
-        self
-    }
-
-    /// Bytes of responses held whole for rewriting, all connections together (default
-    /// 256 MiB); see [`limits`].
-    pub fn with_max_buffered_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_buffered_bytes = bytes.max(1);
-        self
-    }
-
-    /// Largest response the proxy decodes to rewrite addresses (default 16 MiB: Metadata for
-    /// some 250,000 partitions).
-    pub fn with_max_rewritten_response_bytes(mut self, bytes: usize) -> Self {
-        self.limits.max_rewritten_response = bytes.max(MIN_CONNECTION_BUFFER);
-        self
-    }
-
-    /// Time a new client connection has to send its first request header (default 10 s).
-    pub fn with_first_request_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.first_request_timeout = timeout;
-        self
-    }
-
-    /// A client connection with nothing in flight and no traffic for this long is closed
-    /// (default 10 minutes, Kafka's `connections.max.idle.ms`).
-    pub fn with_idle_timeout(mut self, timeout: Duration) -> Self {
-        self.limits.idle_timeout = timeout;
-        self
-    }
-
-    /// Largest frame accepted in either direction (default 100 MiB, Kafka's
-    /// `socket.request.max.bytes`).
-    pub fn with_max_frame_bytes(mut self, max: usize) -> Self {
-        self.max_frame_bytes = max.max(64);
-        self
-    }
-
-    /// Requests a client may have in flight on one connection before the proxy stops reading
-    /// from it (default 64).
-    pub fn with_max_in_flight(mut self, max: usize) -> Self {
-        self.limits.max_in_flight = max.max(1);
-        self
-    }
-
-    /// How long in-flight requests may take to be answered after shutdown (default 10 s).
-    pub fn with_drain_timeout(mut self, timeout: Duration) -> Self {
-        self.drain_timeout = timeout;
-        self
-    }
-
-    /// TCP connect and TLS handshake timeout towards brokers (default 10 s).
-    pub fn with_connect_timeout(mut self, timeout: Duration) -> Self {
-        self.connect_timeout = timeout;
-        self
-    }
-
-    /// How often the bootstrap Metadata probe runs once it has succeeded (default 60 s):
-    /// it keeps `/readyz` honest and binds listeners for brokers added meanwhile.
-    pub fn with_probe_interval(mut self, interval: Duration) -> Self {
-        self.probe_interval = interval;
-        self
-    }
-
-    /// Checks the configuration and builds the proxy.
-    pub fn build(self) -> Result<Proxy, ProxyBuildError> {
-        if self.bootstrap.is_empty() {
-            return Err(ProxyBuildError::NoBootstrap);
-        }
-        let mut bootstrap = Vec::new();
-        for server in &self.bootstrap {
-            let (host, port) = server
-                .rsplit_once(':')
-                .and_then(|(h, p)| Some((h.trim_matches(['[', ']']), p.parse::<u16>().ok()?)))
-                .filter(|(h, p)| !h.is_empty() && *p != 0)
-                .ok_or_else(|| ProxyBuildError::BadBootstrap(server.clone()))?;
-            bootstrap.push((host.to_owned(), port));
-        }
-        match self.advertised_host.as_str() {
-            "" => {
-                return Err(ProxyBuildError::AdvertisedHost(
-                    String::new(),
-                    "must not be empty",
-                ));
-            }
-            "0.0.0.0" | "::" | "[::]" => {
-                return Err(ProxyBuildError::AdvertisedHost(
-                    self.advertised_host.clone(),
-                    "an unspecified address cannot be connected to; advertise the address clients reach the proxy at",
-                ));
-            }
-            _ => {}
-        }
-        let tls = if self.upstream_tls {
-            Some(tls_connector(self.ca_pem.as_ref())?)
-        } else {
-            None
-        };
-        let (shutdown_tx, shutdown) = watch::channel(false);
-        let (tracker, tracker_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            provider: self.provider,
-            upstream: upstream::Upstream {
-                tls,
-                resolve: Arc::new(self.resolve),
-                forward: self.forward.map(Arc::new),
-                sasl: self.sasl,
-                connect_timeout: self.connect_timeout,
-                // Set-up answers (ApiVersions, SASL) are small; never hold more for them.
-                max_frame: self.max_frame_bytes.min(self.limits.max_rewritten_response),
-            },
-            bootstrap,
-            ports: std::sync::OnceLock::new(),
-            broker_port_base: self.broker_port_base,
-            advertised_host: self.advertised_host,
-            nodes: Nodes::default(),
-            metrics: metrics::ProxyMetrics::default(),
-            max_frame: self.max_frame_bytes,
-            budget: limits::Budget::new(self.limits.max_buffered_bytes),
-            limits: self.limits,
-            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
-            slots: Connections::new(),
-            dial_gate: dial_gate::DialGate::default(),
-            log_limit: log_limit::LogLimit::default(),
-            shutdown,
-            readiness: Mutex::new(Probe::Pending),
-            last_brokers: AtomicUsize::new(0),
-            tracker: Mutex::new(Some(tracker)),
-            bind_ips: Mutex::new(Vec::new()),
-        });
-        Ok(Proxy {
-            shared,
-            shutdown_tx,
-            tracker_rx,
-            drain_timeout: self.drain_timeout,
-            probe_interval: self.probe_interval,
-        })
-    }
-}
-
-fn tls_connector(
-    ca: Option<&(String, Vec<u8>)>,
-) -> Result<tokio_rustls::TlsConnector, ProxyBuildError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject as _;
-    let mut roots = rustls::RootCertStore::empty();
-    match ca {
-        Some((path, pem)) => {
-            let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_slice_iter(pem)
-                .collect::<Result<_, _>>()
-                .map_err(|e| ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: format!("not a PEM certificate file: {e}"),
-                })?;
-            if certs.is_empty() {
-                return Err(ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: "holds no CERTIFICATE block".to_owned(),
-                });
-            }
-            for cert in certs {
-                roots.add(cert).map_err(|e| ProxyBuildError::CaFile {
-                    path: path.clone(),
-                    detail: format!("a certificate is not a usable CA: {e}"),
-                })?;
-            }
-        }
-        None => {
-            let found = rustls_native_certs::load_native_certs();
-            let (added, _) = roots.add_parsable_certificates(found.certs);
-            if added == 0 {
-                let why = found
-                    .errors
-                    .first()
-                    .map_or_else(|| "none installed".to_owned(), |e| e.to_string());
-                return Err(ProxyBuildError::NoRoots(why));
-            }
-        }
-    }
-    let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let config = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ProxyBuildError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
-    Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
-}
 
 /// The Kafka-protocol proxy; see the [module documentation](self).
 pub struct Proxy {
@@ -432,202 +105,6 @@ impl std::fmt::Debug for Proxy {
     }
 }
 
-/// State shared by every listener and connection.
-pub(crate) struct Shared {
-    provider: KafkaTokenProvider,
-    upstream: upstream::Upstream,
-    bootstrap: Vec<(String, u16)>,
-    /// Set by `run`, which knows the bootstrap port.
-    ports: std::sync::OnceLock<PortMap>,
-    broker_port_base: u16,
-    advertised_host: String,
-    nodes: Nodes,
-    metrics: metrics::ProxyMetrics,
-    max_frame: usize,
-    limits: Limits,
-    /// Responses held whole, all connections together.
-    budget: limits::Budget,
-    connections: Arc<Semaphore>,
-    /// The connections being served, for making room at the limit.
-    slots: Connections,
-    dial_gate: dial_gate::DialGate,
-    log_limit: log_limit::LogLimit,
-    shutdown: watch::Receiver<bool>,
-    readiness: Mutex<Probe>,
-    /// Brokers in the last successful Metadata probe.
-    last_brokers: AtomicUsize,
-    /// Held by every accept loop and connection; `run` waits for all clones to drop.
-    tracker: Mutex<Option<mpsc::Sender<()>>>,
-    /// The addresses broker listeners bind (the bootstrap listeners' IPs).
-    bind_ips: Mutex<Vec<IpAddr>>,
-}
-
-impl Shared {
-    /// The node-id → port map (`run` sets the bootstrap port it must avoid).
-    fn ports(&self) -> &PortMap {
-        self.ports
-            .get_or_init(|| PortMap::new(&self.advertised_host, self.broker_port_base, 0))
-    }
-
-    /// A client's broker connection failed to open: not ready, at once (readiness reflects
-    /// what clients get, not only the periodic probe).
-    fn upstream_failed(&self, why: &str) {
-        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
-        if !matches!(*readiness, Probe::Failed(_)) {
-            tracing::error!("not ready: a client's broker connection failed: {why}");
-        }
-        *readiness = Probe::Failed(format!("a client's broker connection failed: {why}"));
-    }
-
-    /// A client's broker connection opened: ready again at once if the last failure was a
-    /// client's (and the probe has found brokers before).
-    fn upstream_succeeded(&self) {
-        let brokers = self.last_brokers.load(Ordering::Acquire);
-        let mut readiness = self.readiness.lock().unwrap_or_else(|p| p.into_inner());
-        if matches!(*readiness, Probe::Failed(_)) && brokers > 0 {
-            tracing::info!(brokers, "ready again: a client's broker connection opened");
-            *readiness = Probe::Ok { brokers };
-        }
-    }
-}
-
-/// The smallest connection buffer: a request header with a client id must fit.
-const MIN_CONNECTION_BUFFER: usize = 4096;
-
-/// The start-up probe's last outcome.
-#[derive(Debug, Clone)]
-enum Probe {
-    Pending,
-    Ok { brokers: usize },
-    Failed(String),
-}
-
-/// Broker node ids seen so far: their real address and local listener.
-#[derive(Default)]
-pub(crate) struct Nodes {
-    inner: Mutex<HashMap<i32, BrokerAddress>>,
-}
-
-impl Nodes {
-    /// Node `id`'s current real address.
-    pub fn address(&self, id: i32) -> Option<BrokerAddress> {
-        self.inner
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-            .cloned()
-    }
-
-    /// Records the addresses in an answer; binds a listener for each new node id (before
-    /// the answer is forwarded, so the client never learns a port nobody listens on) and
-    /// retargets an id whose host moved.
-    pub fn observe(
-        &self,
-        shared: &Arc<Shared>,
-        brokers: &[BrokerAddress],
-    ) -> Result<(), BindError> {
-        if brokers.is_empty() {
-            return Ok(());
-        }
-        let mut known = self.inner.lock().unwrap_or_else(|p| p.into_inner());
-        for broker in brokers {
-            match known.get_mut(&broker.node_id) {
-                Some(current) if current == broker => {}
-                Some(current) => {
-                    tracing::info!(
-                        node_id = broker.node_id,
-                        from = %format_args!("{}:{}", current.host, current.port),
-                        to = %format_args!("{}:{}", broker.host, broker.port),
-                        "broker moved; new connections to its listener go to the new address"
-                    );
-                    *current = broker.clone();
-                }
-                None => {
-                    let port = shared.ports().port(broker.node_id)?;
-                    let mut ips = shared
-                        .bind_ips
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone();
-                    if ips.is_empty() {
-                        ips.push(IpAddr::V4(Ipv4Addr::LOCALHOST));
-                    }
-                    // Every address the bootstrap listener holds, so that no other local
-                    // process can take the other half of `localhost` for a broker port.
-                    let mut listeners = Vec::with_capacity(ips.len());
-                    for ip in ips {
-                        let addr = SocketAddr::new(ip, port);
-                        let listener = bind_one(addr).map_err(|e| BindError::Bind {
-                            node_id: broker.node_id,
-                            addr,
-                            detail: e.to_string(),
-                        })?;
-                        tracing::info!(
-                            node_id = broker.node_id,
-                            listen = %addr,
-                            broker = %format_args!("{}:{}", broker.host, broker.port),
-                            "listening for broker"
-                        );
-                        listeners.push(listener);
-                    }
-                    known.insert(broker.node_id, broker.clone());
-                    if let Some(tracker) = shared
-                        .tracker
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .clone()
-                    {
-                        for listener in listeners {
-                            tokio::spawn(accept_loop(
-                                shared.clone(),
-                                listener,
-                                Target::Node(broker.node_id),
-                                tracker.clone(),
-                            ));
-                        }
-                    }
-                }
-            }
-        }
-        Ok(())
-    }
-}
-
-/// A listener on `addr`; an IPv6 one accepts IPv6 only (never IPv4-mapped connections).
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
-}
-
-/// Why a broker listener could not be set up.
-#[derive(Debug, thiserror::Error)]
-pub enum BindError {
-    /// The node id has no port.
-    #[error(transparent)]
-    Port(#[from] PortError),
-    /// The port is taken.
-    #[error(
-        "cannot listen for broker node {node_id} on {addr}: {detail}; another process holds the port, or choose another --broker-port-base"
-    )]
-    Bind {
-        /// The node id.
-        node_id: i32,
-        /// The address.
-        addr: SocketAddr,
-        /// The error.
-        detail: String,
-    },
-}
-
 /// Why the proxy stopped.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
@@ -640,100 +117,7 @@ pub enum ProxyError {
     Port(#[from] PortError),
 }
 
-async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
-    let _ = rx.wait_for(|stop| *stop).await;
-}
-
-/// Accepts clients on one listener until shutdown, within the connection limit.
-async fn accept_loop(
-    shared: Arc<Shared>,
-    listener: TcpListener,
-    target: Target,
-    tracker: mpsc::Sender<()>,
-) {
-    let stop = wait_shutdown(shared.shutdown.clone());
-    tokio::pin!(stop);
-    let max = shared.limits.max_connections;
-    loop {
-        let stream = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok((stream, _)) => stream,
-                Err(e) => {
-                    // EMFILE and friends: back off instead of spinning.
-                    if let Some(suppressed) = shared.log_limit.allow("accept") {
-                        tracing::warn!(suppressed, "accept failed on the {} listener: {e}{}", target.label(), fd_hint(&e));
-                    }
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
-            () = &mut stop => return,
-        };
-        // Accepted before its permit, so at the limit exactly one connection per listener
-        // waits here while the rest wait in the kernel's backlog; the connection idle
-        // longest makes room for it, so idle connections cannot lock real clients out.
-        let permit = match shared.connections.clone().try_acquire_owned() {
-            Ok(permit) => permit,
-            Err(_) => {
-                let mut asked = shared.slots.make_room(max);
-                let permit = loop {
-                    tokio::select! {
-                        permit = shared.connections.clone().acquire_owned() => break permit.ok(),
-                        () = tokio::time::sleep(MAKE_ROOM_RETRY), if !asked => {
-                            asked = shared.slots.make_room(max);
-                        }
-                        () = &mut stop => break None,
-                    }
-                };
-                match permit {
-                    Some(permit) => permit,
-                    None => return,
-                }
-            }
-        };
-        let shared = shared.clone();
-        let tracker = tracker.clone();
-        tokio::spawn(async move {
-            let slot = shared.slots.register();
-            connection::serve(shared.clone(), stream, target, slot.clone()).await;
-            shared.slots.remove(slot.id);
-            drop(permit);
-            drop(tracker);
-        });
-    }
-}
-
-/// The fix for running out of file descriptors, when that is the error.
-fn fd_hint(err: &std::io::Error) -> &'static str {
-    #[cfg(unix)]
-    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-        return "; the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
-    }
-    let _ = err;
-    ""
-}
-
 impl Proxy {
-    /// A builder for a proxy whose broker connections authenticate with `provider`'s tokens.
-    pub fn builder(provider: KafkaTokenProvider) -> ProxyBuilder {
-        ProxyBuilder {
-            provider,
-            bootstrap: Vec::new(),
-            broker_port_base: DEFAULT_BROKER_PORT_BASE,
-            advertised_host: "127.0.0.1".to_owned(),
-            upstream_tls: true,
-            ca_pem: None,
-            sasl: SaslMechanism::default(),
-            resolve: HashMap::new(),
-            forward: None,
-            limits: Limits::default(),
-            max_frame_bytes: frame::DEFAULT_MAX_FRAME_BYTES,
-            connect_timeout: Duration::from_secs(10),
-            drain_timeout: Duration::from_secs(10),
-            probe_interval: Duration::from_secs(60),
-        }
-    }
-
     /// The start-up probe once, without binding listeners (`proxy --check`): waits for a
     /// token, then connects to a bootstrap server, authenticates and asks Metadata. `Ok`
     /// lists the brokers and the local port each would get; `Err` says what failed (no
@@ -746,7 +130,7 @@ impl Proxy {
                 self.shared.provider.describe_source()
             )
         })?;
-        let brokers = probe_brokers(&self.shared).await?;
+        let brokers = run::probe_brokers(&self.shared).await?;
         brokers
             .into_iter()
             .map(|b| {
@@ -777,15 +161,7 @@ impl Proxy {
     /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's), behind
     /// the token endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
     pub fn router(&self) -> Router {
-        let router = Router::new()
-            .route(
-                "/healthz",
-                get(|| async { json(StatusCode::OK, serde_json::json!({"status": "ok"})) }),
-            )
-            .route("/readyz", get(readyz))
-            .route("/metrics", get(metrics_text))
-            .with_state(self.shared.clone());
-        crate::endpoint::protect(router, crate::endpoint::EndpointConfig::default())
+        health::router(self.shared.clone())
     }
 
     /// Serves clients on `bootstrap` (and a listener per broker, on the same IP) until
@@ -856,7 +232,7 @@ impl Proxy {
         let accept: Vec<_> = bootstrap
             .into_iter()
             .map(|listener| {
-                tokio::spawn(accept_loop(
+                tokio::spawn(run::accept_loop(
                     self.shared.clone(),
                     listener,
                     Target::Bootstrap,
@@ -865,7 +241,11 @@ impl Proxy {
             })
             .collect();
         drop(tracker);
-        let probe = tokio::spawn(probe_loop(self.shared.clone(), self.probe_interval));
+        let shared = self.shared.clone();
+        let interval = self.probe_interval;
+        let probe = tokio::spawn(async move {
+            health::probe_loop(&shared.readiness, interval, || run::probe(&shared)).await
+        });
         shutdown.await;
         tracing::info!("shutting down: no new connections; answering requests in flight");
         let _ = self.shutdown_tx.send(true);
@@ -958,126 +338,23 @@ fn readiness(shared: &Shared) -> Result<String, String> {
             shared.provider.describe_source()
         ));
     }
-    match &*shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) {
-        Probe::Ok { brokers } => Ok(format!(
-            "bootstrap Metadata round trip succeeded; {brokers} brokers"
-        )),
-        Probe::Pending => Err("the bootstrap Metadata round trip has not finished yet".to_owned()),
-        Probe::Failed(why) => Err(why.clone()),
-    }
+    shared.readiness.status()
 }
 
-/// Runs the start-up probe until it succeeds (backing off from 1 s to 30 s), then again
-/// every `interval`.
-async fn probe_loop(shared: Arc<Shared>, interval: Duration) {
-    let mut backoff = Duration::from_secs(1);
-    loop {
-        let outcome = probe(&shared).await;
-        let wait = match outcome {
-            Ok(brokers) => {
-                let first = !matches!(
-                    *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()),
-                    Probe::Ok { .. }
-                );
-                if first {
-                    tracing::info!(brokers, "ready: bootstrap Metadata round trip succeeded");
-                }
-                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Ok { brokers };
-                backoff = Duration::from_secs(1);
-                interval
-            }
-            Err(why) => {
-                tracing::error!("not ready: {why}");
-                *shared.readiness.lock().unwrap_or_else(|p| p.into_inner()) = Probe::Failed(why);
-                let wait = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(30));
-                wait
-            }
-        };
-        tokio::time::sleep(wait).await;
+impl health::HealthSource for Shared {
+    fn readiness(&self) -> Result<String, String> {
+        readiness(self)
     }
-}
 
-/// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
-/// listener. Returns the broker count.
-async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
-    let brokers = probe_brokers(shared).await?;
-    if brokers.is_empty() {
-        return Err(
-            "the bootstrap server's Metadata lists no brokers; the cluster is starting or being deleted"
-                .to_owned(),
-        );
-    }
-    shared.last_brokers.store(brokers.len(), Ordering::Release);
-    shared
-        .nodes
-        .observe(shared, &brokers)
-        .map_err(|e| e.to_string())?;
-    Ok(brokers.len())
-}
-
-/// One bootstrap round trip: the first bootstrap server that connects, authenticates and
-/// answers Metadata names the brokers.
-async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
-    let mut last = String::from("no bootstrap server");
-    for (host, port) in &shared.bootstrap {
-        let mut seq = upstream::Sequence::default();
-        let (mut stream, _) = match connection::open_one(shared, host, *port, &mut seq).await {
-            Ok(ok) => ok,
-            Err(e) => {
-                last = e.to_string();
-                continue;
-            }
-        };
-        let id = seq.next_id();
-        let request = upstream::encode_request(
-            &MetadataRequest::default().with_topics(Some(Vec::new())),
-            PROBE_METADATA_VERSION,
-            id,
-        );
-        let answer = async {
-            stream.write_all(&request).await?;
-            let mut size = [0u8; 4];
-            stream.read_exact(&mut size).await?;
-            let len = u32::from_be_bytes(size) as usize;
-            if len > shared.limits.max_rewritten_response {
-                return Err(std::io::Error::other(format!(
-                    "a {len}-byte Metadata answer"
-                )));
-            }
-            let mut frame = vec![0u8; 4 + len];
-            frame[..4].copy_from_slice(&size);
-            stream.read_exact(&mut frame[4..]).await?;
-            Ok(bytes::Bytes::from(frame))
+    fn metrics_text(&self) -> String {
+        let mut text = self.provider.metrics().render();
+        if text.ends_with("# EOF\n") {
+            text.truncate(text.len() - "# EOF\n".len());
         }
-        .await;
-        let frame = match answer {
-            Ok(f) => f,
-            Err(e) => {
-                last = format!("bootstrap server {host}:{port}: Metadata failed: {e}");
-                continue;
-            }
-        };
-        let (_, metadata): (i32, MetadataResponse) =
-            match upstream::decode_response::<MetadataRequest>(frame, PROBE_METADATA_VERSION) {
-                Ok(m) => m,
-                Err(e) => {
-                    last = format!("bootstrap server {host}:{port}: {e}");
-                    continue;
-                }
-            };
-        let brokers: Vec<BrokerAddress> = metadata
-            .brokers
-            .iter()
-            .map(|b| BrokerAddress {
-                node_id: b.node_id.0,
-                host: b.host.as_str().to_owned(),
-                port: u16::try_from(b.port).unwrap_or(0),
-            })
-            .collect();
-        return Ok(brokers);
+        render_proxy_metrics(self, &mut text);
+        text.push_str("# EOF\n");
+        text
     }
-    Err(last)
 }
 
 /// The proxy's metric families, and the gauge of bytes held for rewriting.
@@ -1090,41 +367,4 @@ fn render_proxy_metrics(shared: &Shared, text: &mut String) {
         "# HELP {p}_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.\n# TYPE {p}_buffered_bytes gauge\n{p}_buffered_bytes {}",
         shared.budget.in_use()
     );
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-async fn readyz(State(shared): State<Arc<Shared>>) -> Response {
-    match readiness(&shared) {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "ready", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "not ready", "reason": reason}),
-        ),
-    }
-}
-
-async fn metrics_text(State(shared): State<Arc<Shared>>) -> Response {
-    let mut text = shared.provider.metrics().render();
-    if text.ends_with("# EOF\n") {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
-    render_proxy_metrics(&shared, &mut text);
-    text.push_str("# EOF\n");
-    let mut response = (StatusCode::OK, text).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(crate::metrics::CONTENT_TYPE),
-    );
-    response
 }

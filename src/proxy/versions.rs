@@ -17,8 +17,17 @@
 //!   issued to the proxy's identity) are removed, and so is DescribeQuorum (55): from v2
 //!   (KIP-853) it lists the controllers' listener addresses, which the proxy does not front.
 
-use kafka_protocol::messages::ApiKey;
+use bytes::{Bytes, BytesMut};
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
+use kafka_protocol::messages::{
+    ApiKey, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
+    FindCoordinatorResponse, MetadataResponse, ProduceResponse, ShareAcknowledgeResponse,
+    ShareFetchResponse,
+};
+use kafka_protocol::protocol::{Decodable as _, Encodable as _, Message as _};
+
+pub use super::addresses::FilterReport;
+use super::addresses::{PortMap, RewriteBody, RewriteError, Rewritten, through};
 
 /// An inclusive version range.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -33,31 +42,202 @@ const fn v(min: i16, max: i16) -> Versions {
     Versions { min, max }
 }
 
-/// The keys whose responses the proxy decodes and re-encodes, at these versions (reviewed
-/// against kafka-protocol 0.18.0). `tests::rewritten_versions_match_the_pinned_crate` fails
-/// when the crate changes one of them.
-pub const REWRITTEN: &[(ApiKey, Versions)] = &[
-    (ApiKey::ApiVersions, v(0, 4)),
-    (ApiKey::Metadata, v(0, 13)),
-    (ApiKey::FindCoordinator, v(0, 6)),
-    (ApiKey::DescribeCluster, v(0, 2)),
-    (ApiKey::ShareFetch, v(1, 1)),
-    (ApiKey::ShareAcknowledge, v(1, 1)),
-    (ApiKey::DescribeConfigs, v(1, 4)),
+/// One key whose responses the proxy decodes and re-encodes: everything the proxy knows
+/// about it. A new rewritten key is one row here (and its `Addresses` impl in `addresses`, or
+/// its own function); the offered ranges, [`handling`], [`admit`], [`REWRITTEN`], [`CLAMPED`],
+/// [`MIN_MAY_RISE`], the `responses_rewritten` metric and the fuzz hooks are derived from it,
+/// and `tests::every_row_is_whole` fails on a row half filled in.
+#[derive(Debug, Clone, Copy)]
+pub struct RewrittenKey {
+    /// The key.
+    pub key: ApiKey,
+    /// The versions whose responses are decoded (reviewed against kafka-protocol 0.18.0;
+    /// `tests::rewritten_versions_match_the_pinned_crate` fails when the crate changes one).
+    pub decoded: Versions,
+    /// Which versions clients are offered.
+    pub offer: Offer,
+    /// The `api` label of `gcp_kafka_auth_proxy_responses_rewritten_total`.
+    pub label: &'static str,
+    /// Decodes, rewrites and re-encodes a response body.
+    pub rewrite: RewriteBody,
+}
+
+/// Which versions of a rewritten key clients are offered.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Offer {
+    /// Only the decoded versions; if that would raise the broker's minimum the key is
+    /// dropped instead.
+    Decoded,
+    /// The decoded versions, and the broker's minimum may rise to the first of them rather
+    /// than the key being dropped (see [`MIN_MAY_RISE`]).
+    DecodedMinMayRise,
+    /// Forwarded opaquely below the decoded versions, and offered only below them (the
+    /// KIP-951 clamp: [`CLAMPED`]); the decoded versions are rewritten should a client send
+    /// one anyway.
+    BelowDecoded,
+}
+
+/// Every key whose responses the proxy decodes, one row each. The rows offered at their
+/// decoded versions come first, in [`REWRITTEN`]'s order, then the clamped ones.
+pub const TABLE: &[RewrittenKey] = &[
+    RewrittenKey {
+        key: ApiKey::ApiVersions,
+        decoded: v(0, 4),
+        offer: Offer::Decoded,
+        label: "api_versions",
+        rewrite: rewrite_api_versions,
+    },
+    RewrittenKey {
+        key: ApiKey::Metadata,
+        decoded: v(0, 13),
+        offer: Offer::Decoded,
+        label: "metadata",
+        rewrite: through::<MetadataResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::FindCoordinator,
+        decoded: v(0, 6),
+        offer: Offer::Decoded,
+        label: "find_coordinator",
+        rewrite: through::<FindCoordinatorResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::DescribeCluster,
+        decoded: v(0, 2),
+        offer: Offer::Decoded,
+        label: "describe_cluster",
+        rewrite: through::<DescribeClusterResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::ShareFetch,
+        decoded: v(1, 1),
+        offer: Offer::Decoded,
+        label: "share_fetch",
+        rewrite: through::<ShareFetchResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::ShareAcknowledge,
+        decoded: v(1, 1),
+        offer: Offer::Decoded,
+        label: "share_acknowledge",
+        rewrite: through::<ShareAcknowledgeResponse>,
+    },
+    // Names no node: its address-valued configurations are hidden
+    // (`addresses::redact_address_configs`). Every client asks DescribeConfigs at the highest
+    // common version, and a Kafka 3.x broker's v0 would otherwise hide the key altogether.
+    RewrittenKey {
+        key: ApiKey::DescribeConfigs,
+        decoded: v(1, 4),
+        offer: Offer::DecodedMinMayRise,
+        label: "describe_configs",
+        rewrite: through::<DescribeConfigsResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::Produce,
+        decoded: v(PRODUCE_NODE_ENDPOINTS, ProduceResponse::VERSIONS.max),
+        offer: Offer::BelowDecoded,
+        label: "produce",
+        rewrite: through::<ProduceResponse>,
+    },
+    RewrittenKey {
+        key: ApiKey::Fetch,
+        decoded: v(FETCH_NODE_ENDPOINTS, FetchResponse::VERSIONS.max),
+        offer: Offer::BelowDecoded,
+        label: "fetch",
+        rewrite: through::<FetchResponse>,
+    },
 ];
 
-/// Rewritten keys whose broker minimum may be raised to the first version the proxy decodes
-/// rather than the key being dropped: every client asks DescribeConfigs at the highest
-/// common version, and a Kafka 3.x broker's v0 would otherwise hide the key altogether.
-pub const MIN_MAY_RISE: &[ApiKey] = &[ApiKey::DescribeConfigs];
+/// The row of `key`, if the proxy rewrites its responses.
+pub fn row(key: ApiKey) -> Option<&'static RewrittenKey> {
+    TABLE.iter().find(|row| row.key == key)
+}
 
-/// Opaque keys offered below the versions that added KIP-951 `node_endpoints`.
-pub const CLAMPED: &[(ApiKey, i16)] = &[(ApiKey::Produce, 9), (ApiKey::Fetch, 15)];
+/// How many rows have `offer == BelowDecoded` (`clamped`) or not.
+const fn count(clamped: bool) -> usize {
+    let mut n = 0;
+    let mut i = 0;
+    while i < TABLE.len() {
+        if matches!(TABLE[i].offer, Offer::BelowDecoded) == clamped {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const REWRITTEN_ROWS: [(ApiKey, Versions); count(false)] = {
+    let mut out = [(ApiKey::ApiVersions, v(0, 0)); count(false)];
+    let (mut i, mut j) = (0, 0);
+    while i < TABLE.len() {
+        if !matches!(TABLE[i].offer, Offer::BelowDecoded) {
+            out[j] = (TABLE[i].key, TABLE[i].decoded);
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+/// The keys offered at the versions the proxy decodes, and those versions (from [`TABLE`]).
+pub const REWRITTEN: &[(ApiKey, Versions)] = &REWRITTEN_ROWS;
+
+const CLAMPED_ROWS: [(ApiKey, i16); count(true)] = {
+    let mut out = [(ApiKey::ApiVersions, 0); count(true)];
+    let (mut i, mut j) = (0, 0);
+    while i < TABLE.len() {
+        if matches!(TABLE[i].offer, Offer::BelowDecoded) {
+            out[j] = (TABLE[i].key, TABLE[i].decoded.min - 1);
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+/// Opaque keys offered below the versions that added KIP-951 `node_endpoints` (from
+/// [`TABLE`]).
+pub const CLAMPED: &[(ApiKey, i16)] = &CLAMPED_ROWS;
+
+const fn count_min_may_rise() -> usize {
+    let (mut n, mut i) = (0, 0);
+    while i < TABLE.len() {
+        if matches!(TABLE[i].offer, Offer::DecodedMinMayRise) {
+            n += 1;
+        }
+        i += 1;
+    }
+    n
+}
+
+const MIN_MAY_RISE_ROWS: [ApiKey; count_min_may_rise()] = {
+    let mut out = [ApiKey::ApiVersions; count_min_may_rise()];
+    let (mut i, mut j) = (0, 0);
+    while i < TABLE.len() {
+        if matches!(TABLE[i].offer, Offer::DecodedMinMayRise) {
+            out[j] = TABLE[i].key;
+            j += 1;
+        }
+        i += 1;
+    }
+    out
+};
+
+/// Rewritten keys whose broker minimum may be raised to the first version the proxy decodes
+/// rather than the key being dropped (the rows with [`Offer::DecodedMinMayRise`]).
+pub const MIN_MAY_RISE: &[ApiKey] = &MIN_MAY_RISE_ROWS;
 
 /// First version of Produce whose response may carry `node_endpoints`.
 pub const PRODUCE_NODE_ENDPOINTS: i16 = 10;
 /// First version of Fetch whose response may carry `node_endpoints`.
 pub const FETCH_NODE_ENDPOINTS: i16 = 16;
+
+/// The range of ApiVersions the proxy decodes.
+fn api_versions_range() -> Versions {
+    row(ApiKey::ApiVersions)
+        .expect("ApiVersions is in the table")
+        .decoded
+}
 
 /// Keys never offered to clients.
 pub const HIDDEN: &[ApiKey] = &[
@@ -89,22 +269,13 @@ pub fn handling(api_key: i16, version: i16) -> Handling {
     let Ok(key) = ApiKey::try_from(api_key) else {
         return Handling::Opaque;
     };
-    if let Some((_, range)) = REWRITTEN.iter().find(|(k, _)| *k == key) {
-        return if (range.min..=range.max).contains(&version) {
-            Handling::Rewrite(key)
-        } else {
-            Handling::Undecodable
-        };
-    }
-    let endpoints_from = match key {
-        ApiKey::Produce => PRODUCE_NODE_ENDPOINTS,
-        ApiKey::Fetch => FETCH_NODE_ENDPOINTS,
-        _ => return Handling::Opaque,
+    let Some(row) = row(key) else {
+        return Handling::Opaque;
     };
-    if version < endpoints_from {
-        Handling::Opaque
-    } else if version <= key.valid_versions().max {
+    if (row.decoded.min..=row.decoded.max).contains(&version) {
         Handling::Rewrite(key)
+    } else if row.offer == Offer::BelowDecoded && version < row.decoded.min {
+        Handling::Opaque
     } else {
         Handling::Undecodable
     }
@@ -137,7 +308,7 @@ pub fn admit(api_key: i16, version: i16) -> Admission {
     };
     match key {
         ApiKey::SaslHandshake | ApiKey::SaslAuthenticate => Admission::Sasl,
-        ApiKey::ApiVersions if version > REWRITTEN[0].1.max => Admission::ApiVersionsTooNew,
+        ApiKey::ApiVersions if version > api_versions_range().max => Admission::ApiVersionsTooNew,
         _ if version < 0
             || version > key.valid_versions().max
             || handling(api_key, version) == Handling::Undecodable =>
@@ -151,37 +322,29 @@ pub fn admit(api_key: i16, version: i16) -> Admission {
     }
 }
 
-/// What [`filter`] removed or cut, for the log and metrics.
-#[derive(Debug, Default, Clone, PartialEq, Eq)]
-pub struct FilterReport {
-    /// Keys removed: unknown, hidden, or undecodable at the broker's minimum.
-    pub removed: Vec<i16>,
-    /// Keys whose maximum was lowered.
-    pub capped: Vec<i16>,
-}
-
 /// The range offered to clients for one key the broker reports, `None` to remove it.
 pub fn offered(api_key: i16, broker: Versions) -> Option<Versions> {
     let key = ApiKey::try_from(api_key).ok()?;
     if HIDDEN.contains(&key) || broker.min > broker.max {
         return None;
     }
-    let ceiling = if let Some((_, range)) = REWRITTEN.iter().find(|(k, _)| *k == key) {
-        if broker.min < range.min {
-            if !MIN_MAY_RISE.contains(&key) || broker.max < range.min {
-                return None;
+    let ceiling = match row(key) {
+        Some(row) if row.offer == Offer::BelowDecoded => row.decoded.min - 1,
+        Some(row) => {
+            let range = row.decoded;
+            if broker.min < range.min {
+                if row.offer != Offer::DecodedMinMayRise || broker.max < range.min {
+                    return None;
+                }
+                let max = broker.max.min(range.max);
+                return Some(Versions {
+                    min: range.min,
+                    max,
+                });
             }
-            let max = broker.max.min(range.max);
-            return Some(Versions {
-                min: range.min,
-                max,
-            });
+            range.max
         }
-        range.max
-    } else if let Some((_, max)) = CLAMPED.iter().find(|(k, _)| *k == key) {
-        *max
-    } else {
-        key.valid_versions().max
+        None => key.valid_versions().max,
     };
     let max = broker.max.min(ceiling);
     (max >= broker.min).then_some(Versions {
@@ -254,7 +417,7 @@ fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
 /// The KIP-511 answer to an ApiVersions request above what the proxy decodes: error 35, at
 /// v0, naming the versions the client may retry with.
 pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
-    let range = REWRITTEN[0].1;
+    let range = api_versions_range();
     ApiVersionsResponse::default()
         .with_error_code(UNSUPPORTED_VERSION)
         .with_api_keys(vec![
@@ -265,10 +428,43 @@ pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
         ])
 }
 
+/// The ApiVersions row's rewrite: [`filter`]. KIP-511: an UNSUPPORTED_VERSION answer is
+/// always encoded at v0.
+fn rewrite_api_versions(
+    version: i16,
+    body: Bytes,
+    _map: &PortMap,
+) -> Result<Rewritten, RewriteError> {
+    let key = ApiKey::ApiVersions;
+    let peek = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
+    let at = if peek == Some(UNSUPPORTED_VERSION) {
+        0
+    } else {
+        version
+    };
+    let mut buf = body;
+    let mut msg = ApiVersionsResponse::decode(&mut buf, at).map_err(|e| RewriteError::Decode {
+        key,
+        version,
+        detail: format!("{e:#}"),
+    })?;
+    let report = filter(&mut msg);
+    let mut out = BytesMut::new();
+    msg.encode(&mut out, at).map_err(|e| RewriteError::Encode {
+        key,
+        version,
+        detail: format!("{e:#}"),
+    })?;
+    Ok(Rewritten {
+        body: out,
+        brokers: Vec::new(),
+        api_versions: Some(report),
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use kafka_protocol::protocol::Message as _;
 
     /// Fails when the pinned crate changes a version range the proxy rewrites, or adds or
     /// removes an API key: review the new versions/keys for broker addresses, then update
@@ -311,6 +507,49 @@ mod tests {
             "the crate knows a different set of API keys: {keys:?}"
         );
         assert_eq!(keys.last(), Some(&92));
+    }
+
+    /// A row is whole: its key once in the table, a label that is the key's name in
+    /// snake case (so a copied row's label shows), a rewrite that decodes that key's
+    /// response (its error names the row's key), a non-empty decoded range, and the derived
+    /// lists agree with the rows.
+    #[test]
+    fn every_row_is_whole() {
+        let map = PortMap::new("127.0.0.1", 9093, 9092);
+        for (i, row) in TABLE.iter().enumerate() {
+            assert!(
+                TABLE[..i].iter().all(|r| r.key != row.key),
+                "{:?} has two rows",
+                row.key
+            );
+            let name = format!("{:?}", row.key);
+            let mut snake = String::new();
+            for c in name.chars() {
+                if c.is_ascii_uppercase() && !snake.is_empty() {
+                    snake.push('_');
+                }
+                snake.push(c.to_ascii_lowercase());
+            }
+            assert_eq!(row.label, snake, "{:?}: metric label", row.key);
+            assert!(row.decoded.min <= row.decoded.max, "{:?}", row.key);
+            match (row.rewrite)(row.decoded.max, Bytes::new(), &map) {
+                Err(RewriteError::Decode { key, .. }) => {
+                    assert_eq!(key, row.key, "{:?}: its rewrite decodes {key:?}", row.key)
+                }
+                other => panic!("{:?}: an empty body gave {other:?}", row.key),
+            }
+            for version in row.decoded.min..=row.decoded.max {
+                assert_eq!(
+                    handling(row.key as i16, version),
+                    Handling::Rewrite(row.key),
+                    "{:?} v{version}",
+                    row.key
+                );
+            }
+        }
+        assert_eq!(REWRITTEN.len() + CLAMPED.len(), TABLE.len());
+        assert_eq!(MIN_MAY_RISE, [ApiKey::DescribeConfigs]);
+        assert_eq!(CLAMPED, [(ApiKey::Produce, 9), (ApiKey::Fetch, 15)]);
     }
 
     #[test]
