@@ -23,6 +23,7 @@ import json
 import os
 import resource
 import socket
+import struct
 import statistics
 import subprocess
 import time
@@ -134,6 +135,15 @@ def load_run(path: Path_, workdir: Path, name: str, args: list[str], timeout: fl
     return res
 
 
+def _recv_exactly(s: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = s.recv(n - len(out))
+        assert chunk, f"closed after {len(out)} of {n} bytes"
+        out += chunk
+    return out
+
+
 def idle_connections(path: Path_, host: str, port: int, count: int, timeout: float = 120) -> dict:
     """RSS of the proxy with `count` idle client connections open (each of which it has
     connected and authenticated upstream), against its RSS just before."""
@@ -153,8 +163,15 @@ def idle_connections(path: Path_, host: str, port: int, count: int, timeout: flo
     base = sockets()
     conns = []
     try:
+        # Each sends one ApiVersions (v0, null client id) and reads the answer: the proxy
+        # opens its broker connection on a client's first request, not at accept, and closes a
+        # connection that sends nothing within its first-request timeout.
+        api_versions = struct.pack(">ihhih", 10, 18, 0, 1, -1)
         for _ in range(count):
             s = socket.create_connection((host, port), timeout=10)
+            s.sendall(api_versions)
+            size = struct.unpack(">i", _recv_exactly(s, 4))[0]
+            _recv_exactly(s, size)
             conns.append(s)
         # Each accepted connection is one client socket and one broker socket in the proxy.
         wait_until(f"{path.name} to hold {count} client + broker connections",
