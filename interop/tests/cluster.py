@@ -411,10 +411,21 @@ class KafkaCluster:
                 raise
         self.wait_in_sync(timeout=timeout)
 
-    def leaders(self, topic: str) -> dict[int, int]:
-        """Partition -> leader node id, as the cluster reports it now."""
-        md = self._admin().list_topics(topic, timeout=10)
-        return {p.id: p.leader for p in md.topics[topic].partitions.values()}
+    def leaders(self, topic: str, timeout: float = 30) -> dict[int, int]:
+        """Partition -> leader node id, as the cluster reports it now; waits (at most
+        `timeout` s) until the topic's partitions are listed and each has a leader, since right
+        after a topic is created the metadata may not name them yet."""
+        deadline = time.monotonic() + timeout
+        while True:
+            md = self._admin().list_topics(topic, timeout=10)
+            t = md.topics.get(topic)
+            found = {p.id: p.leader for p in t.partitions.values()} if t is not None else {}
+            if found and all(leader >= 0 for leader in found.values()):
+                return found
+            if time.monotonic() > deadline:
+                raise AssertionError(f"topic {topic}: no leader for every partition within "
+                                     f"{timeout:.0f} s: {found}")
+            time.sleep(0.2)
 
     # -- what the brokers saw
 
