@@ -88,7 +88,7 @@ pub async fn bind_loopback(port: u16) -> io::Result<Vec<TcpListener>> {
             .map_err(|e| annotate_bind_error(e, SocketAddr::from((Ipv4Addr::LOCALHOST, port))))?;
         let chosen = v4.local_addr()?.port();
         let v6_addr = SocketAddr::from((Ipv6Addr::LOCALHOST, chosen));
-        match bind_v6_only(v6_addr) {
+        match bind_listener(v6_addr) {
             Ok(v6) => return Ok(vec![v4, v6]),
             Err(e) if no_ipv6(&e) => {
                 tracing::info!(error = %e, "no IPv6 loopback on this host; listening on 127.0.0.1 only");
@@ -104,11 +104,14 @@ pub async fn bind_loopback(port: u16) -> io::Result<Vec<TcpListener>> {
     ))
 }
 
-/// An IPv6 listener that accepts IPv6 only (never IPv4-mapped connections).
-fn bind_v6_only(addr: SocketAddr) -> io::Result<TcpListener> {
+/// A listener on `addr`; an IPv6 one accepts IPv6 only (never IPv4-mapped connections).
+/// Also the proxy's broker listeners, bound on each address its bootstrap listener holds.
+pub(crate) fn bind_listener(addr: SocketAddr) -> io::Result<TcpListener> {
     use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::IPV6, Type::STREAM, Some(Protocol::TCP))?;
-    socket.set_only_v6(true)?;
+    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
     // As tokio and std do for IPv4: a restart may rebind while old connections linger in
     // TIME_WAIT. (On Linux this never lets another process bind a port being listened on.)
     #[cfg(unix)]

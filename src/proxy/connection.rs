@@ -873,7 +873,7 @@ async fn responses(
             } => (proxy_id, Some((client_id, api_key, api_version))),
             InFlight::Own { proxy_id, reply } => {
                 let up = broker_reader(&mut up_r, &mut reader).await?;
-                let (frame, _held) = read_whole(shared, up, &mut buf, "SASL").await?;
+                let (frame, _held) = read_whole(shared, up, &mut buf, &SaslAnswer).await?;
                 check_correlation(&frame, proxy_id)?;
                 let _ = reply.send(frame.freeze());
                 done(slot);
@@ -887,7 +887,7 @@ async fn responses(
                 forward_opaque(shared, up, &mut client_w, &mut buf, proxy_id, client_id).await?;
             }
             Handling::Rewrite(key) => {
-                let (frame, _held) = read_whole(shared, up, &mut buf, &format!("{key:?}")).await?;
+                let (frame, _held) = read_whole(shared, up, &mut buf, &key).await?;
                 check_correlation(&frame, proxy_id)?;
                 let out = rewritten(shared, key, api_version, client_id, frame).await?;
                 match tokio::time::timeout(
@@ -981,12 +981,7 @@ async fn forward_opaque(
         }
     }
     let total = frame::declared_len(buf, shared.max_frame)?.expect("the size prefix is in");
-    let got = frame::response_correlation_id(&buf[..total.min(buf.len())])?;
-    if got != proxy_id {
-        return Err(ConnError::Protocol(format!(
-            "the broker answered correlation id {got} where {proxy_id} was due"
-        )));
-    }
+    check_correlation(&buf[..total.min(buf.len())], proxy_id)?;
     frame::set_response_correlation_id(buf, client_id);
     let mut left = total;
     loop {
@@ -1005,6 +1000,15 @@ async fn forward_opaque(
     }
 }
 
+/// Names the proxy's own SASL answers in [`read_whole`]'s error.
+struct SaslAnswer;
+
+impl std::fmt::Debug for SaslAnswer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("SASL")
+    }
+}
+
 /// Reads one whole response frame (the buffer may hold its start) into its own allocation,
 /// within the size limit and the process-wide budget, which stays held until the returned
 /// permit is dropped.
@@ -1012,7 +1016,7 @@ async fn read_whole(
     shared: &Shared,
     up_r: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
-    what: &str,
+    what: &(dyn std::fmt::Debug + Sync),
 ) -> Result<(BytesMut, OwnedSemaphorePermit), ConnError> {
     let cap = shared.limits.connection_buffer;
     while buf.len() < frame::SIZE_LEN {
@@ -1024,7 +1028,7 @@ async fn read_whole(
     let limit = shared.limits.max_rewritten_response;
     if total > limit {
         return Err(BudgetError::TooLarge {
-            what: what.to_owned(),
+            what: format!("{what:?}"),
             size: total,
             limit,
         }

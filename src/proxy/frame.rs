@@ -77,18 +77,7 @@ pub fn classify_first_bytes(start: &[u8]) -> Option<FrameError> {
 /// The length of the complete frame at the start of `buf` (prefix included), `None` while
 /// more bytes are needed.
 pub fn complete_frame_len(buf: &[u8], max_frame: usize) -> Result<Option<usize>, FrameError> {
-    if buf.len() < SIZE_LEN {
-        return Ok(None);
-    }
-    let size = i32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]);
-    if size < 0 || size as usize > max_frame {
-        return Err(FrameError::TooLarge {
-            size: i64::from(size),
-            limit: max_frame,
-        });
-    }
-    let total = SIZE_LEN + size as usize;
-    Ok((buf.len() >= total).then_some(total))
+    Ok(declared_len(buf, max_frame)?.filter(|&total| buf.len() >= total))
 }
 
 /// The total length (prefix included) a frame at the start of `buf` declares, as soon as its

@@ -33,7 +33,7 @@ pub(super) fn listen(shared: &Arc<Shared>, broker: &BrokerAddress) -> Result<(),
     let mut listeners = Vec::with_capacity(ips.len());
     for ip in ips {
         let addr = SocketAddr::new(ip, port);
-        let listener = bind_one(addr).map_err(|e| BindError::Bind {
+        let listener = crate::server::bind_listener(addr).map_err(|e| BindError::Bind {
             node_id: broker.node_id,
             addr,
             detail: e.to_string(),
@@ -62,21 +62,6 @@ pub(super) fn listen(shared: &Arc<Shared>, broker: &BrokerAddress) -> Result<(),
         }
     }
     Ok(())
-}
-
-/// A listener on `addr`; an IPv6 one accepts IPv6 only (never IPv4-mapped connections).
-fn bind_one(addr: SocketAddr) -> std::io::Result<TcpListener> {
-    use socket2::{Domain, Protocol, Socket, Type};
-    let socket = Socket::new(Domain::for_address(addr), Type::STREAM, Some(Protocol::TCP))?;
-    if addr.is_ipv6() {
-        socket.set_only_v6(true)?;
-    }
-    #[cfg(unix)]
-    socket.set_reuse_address(true)?;
-    socket.bind(&addr.into())?;
-    socket.listen(1024)?;
-    socket.set_nonblocking(true)?;
-    TcpListener::from_std(socket.into())
 }
 
 async fn wait_shutdown(mut rx: watch::Receiver<bool>) {
@@ -143,13 +128,12 @@ pub(super) async fn accept_loop(
 }
 
 /// The fix for running out of file descriptors, when that is the error.
-fn fd_hint(err: &std::io::Error) -> &'static str {
-    #[cfg(unix)]
-    if matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE)) {
-        return "; the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
+fn fd_hint(err: &std::io::Error) -> String {
+    if super::upstream::out_of_descriptors(err) {
+        format!("; {}", super::upstream::FD_HINT)
+    } else {
+        String::new()
     }
-    let _ = err;
-    ""
 }
 
 /// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's

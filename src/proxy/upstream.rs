@@ -48,9 +48,9 @@ pub(crate) struct Upstream {
 }
 
 /// Out of file descriptors: the fix is the process's limit, not the broker's address.
-const FD_HINT: &str = "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
+pub(super) const FD_HINT: &str = "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
 
-fn out_of_descriptors(err: &io::Error) -> bool {
+pub(super) fn out_of_descriptors(err: &io::Error) -> bool {
     #[cfg(unix)]
     {
         matches!(err.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
