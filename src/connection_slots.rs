@@ -37,7 +37,9 @@ pub(crate) struct ConnectionSlot {
     evicting: AtomicBool,
     /// Woken to close the connection.
     pub evict: tokio::sync::Notify,
-    /// Woken when the last request in flight is answered.
+    /// Woken when the last request in flight is answered (the proxy waits for it before a
+    /// re-authentication).
+    #[cfg(feature = "proxy")]
     pub drained: tokio::sync::Notify,
 }
 
@@ -93,6 +95,7 @@ impl Connections {
             last_active_ms: AtomicU64::new(millis_since(self.epoch)),
             evicting: AtomicBool::new(false),
             evict: tokio::sync::Notify::new(),
+            #[cfg(feature = "proxy")]
             drained: tokio::sync::Notify::new(),
         });
         self.lock().insert(slot.id, slot.clone());
@@ -150,9 +153,9 @@ impl Connections {
     }
 }
 
+/// What only the proxy's connections use.
+#[cfg(feature = "proxy")]
 impl ConnectionSlot {
-    /// Milliseconds since this connection was last active (accepted, or a request started
-    /// or finished).
     /// Waits until no request is in flight.
     pub async fn wait_drained(&self) {
         loop {
@@ -166,6 +169,8 @@ impl ConnectionSlot {
         }
     }
 
+    /// Milliseconds since this connection was last active (accepted, or a request started
+    /// or finished).
     pub fn idle_ms(&self) -> u64 {
         millis_since(self.epoch).saturating_sub(self.last_active_ms.load(Ordering::Acquire))
     }

@@ -110,6 +110,8 @@ pub mod rdkafka;
 #[cfg(feature = "schema-registry")]
 #[cfg_attr(docsrs, doc(cfg(feature = "schema-registry")))]
 pub mod registry;
+#[cfg(any(feature = "proxy", feature = "schema-registry"))]
+mod resource_name;
 pub mod server;
 mod token_response;
 

@@ -58,39 +58,21 @@ impl FromStr for ClusterName {
             text: text.to_owned(),
             why,
         };
-        let parts: Vec<&str> = text.split('/').collect();
-        let [projects, project, locations, location, clusters, cluster] = parts.as_slice() else {
-            return Err(bad("it must have six parts separated by `/`"));
-        };
-        if (*projects, *locations, *clusters) != ("projects", "locations", "clusters") {
-            return Err(bad("the parts must be projects/…/locations/…/clusters/…"));
-        }
-        // Resource ids: letters, digits, `-`, `_`, `.` and `:` (domain-scoped projects).
-        let id_ok = |id: &str| {
-            !id.is_empty()
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        };
-        if !id_ok(project) {
-            return Err(bad(
-                "the project id is empty or has characters ids cannot have",
-            ));
-        }
-        if !id_ok(location) {
-            return Err(bad(
-                "the location is empty or has characters regions cannot have",
-            ));
-        }
-        if !id_ok(cluster) {
+        let [project, location, cluster] = crate::resource_name::split(
+            text,
+            "clusters",
+            "the parts must be projects/…/locations/…/clusters/…",
+        )
+        .map_err(bad)?;
+        if !crate::resource_name::id_ok(cluster) {
             return Err(bad(
                 "the cluster id is empty or has characters ids cannot have",
             ));
         }
         Ok(ClusterName {
-            project: (*project).to_owned(),
-            location: (*location).to_owned(),
-            cluster: (*cluster).to_owned(),
+            project: project.to_owned(),
+            location: location.to_owned(),
+            cluster: cluster.to_owned(),
         })
     }
 }

@@ -38,33 +38,12 @@ impl FromStr for RegistryName {
             text: text.to_owned(),
             why,
         };
-        let parts: Vec<&str> = text.split('/').collect();
-        let [projects, project, locations, location, registries, registry] = parts.as_slice()
-        else {
-            return Err(bad("it must have six parts separated by `/`"));
-        };
-        if (*projects, *locations, *registries) != ("projects", "locations", "schemaRegistries") {
-            return Err(bad(
-                "the parts must be projects/…/locations/…/schemaRegistries/…",
-            ));
-        }
-        // Project ids may be domain-scoped (`example.com:p`); regions are lowercase words.
-        let id_ok = |id: &str| {
-            !id.is_empty()
-                && id
-                    .chars()
-                    .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.' | ':'))
-        };
-        if !id_ok(project) {
-            return Err(bad(
-                "the project id is empty or has characters ids cannot have",
-            ));
-        }
-        if !id_ok(location) {
-            return Err(bad(
-                "the location is empty or has characters regions cannot have",
-            ));
-        }
+        let [project, location, registry] = crate::resource_name::split(
+            text,
+            "schemaRegistries",
+            "the parts must be projects/…/locations/…/schemaRegistries/…",
+        )
+        .map_err(bad)?;
         // Google: registry ids are letters, digits and underscores, at most 63 characters.
         let registry_ok = !registry.is_empty()
             && registry.len() <= 63
@@ -77,9 +56,9 @@ impl FromStr for RegistryName {
             ));
         }
         Ok(RegistryName {
-            project: (*project).to_owned(),
-            location: (*location).to_owned(),
-            registry: (*registry).to_owned(),
+            project: project.to_owned(),
+            location: location.to_owned(),
+            registry: registry.to_owned(),
         })
     }
 }
