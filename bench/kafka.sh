@@ -8,7 +8,8 @@
 #
 # Builds our release binary (symbols kept so `perf` can read a profile of it), fake-google
 # and the Java programs, then runs interop/tests/test_14_proxy_bench.py with INTEROP_BENCH=full.
-# Figures: bench/results/kafka-<UTC time>.json and .md (the table docs/performance.md shows).
+# Figures: bench/results/kafka-<UTC time>.json and .md; docs/performance.md quotes a run through a
+# block that bench/report.py renders from its JSON (commit the JSON and .md it quotes).
 # About 20 s of load per path and figure kind and round: ~12 minutes for 3 paths x 3 rounds.
 # How to build kafka-proxy out of tree: docs/performance.md.
 set -euo pipefail
@@ -55,3 +56,5 @@ step "benchmark: $rounds rounds x ${secs} s per figure; load now: $(cut -d' ' -f
 INTEROP_SKIP_BUILD=1 interop/run.sh -k test_proxy_bench
 step "figures: bench/results/kafka-$stamp.md"
 cat "bench/results/kafka-$stamp.md"
+echo "to quote it: add a block for bench/results/kafka-$stamp.json to docs/performance.md, run" \
+  "bench/report.py --write, and commit the run's .json and .md" >&2

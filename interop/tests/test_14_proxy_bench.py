@@ -26,6 +26,7 @@ import socket
 import struct
 import statistics
 import subprocess
+import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,8 +34,12 @@ from pathlib import Path
 import pytest
 
 from cluster import NODE_IDS, start_cluster
+from conftest import ROOT
 from conftest import JAVA_BIN, PRINCIPAL, classpath, note
 from harness import Proc, free_port, result_line, run_bounded, tail, wait_until
+
+sys.path.insert(0, str(ROOT / "bench"))
+import report  # noqa: E402  (bench/report.py: the figures' one renderer)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
 
@@ -278,40 +283,8 @@ def summarize(paths: list[Path_], extra: dict) -> tuple[dict, str]:
                 r: table["ours"][r]["mb_per_sec"] / table[other][r]["mb_per_sec"]
                 for r in runs if table[other].get(r) and table[other][r]["mb_per_sec"]}
     summary = {"paths": table, "added_latency_us": added, "ratios": ratios, **extra}
-
-    names = [p.name for p in paths]
-    lines = ["| figure | " + " | ".join(names) + " | ours/direct"
-             + (" | ours/kafka-proxy" if "kafka-proxy" in names else "") + " |",
-             "|---" * (len(names) + 2 + ("kafka-proxy" in names)) + "|"]
-    for r in runs:
-        cells = [f"{table[n][r]['mb_per_sec']:.1f} MB/s, {table[n][r]['records_per_sec']:,.0f} rec/s"
-                 for n in names]
-        rs = [f"{ratios[k][r]:.2f}" for k in ratios if r in ratios[k]]
-        lines.append(f"| {r} | " + " | ".join(cells) + " | " + " | ".join(rs) + " |")
-    for k, label in (("p50_us", "p50"), ("p99_us", "p99"), ("p999_us", "p99.9")):
-        # Non-direct paths: the median, then (in brackets) the added latency: the median over
-        # rounds of path - direct in the same round.
-        cells = [f"{table[n]['latency'][k]:,.0f} µs"
-                 + ("" if n == "direct" else f" ({added[n][k]:+,.0f})") for n in names]
-        lines.append(f"| latency {label} ({LATENCY_RATE}/s, acks=1) | " + " | ".join(cells)
-                     + " | |" + (" |" if "kafka-proxy" in names else ""))
-    for key, label, fmt in (("cpu_secs_per_gb", "proxy CPU s per GB", "{:.1f}"),
-                            ("peak_rss_kib", "proxy peak RSS", "{:,} KiB"),
-                            ("idle_rss_kib", "proxy RSS idle", "{:,} KiB")):
-        cells = ["—" if n == "direct" or table[n].get(key) is None
-                 else fmt.format(table[n][key]) for n in names]
-        vs_kp = ""
-        if "kafka-proxy" in names:
-            a, b = table["ours"].get(key), table["kafka-proxy"].get(key)
-            vs_kp = f" {a / b:.2f} |" if a and b else " |"
-        lines.append(f"| {label} | " + " | ".join(cells) + " | |" + vs_kp)
-    if extra.get("idle"):
-        cells = ["—"] + [f"{extra['idle'][n]['per_connection_kib']:.1f} KiB" if n in extra["idle"]
-                         else "—" for n in names[1:]]
-        count = next(iter(extra["idle"].values()))["connections"]
-        lines.append(f"| RSS per idle client connection ({count} open) | " + " | ".join(cells) + " | |"
-                     + (" |" if "kafka-proxy" in names else ""))
-    return summary, "\n".join(lines) + "\n"
+    # One rendering for the table a run prints, the .md beside its JSON and docs/performance.md.
+    return summary, report.table(summary)
 
 
 def test_proxy_bench(bench_cluster, fake_google, start_sidecar, start_proxy, workdir):
