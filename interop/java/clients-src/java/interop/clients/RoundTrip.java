@@ -315,12 +315,17 @@ public final class RoundTrip {
     return errors.isEmpty() ? 0 : 1;
   }
 
-  /** SASL (re-)authentication counters of one client, summed over its metric groups. */
+  /**
+   * SASL (re-)authentication counters of one client and its connection openings and closings
+   * (a close during a soak is a reconnection the client retried silently), summed over its
+   * metric groups.
+   */
   static Map<String, Object> authMetrics(Map<MetricName, ? extends Metric> metrics) {
     Map<String, Object> out = new TreeMap<>();
     for (Map.Entry<MetricName, ? extends Metric> e : metrics.entrySet()) {
       String name = e.getKey().name();
-      if (!name.endsWith("authentication-total")) {
+      if (!name.endsWith("authentication-total") && !name.equals("connection-close-total")
+          && !name.equals("connection-creation-total")) {
         continue;
       }
       if (!e.getKey().tags().keySet().stream().allMatch(t -> t.equals("client-id"))) {

@@ -27,7 +27,9 @@ public class ReauthMetricsReporter implements MetricsReporter {
       "failed-authentication-total",
       "successful-reauthentication-total",
       "failed-reauthentication-total",
-      "successful-authentication-no-reauth-total");
+      "successful-authentication-no-reauth-total",
+      // Connections the broker closed because their session expired before re-authentication.
+      "expired-connections-killed-count");
   private final Map<MetricName, KafkaMetric> metrics = new ConcurrentHashMap<>();
   /** Final values of metrics already removed (a network processor stopping), kept in the sums. */
   private final Map<MetricName, Long> retired = new ConcurrentHashMap<>();
