@@ -85,10 +85,20 @@ def test_token_refresh_under_live_clients(fake_google, broker, start_sidecar, wo
         f"exit status {status}; errors: {(res or {}).get('errors')}",
         broker=broker, client_log=log, sidecar=sidecar)
     assert res["produced"] == res["acked"] == res["consumed"] > 0 and res["mismatched"] == 0, res
+    # Re-authentication, not reconnection: each client closed none of its connections, and its
+    # busy ones (the producer's to the broker; the consumer's fetch and group coordinator
+    # connections) re-authenticated at least once per session after the first. The bootstrap
+    # connection falls idle once the broker's own address is known and is not counted.
+    busy = {"producer_metrics": 1, "consumer_metrics": 2}
+    per_connection = SOAK // (REAUTH_MS // 1000) - 1
     for client in ("producer_metrics", "consumer_metrics"):
         m = res[client]
-        assert m.get("successful-reauthentication-total", 0) >= 1, report(
-            java_label, "re-authenticate", f"{client}: {m}", broker=broker, sidecar=sidecar)
+        assert m["connection-close-total"] == 0, report(
+            java_label, "connections", f"{client} closed connections: {m}", broker=broker,
+            sidecar=sidecar)
+        assert m["successful-reauthentication-total"] >= busy[client] * per_connection, report(
+            java_label, "re-authenticate", f"{client}: {m}, want at least "
+            f"{busy[client]} x {per_connection} re-authentications", broker=broker, sidecar=sidecar)
         assert m.get("failed-reauthentication-total", 0) == 0, (client, m)
         assert m.get("failed-authentication-total", 0) == 0, (client, m)
 
@@ -127,6 +137,10 @@ def test_token_refresh_under_live_clients(fake_google, broker, start_sidecar, wo
     assert reauth > 0 and failed_reauth == 0 and failed_auth == 0, report(
         "broker", "re-authentication counters", f"before {m0}, after {m1}", broker=broker,
         sidecar=sidecar)
+    killed = m1["expired-connections-killed-count"] - m0.get("expired-connections-killed-count", 0)
+    assert killed == 0, report("broker", "expired sessions", f"the broker closed {killed} "
+                               f"connections whose session expired: before {m0}, after {m1}",
+                               broker=broker, sidecar=sidecar)
 
     java_reauth = sum(res[k].get("successful-reauthentication-total", 0)
                       for k in ("producer_metrics", "consumer_metrics"))
