@@ -36,8 +36,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import JAVA, JAVA_BIN, PRINCIPAL, SIDECAR_BIN, FakeGoogle, classpath, note
-from harness import Proc, b64url, free_port, http, read_jsonl, tail, wait_until
+from broker_node import THREE_NODE_SIZING, BrokerNode, broker_jvm, start_nodes
+from conftest import JAVA_BIN, PRINCIPAL, SIDECAR_BIN, FakeGoogle, classpath, note
+from conftest import product_env as _product_env
+from harness import (Proc, client_log_excerpt, decisions_excerpt, free_port, http, read_jsonl,
+                     tail, wait_until)
 
 NODE_IDS = (1, 2, 3)
 # The brokers' client listener (its name is the `listener` tag of the broker's SASL metrics).
@@ -110,95 +113,6 @@ def make_test_ca(d: Path, hosts: list[str], name: str = "interop test CA") -> Te
 # ---- the cluster ---------------------------------------------------------------------------
 
 
-NODE_PROPERTIES = """\
-# Node {node} of the interop suite's 3-node KRaft cluster (written by tests/cluster.py).
-process.roles=broker,controller
-node.id={node}
-controller.quorum.voters={voters}
-controller.listener.names=CONTROLLER
-listeners=EXTERNAL://127.0.0.1:{eport},INTERNAL://127.0.0.1:{iport},CONTROLLER://127.0.0.1:{cport}
-advertised.listeners=EXTERNAL://{host}:{eport},INTERNAL://127.0.0.1:{iport}
-listener.security.protocol.map=EXTERNAL:SASL_SSL,INTERNAL:PLAINTEXT,CONTROLLER:PLAINTEXT
-inter.broker.listener.name=INTERNAL
-
-# TLS on the client listener: this node's certificate (SAN {host}), no client certificates.
-listener.name.external.ssl.keystore.type=PEM
-listener.name.external.ssl.keystore.location={keystore}
-listener.name.external.ssl.client.auth=none
-
-# SASL on the client listener, validated like Managed Kafka: OAUTHBEARER and PLAIN.
-sasl.enabled.mechanisms=OAUTHBEARER,PLAIN
-listener.name.external.sasl.enabled.mechanisms=OAUTHBEARER,PLAIN
-listener.name.external.oauthbearer.sasl.server.callback.handler.class=interop.broker.GoogleTokenValidator
-listener.name.external.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="interop-broker-unused" tokeninfoUrl="{tokeninfo}" decisionLog="{decisions}" expToleranceSecs="{exp_tolerance}";
-listener.name.external.plain.sasl.server.callback.handler.class=interop.broker.GooglePlainValidator
-listener.name.external.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required tokeninfoUrl="{tokeninfo}" decisionLog="{plain_decisions}";
-{reauth}
-
-# Authorization on, so a client authenticated as anyone but the expected User:<email> fails.
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-allow.everyone.if.no.acl.found=false
-super.users={super_users}
-
-metric.reporters=interop.broker.ReauthMetricsReporter
-interop.metrics.file={metrics}
-
-log.dirs={logdir}
-# Sized for the tests: 3 partitions, replication factor 3, acks=all survives one node down.
-num.partitions=3
-default.replication.factor=3
-min.insync.replicas=2
-offsets.topic.replication.factor=3
-offsets.topic.num.partitions=3
-transaction.state.log.replication.factor=3
-transaction.state.log.min.isr=2
-transaction.state.log.num.partitions=3
-share.coordinator.state.topic.replication.factor=3
-share.coordinator.state.topic.min.isr=2
-share.coordinator.state.topic.num.partitions=3
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=false
-# Few threads: 2 cores run three of these next to the clients.
-num.network.threads=2
-num.io.threads=2
-num.replica.fetchers=1
-background.threads=2
-log.cleaner.threads=1
-num.recovery.threads.per.data.dir=1
-# A stopped node is dropped from the ISR quickly and a restarted one rejoins quickly.
-replica.lag.time.max.ms=10000
-broker.session.timeout.ms=9000
-broker.heartbeat.interval.ms=1000
-controlled.shutdown.enable=true
-# ... and gets its preferred leaderships back within seconds, so clients reconnect to it.
-leader.imbalance.check.interval.seconds=5
-"""
-
-
-@dataclass
-class Node:
-    id: int
-    host: str
-    external_port: int
-    internal_port: int
-    controller_port: int
-    dir: Path
-    config: Path
-    log: Path
-    decisions: Path
-    plain_decisions: Path
-    metrics: Path
-    proc: Proc | None = None
-    starts: int = 0
-
-    @property
-    def external(self) -> str:
-        return f"{self.host}:{self.external_port}"
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.alive()
-
-
 class KafkaCluster:
     """Three KRaft nodes; see the module docstring. Every helper waits with a deadline."""
 
@@ -212,14 +126,10 @@ class KafkaCluster:
         self.principals = principals
         self.ca = make_test_ca(self.dir / "tls", [broker_host(n) for n in NODE_IDS])
         self.ca_file = self.ca.ca_file
-        self.nodes: dict[int, Node] = {}
-        for n in NODE_IDS:
-            d = self.dir / f"node-{n}"
-            d.mkdir(exist_ok=True)
-            self.nodes[n] = Node(n, broker_host(n), free_port(), free_port(), free_port(), d,
-                                 d / "server.properties", d / "broker.log",
-                                 d / "validator-decisions.jsonl",
-                                 d / "plain-decisions.jsonl", d / "auth-metrics.json")
+        self.nodes: dict[int, BrokerNode] = {
+            n: BrokerNode(n, broker_host(n), self.dir / f"node-{n}", listener=EXTERNAL)
+            for n in NODE_IDS}
+        self.jvm = broker_jvm(JAVA_BIN, BROKER_JVM)
         # Counters of broker processes that have stopped (a restarted broker counts from 0).
         self._retired: dict[str, int] = {}
         self._lock = threading.Lock()
@@ -255,73 +165,20 @@ class KafkaCluster:
 
     # -- lifecycle
 
-    def _jvm(self) -> list[str]:
-        cp = f"{JAVA / 'broker' / 'target' / 'lib'}/*"
-        return [JAVA_BIN] + BROKER_JVM + [
-            "-Dorg.slf4j.simpleLogger.showDateTime=true",
-            "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-            "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.security.authenticator=debug",
-            "-cp", cp]
-
     def write_configs(self) -> None:
-        voters = ",".join(f"{n.id}@127.0.0.1:{n.controller_port}" for n in self.nodes.values())
-        super_users = ";".join(["User:ANONYMOUS"] + [f"User:{p}" for p in self.principals])
-        reauth = ("" if self.reauth_ms is None
-                  else f"connections.max.reauth.ms={self.reauth_ms}")
+        voters = ",".join(n.voter for n in self.nodes.values())
         for n in self.nodes.values():
-            n.config.write_text(NODE_PROPERTIES.format(
-                node=n.id, voters=voters, host=n.host, eport=n.external_port,
-                iport=n.internal_port, cport=n.controller_port,
-                keystore=self.ca.keystores[n.host], tokeninfo=self.fake.tokeninfo_url,
-                decisions=n.decisions, plain_decisions=n.plain_decisions,
-                exp_tolerance=os.environ.get("INTEROP_EXP_TOLERANCE_SECS", "1"),
-                reauth=reauth, super_users=super_users, metrics=n.metrics,
-                logdir=n.dir / "data"))
-
-    def format_storage(self) -> None:
-        cluster_id = b64url(uuid.uuid4().bytes)
-        procs = []
-        for n in self.nodes.values():
-            with open(n.dir / "format.log", "wb") as out:  # the child keeps its own copy
-                procs.append((n, subprocess.Popen(
-                    self._jvm() + ["kafka.tools.StorageTool", "format", "-t", cluster_id,
-                                   "-c", str(n.config)],
-                    stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True)))
-        for n, p in procs:
-            try:
-                status = p.wait(timeout=120)
-            except subprocess.TimeoutExpired:
-                p.kill()
-                p.wait()
-                status = -9
-            if status != 0:
-                pytest.fail(f"cluster node {n.id}: formatting storage failed (status {status}); "
-                            f"log:\n{tail(n.dir / 'format.log')}")
-
-    def _launch(self, n: Node) -> int:
-        """Starts node n's JVM; returns the log offset its 'started' line will be after."""
-        offset = n.log.stat().st_size if n.log.exists() else 0
-        n.proc = Proc(f"kafka-node-{n.id}", self._jvm() + ["kafka.Kafka", str(n.config)], n.log)
-        n.starts += 1
-        return offset
-
-    def _wait_started(self, n: Node, offset: int, timeout: float) -> None:
-        def started():
-            with open(n.log, "rb") as f:
-                f.seek(offset)
-                return b"Kafka Server started" in f.read()
-
-        wait_until(f"cluster node {n.id} to start", started, timeout=timeout, proc=n.proc)
+            n.write_config(
+                title=f"Node {n.id} of the interop suite's 3-node KRaft cluster", voters=voters,
+                tokeninfo=self.fake.tokeninfo_url, principals=self.principals,
+                reauth_ms=self.reauth_ms, sizing=THREE_NODE_SIZING,
+                keystore=self.ca.keystores[n.host], plain=True)
 
     def start(self, timeout: float = 180) -> None:
         t0 = time.monotonic()
         self.write_configs()
-        self.format_storage()
-        offsets = {n.id: self._launch(n) for n in self.nodes.values()}
         try:
-            for n in self.nodes.values():
-                self._wait_started(n, offsets[n.id], timeout)
+            start_nodes(list(self.nodes.values()), self.jvm, timeout)
             self.wait_in_sync(timeout=timeout)
         except AssertionError:
             self.stop()
@@ -339,7 +196,7 @@ class KafkaCluster:
         """Starts a stopped node again on the same ports, storage and certificate."""
         n = self.nodes[node_id]
         assert not n.alive(), f"cluster node {node_id} is already running"
-        self._wait_started(n, self._launch(n), timeout)
+        n.wait_started(n.launch(self.jvm), timeout)
 
     def stop(self) -> None:
         # All at once (each gets SIGTERM), so the last two do not wait for a lost quorum.
@@ -442,16 +299,10 @@ class KafkaCluster:
         out.sort(key=lambda r: r.get("ts_ms", 0))
         return out
 
-    def _read_metrics(self, n: Node) -> dict:
-        try:
-            return json.loads(n.metrics.read_text()).get(EXTERNAL, {})
-        except (OSError, ValueError):
-            return {}
-
-    def _retire_metrics(self, n: Node) -> None:
+    def _retire_metrics(self, n: BrokerNode) -> None:
         # The stopped process's reporter wrote its final counters on close; a restarted one
         # starts from 0, so keep the old ones and remove the file before it can be re-read.
-        final = self._read_metrics(n)
+        final = n.read_metrics()
         with self._lock:
             for k, v in final.items():
                 self._retired[k] = self._retired.get(k, 0) + v
@@ -467,35 +318,25 @@ class KafkaCluster:
             total = dict(self._retired)
         for n in self.nodes.values():
             if n.alive():
-                for k, v in self._read_metrics(n).items():
+                for k, v in n.read_metrics().items():
                     total[k] = total.get(k, 0) + v
         return total
 
     def log_tail(self, lines: int = 15) -> str:
-        parts = []
-        for n in self.nodes.values():
-            data = n.log.read_bytes()[-1_000_000:].decode("utf-8", "replace").splitlines() \
-                if n.log.exists() else []
-            kept = [l for l in data if " DEBUG " not in l]
-            parts.append(f"--- node {n.id} ({n.log}), last lines:\n" + "\n".join(kept[-lines:]))
-        return "\n".join(parts)
+        return "\n".join(f"--- node {n.id} ({n.log}), last lines:\n{n.log_tail(lines)}"
+                         for n in self.nodes.values())
 
     def report(self, client: str, step: str, problem: str, client_log: Path | None = None,
                proxy=None, decisions: int = 8) -> str:
         """A failure message naming the client and step, with every party's log tails."""
         out = [f"[{client}] step '{step}' failed: {problem}"]
         if client_log is not None:
-            lines = [l for l in tail(client_log, 400).splitlines()
-                     if not l.startswith("\tat ") and not l.startswith("\t... ")]
-            out.append(f"--- {client} log ({client_log}), last lines (stack frames left out):\n"
-                       + "\n".join(lines[-30:]))
+            out.append(client_log_excerpt(client, client_log))
         if proxy is not None:
             out.append(f"--- proxy log ({proxy.proc.log}), last lines:\n{proxy.proc.tail(25)}")
-        recent = self.decision_log()[-decisions:]
-        out.append("--- validator decisions (last {}):\n{}".format(len(recent), "\n".join(
-            json.dumps({k: r.get(k) for k in ("node", "mechanism", "decision", "reason",
-                                              "detail", "principal", "token_fp")})
-            for r in recent)))
+        out.append(decisions_excerpt("validator decisions", self.decision_log(), decisions,
+                                     ("node", "mechanism", "decision", "reason", "detail",
+                                      "principal", "token_fp")))
         out.append(self.log_tail())
         return "\n".join(out)
 
@@ -524,20 +365,9 @@ def kafka_cluster(workdir: Path, fake_google: FakeGoogle):
 
 
 def product_env(home: Path, fake: FakeGoogle) -> dict:
-    """The environment our binary runs in: ADC finds only the fake metadata server."""
-    env = {k: v for k, v in os.environ.items()
-           if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
-                        "CLOUDSDK_CONFIG", "http_proxy", "https_proxy", "HTTP_PROXY",
-                        "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "RUST_LOG")
-           and not k.startswith("GCP_KAFKA_AUTH_")}
-    env.update({
-        "HOME": str(home),
-        "CLOUDSDK_CONFIG": str(home / "gcloud"),
-        "GCE_METADATA_HOST": fake.metadata_host,
-        "GCP_KAFKA_AUTH_TOKENINFO_URL": fake.tokeninfo_url,
-        "RUST_LOG": os.environ.get("INTEROP_PROXY_RUST_LOG", "info"),
-    })
-    return env
+    """The environment the proxy runs in (conftest.product_env, RUST_LOG from
+    INTEROP_PROXY_RUST_LOG)."""
+    return _product_env(home, fake, os.environ.get("INTEROP_PROXY_RUST_LOG", "info"))
 
 
 def free_port_block(ids: tuple[int, ...], tries: int = 50) -> int:
@@ -675,32 +505,6 @@ def pytest_collection_modifyitems(config, items):
 # ---- outside pytest: `python interop/tests/cluster.py` -------------------------------------
 
 
-def _script_fake_google(workdir: Path) -> FakeGoogle:
-    """fake-google as the session fixture starts it (that fixture cannot be called directly)."""
-    import select
-    from conftest import DEFAULT_LIFETIME, FAKE_BIN
-    log = workdir / "fake-google.log"
-    proc = Proc("fake-google", [str(FAKE_BIN), "--port", "0", "--token-lifetime-secs",
-                                str(DEFAULT_LIFETIME), "--metadata-email", PRINCIPAL],
-                log, stdout_pipe=True)
-    line = b""
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
-        if select.select([proc.popen.stdout], [], [], 0.5)[0]:
-            chunk = os.read(proc.popen.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    try:
-        info = json.loads(line.decode().strip().splitlines()[0])
-    except (ValueError, IndexError):
-        proc.stop()
-        raise SystemExit(f"fake-google ({FAKE_BIN}) printed no JSON line within 20 s; "
-                         f"log:\n{tail(log)}")
-    return FakeGoogle(proc, info["base_url"].rstrip("/"), info["metadata_host"],
-                      info["token_uri"], info["tokeninfo_url"])
-
-
 def main(argv: list[str] | None = None) -> int:
     """Starts fake-google and the 3-node cluster, prints one JSON line describing them (the
     bootstrap addresses, the CA and hosts files, the proxy's --resolve flags, fake-google's
@@ -722,7 +526,11 @@ def main(argv: list[str] | None = None) -> int:
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
-    fake = _script_fake_google(a.workdir)
+    from conftest import start_fake_google
+    try:
+        fake = start_fake_google(a.workdir)
+    except RuntimeError as e:
+        raise SystemExit(str(e)) from None
     try:
         c = start_cluster(a.workdir, fake, reauth_ms=reauth)
         try:

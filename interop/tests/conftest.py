@@ -12,7 +12,6 @@ import os
 import shutil
 import sys
 import time
-import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,9 +19,10 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from broker_node import SINGLE_NODE_SIZING, BrokerNode, broker_jvm, start_nodes  # noqa: E402
 from harness import (  # noqa: E402
-    INTEROP, JAVA, ROOT, Proc, b64url, free_port, http, http_json, read_jsonl, result_line,
-    run_bounded, tail, wait_until,
+    INTEROP, JAVA, ROOT, Proc, b64url, client_log_excerpt, decisions_excerpt, free_port, http,
+    http_json, result_line, run_bounded, tail, wait_until,
 )
 
 # The 3-node TLS cluster and the proxy fixtures (tests/cluster.py), started only on first use.
@@ -120,10 +120,10 @@ class FakeGoogle:
         return body
 
 
-@pytest.fixture(scope="session")
-def fake_google(workdir: Path):
-    if not FAKE_BIN.exists():
-        pytest.fail(f"fake-google binary {FAKE_BIN} is missing: cargo build --bins")
+def start_fake_google(workdir: Path) -> FakeGoogle:
+    """Starts fake-google (logging to workdir/fake-google.log) and reads the JSON line it
+    prints; RuntimeError when it prints none within 20 s."""
+    import select
     log = workdir / "fake-google.log"
     proc = Proc("fake-google",
                 [str(FAKE_BIN), "--port", "0", "--token-lifetime-secs", str(DEFAULT_LIFETIME),
@@ -131,10 +131,8 @@ def fake_google(workdir: Path):
                 log, stdout_pipe=True)
     line = b""
     deadline = time.monotonic() + 20
-    import select
     while time.monotonic() < deadline and not line.endswith(b"\n"):
-        r, _, _ = select.select([proc.popen.stdout], [], [], 0.5)
-        if r:
+        if select.select([proc.popen.stdout], [], [], 0.5)[0]:
             chunk = os.read(proc.popen.stdout.fileno(), 4096)
             if not chunk:
                 break
@@ -143,134 +141,87 @@ def fake_google(workdir: Path):
         info = json.loads(line.decode().strip().splitlines()[0])
     except (ValueError, IndexError):
         proc.stop()
-        pytest.fail(f"fake-google did not print its JSON line within 20 s (got {line!r}); "
-                    f"log:\n{tail(log)}")
-    fake = FakeGoogle(proc, info["base_url"].rstrip("/"), info["metadata_host"],
-                      info["token_uri"], info["tokeninfo_url"])
+        raise RuntimeError(f"fake-google ({FAKE_BIN}) did not print its JSON line within 20 s "
+                           f"(got {line!r}); log:\n{tail(log)}") from None
     (workdir / "fake-google.json").write_text(json.dumps(info))
+    return FakeGoogle(proc, info["base_url"].rstrip("/"), info["metadata_host"],
+                      info["token_uri"], info["tokeninfo_url"])
+
+
+@pytest.fixture(scope="session")
+def fake_google(workdir: Path):
+    if not FAKE_BIN.exists():
+        pytest.fail(f"fake-google binary {FAKE_BIN} is missing: cargo build --bins")
+    try:
+        fake = start_fake_google(workdir)
+    except RuntimeError as e:
+        pytest.fail(str(e))
     yield fake
-    proc.stop()
+    fake.proc.stop()
 
 
 # ---- the broker --------------------------------------------------------------------------
 
 
 @dataclass
-class Broker:
-    proc: Proc
-    bootstrap: str
-    port: int
-    decisions: Path
-    metrics: Path
-    dir: Path
+class Broker(BrokerNode):
+    """The session's single broker: a one-node KRaft cluster (broker_node.BrokerNode) with a
+    SASL_PLAINTEXT listener for OAUTHBEARER only, replication factor 1."""
     principals: list[str] = field(default_factory=list)
 
-    def decision_log(self) -> list[dict]:
-        return read_jsonl(self.decisions)
+    @property
+    def bootstrap(self) -> str:
+        return self.external
+
+    @property
+    def port(self) -> int:
+        return self.external_port
 
     def auth_metrics(self) -> dict:
         """The broker's own SASL counters on the OAUTHBEARER listener."""
-        try:
-            data = json.loads(self.metrics.read_text())
-        except (OSError, ValueError):
-            return {}
-        return data.get("SASL_PLAINTEXT", {})
-
-    def log_tail(self, lines: int = 40) -> str:
-        """The broker log's last lines, without the per-connection DEBUG chatter of the
-        SASL authenticator (kept in the file for diagnosis)."""
-        data = self.proc.log.read_bytes()[-2_000_000:].decode("utf-8", "replace").splitlines()
-        kept = [l for l in data if " DEBUG " not in l]
-        return "\n".join(kept[-lines:])
-
-
-BROKER_PROPERTIES = """\
-# Single-node KRaft broker+controller for the interop suite (written by conftest.py).
-process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@127.0.0.1:{cport}
-controller.listener.names=CONTROLLER
-listeners=SASL_PLAINTEXT://127.0.0.1:{bport},CONTROLLER://127.0.0.1:{cport},INTERNAL://127.0.0.1:{iport}
-advertised.listeners=SASL_PLAINTEXT://127.0.0.1:{bport},INTERNAL://127.0.0.1:{iport}
-listener.security.protocol.map=SASL_PLAINTEXT:SASL_PLAINTEXT,CONTROLLER:PLAINTEXT,INTERNAL:PLAINTEXT
-inter.broker.listener.name=INTERNAL
-
-# The clients' listener: SASL/OAUTHBEARER validated like Managed Kafka does.
-sasl.enabled.mechanisms=OAUTHBEARER
-listener.name.sasl_plaintext.sasl.enabled.mechanisms=OAUTHBEARER
-listener.name.sasl_plaintext.oauthbearer.sasl.server.callback.handler.class=interop.broker.GoogleTokenValidator
-listener.name.sasl_plaintext.oauthbearer.sasl.jaas.config=org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required unsecuredLoginStringClaim_sub="interop-broker-unused" tokeninfoUrl="{tokeninfo}" decisionLog="{decisions}" expToleranceSecs="{exp_tolerance}";
-connections.max.reauth.ms={reauth_ms}
-
-# Authorization on, so a client authenticated as anyone but the expected User:<sub> fails.
-authorizer.class.name=org.apache.kafka.metadata.authorizer.StandardAuthorizer
-allow.everyone.if.no.acl.found=false
-super.users={super_users}
-
-metric.reporters=interop.broker.ReauthMetricsReporter
-interop.metrics.file={metrics}
-
-log.dirs={logdir}
-num.partitions=1
-offsets.topic.replication.factor=1
-offsets.topic.num.partitions=1
-transaction.state.log.replication.factor=1
-transaction.state.log.min.isr=1
-share.coordinator.state.topic.replication.factor=1
-share.coordinator.state.topic.min.isr=1
-group.initial.rebalance.delay.ms=0
-auto.create.topics.enable=true
-"""
-
-
-def _kafka_uuid() -> str:
-    return b64url(uuid.uuid4().bytes)
+        return self.read_metrics()
 
 
 @pytest.fixture(scope="session")
 def broker(workdir: Path, fake_google: FakeGoogle):
-    d = workdir / "broker"
-    d.mkdir(exist_ok=True)
-    bport, cport, iport = free_port(), free_port(), free_port()
-    decisions = d / "validator-decisions.jsonl"
-    metrics = d / "auth-metrics.json"
-    principals = [PRINCIPAL, AWKWARD_PRINCIPAL]
-    props = BROKER_PROPERTIES.format(
-        bport=bport, cport=cport, iport=iport, tokeninfo=fake_google.tokeninfo_url,
-        decisions=decisions, exp_tolerance=os.environ.get("INTEROP_EXP_TOLERANCE_SECS", "1"),
-        reauth_ms=REAUTH_MS, super_users=";".join(["User:ANONYMOUS"] + [f"User:{p}" for p in principals]),
-        metrics=metrics, logdir=d / "data")
-    cfg = d / "server.properties"
-    cfg.write_text(props)
     classpath("broker")  # fails clearly when the Java build is missing
-    cp = f"{JAVA / 'broker' / 'target' / 'lib'}/*"
-    jvm = [JAVA_BIN, "-Xms256m", "-Xmx768m", "-XX:+UseSerialGC", "-Djava.net.preferIPv4Stack=true",
-           "-Dorg.slf4j.simpleLogger.showDateTime=true",
-           "-Dorg.slf4j.simpleLogger.dateTimeFormat=HH:mm:ss.SSS",
-           "-Dorg.slf4j.simpleLogger.log.org.apache.kafka.common.security.authenticator=debug",
-           "-cp", cp]
-    status, out = run_bounded("kafka-storage format",
-                              jvm + ["kafka.tools.StorageTool", "format", "-t", _kafka_uuid(),
-                                     "-c", str(cfg)],
-                              d / "format.log", timeout=120)
-    if status != 0:
-        pytest.fail(f"broker: formatting storage failed (status {status}); log:\n{tail(d / 'format.log')}")
-    proc = Proc("kafka-broker", jvm + ["kafka.Kafka", str(cfg)], d / "broker.log")
-    b = Broker(proc, f"127.0.0.1:{bport}", bport, decisions, metrics, d, principals)
-
-    def started():
-        return "Kafka Server started" in (d / "broker.log").read_text(errors="replace")
-
+    b = Broker(1, "127.0.0.1", workdir / "broker", label="the Kafka broker",
+               listener="SASL_PLAINTEXT", protocol="SASL_PLAINTEXT",
+               principals=[PRINCIPAL, AWKWARD_PRINCIPAL])
+    b.write_config(title="Single-node KRaft broker+controller for the interop suite",
+                   voters=b.voter, tokeninfo=fake_google.tokeninfo_url,
+                   principals=b.principals, reauth_ms=REAUTH_MS, sizing=SINGLE_NODE_SIZING)
+    jvm = broker_jvm(JAVA_BIN, ["-Xms256m", "-Xmx768m", "-XX:+UseSerialGC",
+                                "-Djava.net.preferIPv4Stack=true"])
     try:
-        wait_until("the Kafka broker to start", started, timeout=120, proc=proc)
+        start_nodes([b], jvm, timeout=120)
     except AssertionError:
-        proc.stop()
+        if b.proc is not None:
+            b.proc.stop()
         raise
     yield b
-    proc.stop(grace=20)
+    b.proc.stop(grace=20)
 
 
 # ---- the sidecar -------------------------------------------------------------------------
+
+
+def product_env(home: Path, fake: FakeGoogle, rust_log: str) -> dict:
+    """The environment our binary (sidecar or proxy) runs in: ADC finds only the fake metadata
+    server, nothing of the caller's Google or proxy settings leaks in."""
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
+                        "CLOUDSDK_CONFIG", "http_proxy", "https_proxy", "HTTP_PROXY",
+                        "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "RUST_LOG")
+           and not k.startswith("GCP_KAFKA_AUTH_")}
+    env.update({
+        "HOME": str(home),
+        "CLOUDSDK_CONFIG": str(home / "gcloud"),
+        "GCE_METADATA_HOST": fake.metadata_host,
+        "GCP_KAFKA_AUTH_TOKENINFO_URL": fake.tokeninfo_url,
+        "RUST_LOG": rust_log,
+    })
+    return env
 
 
 @dataclass
@@ -310,18 +261,7 @@ def start_sidecar(workdir: Path, fake_google: FakeGoogle, request):
         test_dir = workdir / request.node.name.replace("/", "_").replace("[", "-").replace("]", "")
         home = test_dir / f"{name}-home"
         home.mkdir(parents=True, exist_ok=True)
-        env = {k: v for k, v in os.environ.items()
-               if k not in ("GOOGLE_APPLICATION_CREDENTIALS", "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
-                            "CLOUDSDK_CONFIG", "http_proxy", "https_proxy", "HTTP_PROXY",
-                            "HTTPS_PROXY", "ALL_PROXY", "all_proxy", "RUST_LOG")
-               and not k.startswith("GCP_KAFKA_AUTH_")}
-        env.update({
-            "HOME": str(home),
-            "CLOUDSDK_CONFIG": str(home / "gcloud"),
-            "GCE_METADATA_HOST": fake_google.metadata_host,
-            "GCP_KAFKA_AUTH_TOKENINFO_URL": fake_google.tokeninfo_url,
-            "RUST_LOG": os.environ.get("INTEROP_SIDECAR_RUST_LOG", "info"),
-        })
+        env = product_env(home, fake_google, os.environ.get("INTEROP_SIDECAR_RUST_LOG", "info"))
         env.update(extra_env or {})
         port = free_port()
         proc = Proc(name, [str(SIDECAR_BIN), "serve", "--port", str(port)] + (extra_args or []),
@@ -351,18 +291,13 @@ def report(client: str, step: str, problem: str, *, broker: Broker | None = None
     """A failure message that says which client, which step, and what everyone logged."""
     parts = [f"[{client}] step '{step}' failed: {problem}"]
     if client_log is not None:
-        lines = [l for l in tail(client_log, 400).splitlines()
-                 if not l.startswith("\tat ") and not l.startswith("\t... ")]
-        parts.append(f"--- {client} log ({client_log}), last lines (stack frames left out):\n"
-                     + "\n".join(lines[-30:]))
+        parts.append(client_log_excerpt(client, client_log))
     if sidecar is not None:
         parts.append(f"--- sidecar log ({sidecar.proc.log}), last lines:\n{sidecar.proc.tail(15)}")
     if broker is not None:
-        recent = broker.decision_log()[-decisions:]
-        parts.append("--- broker validator decisions (last {}):\n{}".format(
-            len(recent), "\n".join(json.dumps({k: r.get(k) for k in
-                                               ("decision", "reason", "detail", "principal",
-                                                "token_fp", "exp_skew")}) for r in recent)))
+        parts.append(decisions_excerpt("broker validator decisions", broker.decision_log(),
+                                       decisions, ("decision", "reason", "detail", "principal",
+                                                   "token_fp", "exp_skew")))
         parts.append(f"--- broker log ({broker.proc.log}), last lines:\n{broker.log_tail(25)}")
     return "\n".join(parts)
 

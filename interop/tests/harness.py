@@ -39,6 +39,21 @@ def tail(path: Path | str, lines: int = 40) -> str:
     return "\n".join(data[-lines:])
 
 
+def client_log_excerpt(client: str, log: Path, lines: int = 30) -> str:
+    """A failure report's section of a client's log: its last lines, stack frames left out."""
+    kept = [l for l in tail(log, 400).splitlines()
+            if not l.startswith("\tat ") and not l.startswith("\t... ")]
+    return (f"--- {client} log ({log}), last lines (stack frames left out):\n"
+            + "\n".join(kept[-lines:]))
+
+
+def decisions_excerpt(title: str, decisions: list[dict], last: int, keys: tuple) -> str:
+    """A failure report's section of the validators' last `last` decisions, `keys` of each."""
+    recent = decisions[-last:]
+    return "--- {} (last {}):\n{}".format(title, len(recent), "\n".join(
+        json.dumps({k: r.get(k) for k in keys}) for r in recent))
+
+
 def b64url(data: bytes | str) -> str:
     if isinstance(data, str):
         data = data.encode()

@@ -4,7 +4,6 @@ import java.time.Duration;
 import java.util.ArrayList;
 import java.util.Collection;
 import java.util.Collections;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
@@ -12,7 +11,6 @@ import java.util.TreeMap;
 import java.util.concurrent.ConcurrentHashMap;
 import java.util.concurrent.TimeUnit;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.DescribeClusterResult;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
@@ -25,8 +23,6 @@ import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.PartitionInfo;
 import org.apache.kafka.common.TopicPartition;
-import org.apache.kafka.common.serialization.StringDeserializer;
-import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
  * The cluster scenarios' Java client: an AdminClient, an acks=all producer and a consumer group
@@ -57,112 +53,17 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * {@code INTEROP_PLAIN_PASSWORD}). Prints progress to stderr and one line {@code RESULT {json}} on
  * stdout; exit 0 only when every check passed and no client error was seen.
  */
-public final class ClusterRoundTrip {
-  private static final String HANDLER =
-      "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler";
-
-  private final Map<String, String> args;
-  private final Map<String, Object> result = new TreeMap<>();
-  private final List<String> errors = Collections.synchronizedList(new ArrayList<>());
-  private volatile String step = "start";
-
+public final class ClusterRoundTrip extends ClientProgram {
   private ClusterRoundTrip(Map<String, String> args) {
-    this.args = args;
+    super(args);
   }
 
   public static void main(String[] argv) {
-    Map<String, String> a = new HashMap<>();
-    for (String s : argv) {
-      int eq = s.indexOf('=');
-      if (eq < 0) {
-        System.err.println("argument without '=': " + s);
-        System.exit(64);
-      }
-      a.put(s.substring(0, eq), s.substring(eq + 1));
-    }
-    ClusterRoundTrip rt = new ClusterRoundTrip(a);
-    int rc;
-    try {
-      rc = rt.run();
-    } catch (Throwable t) {
-      rt.errors.add(rt.step + ": " + RoundTrip.describe(t));
-      t.printStackTrace();
-      rc = 2;
-    }
-    boolean ok = rc == 0 && rt.errors.isEmpty();
-    rt.result.put("ok", ok);
-    rt.result.put("step", rt.step);
-    synchronized (rt.errors) {
-      rt.result.put("errors", new ArrayList<>(rt.errors.subList(0, Math.min(20, rt.errors.size()))));
-      rt.result.put("error_count", rt.errors.size());
-    }
-    System.out.println("RESULT " + Json.write(rt.result));
-    System.out.flush();
-    System.exit(ok ? 0 : (rc == 0 ? 1 : rc));
+    ClientProgram.main(argv, ClusterRoundTrip::new);
   }
 
-  private String arg(String k, String dflt) {
-    String v = args.get(k);
-    if (v == null && dflt == null) {
-      throw new IllegalArgumentException("missing argument " + k + "=...");
-    }
-    return v == null ? dflt : v;
-  }
-
-  private Properties common(String clientId) {
-    Properties p = new Properties();
-    p.put("bootstrap.servers", arg("bootstrap", null));
-    p.put("client.id", clientId);
-    String security = arg("security", "plaintext");
-    switch (security) {
-      case "plaintext":
-        // Through the proxy: nothing but bootstrap.servers (PLAINTEXT is the default).
-        break;
-      case "sasl_ssl":
-        p.put("security.protocol", "SASL_SSL");
-        p.put("ssl.truststore.type", "PEM");
-        p.put("ssl.truststore.location", arg("truststore", null));
-        p.put("sasl.mechanism", "OAUTHBEARER");
-        p.put("sasl.oauthbearer.token.endpoint.url", arg("tokenUrl", null));
-        p.put("sasl.login.callback.handler.class", HANDLER);
-        p.put("sasl.jaas.config",
-            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
-                + " clientId=\"unused\" clientSecret=\"unused\";");
-        break;
-      case "sasl_plaintext":
-        // A client configured for SASL without TLS (what a user copying a direct-connection
-        // configuration might point at the proxy): OAUTHBEARER through the sidecar.
-        p.put("security.protocol", "SASL_PLAINTEXT");
-        p.put("sasl.mechanism", "OAUTHBEARER");
-        p.put("sasl.oauthbearer.token.endpoint.url", arg("tokenUrl", null));
-        p.put("sasl.login.callback.handler.class", HANDLER);
-        p.put("sasl.jaas.config",
-            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
-                + " clientId=\"unused\" clientSecret=\"unused\";");
-        break;
-      case "sasl_ssl_plain":
-        // Managed Kafka's PLAIN: username = the principal's email, password = a Google access
-        // token (from the environment, so it is in no argument list or log).
-        p.put("security.protocol", "SASL_SSL");
-        p.put("ssl.truststore.type", "PEM");
-        p.put("ssl.truststore.location", arg("truststore", null));
-        p.put("sasl.mechanism", "PLAIN");
-        String password = System.getenv("INTEROP_PLAIN_PASSWORD");
-        if (password == null) {
-          throw new IllegalArgumentException("security=sasl_ssl_plain needs INTEROP_PLAIN_PASSWORD");
-        }
-        p.put("sasl.jaas.config",
-            "org.apache.kafka.common.security.plain.PlainLoginModule required username=\""
-                + arg("username", null) + "\" password=\"" + password + "\";");
-        break;
-      default:
-        throw new IllegalArgumentException("security=" + security
-            + ": want plaintext (through the proxy), sasl_ssl, sasl_ssl_plain or sasl_plaintext");
-    }
-    return p;
-  }
-
-  private int run() throws Exception {
+  @Override
+  int run() throws Exception {
     result.put("client_version", KafkaVersion.get());
     System.err.println("kafka-clients " + KafkaVersion.get() + " cluster round trip, args=" + args);
     String mode = arg("mode", "roundtrip");
@@ -184,7 +85,7 @@ public final class ClusterRoundTrip {
       Node controller = dc.controller().get(timeoutSecs, TimeUnit.SECONDS);
       result.put("described_controller",
           controller == null ? null : controller.id() + " " + controller.host() + ":" + controller.port());
-      result.put("admin_metrics", RoundTrip.authMetrics(admin.metrics()));
+      result.put("admin_metrics", authMetrics(admin.metrics()));
 
       if ("roundtrip".equals(mode)) {
         roundTrip(topic, timeoutSecs);
@@ -198,7 +99,7 @@ public final class ClusterRoundTrip {
         }
         result.put("committed_read_back", c);
         if (!c.equals(result.get("end_offsets"))) {
-          errors.add("committed offsets read back " + c + " differ from the end offsets "
+          error("committed offsets read back " + c + " differ from the end offsets "
               + result.get("end_offsets"));
         }
       } else if ("describe".equals(mode)) {
@@ -210,7 +111,7 @@ public final class ClusterRoundTrip {
       }
     }
     step = "done";
-    return errors.isEmpty() ? 0 : 1;
+    return errorCount() == 0 ? 0 : 1;
   }
 
   private String group(String topic) {
@@ -222,23 +123,14 @@ public final class ClusterRoundTrip {
   }
 
   private Properties producerProps() {
-    Properties p = common("interop-producer");
-    p.put("key.serializer", StringSerializer.class.getName());
-    p.put("value.serializer", StringSerializer.class.getName());
-    p.put("acks", "all");
+    Properties p = stringProducer("interop-producer");
     p.put("enable.idempotence", "true");
     p.put("linger.ms", "5");
     return p;
   }
 
   private Properties consumerProps(String topic) {
-    Properties p = common("interop-consumer");
-    p.put("key.deserializer", StringDeserializer.class.getName());
-    p.put("value.deserializer", StringDeserializer.class.getName());
-    p.put("group.id", group(topic));
-    p.put("auto.offset.reset", "earliest");
-    p.put("enable.auto.commit", "false");
-    return p;
+    return stringConsumer("interop-consumer", group(topic));
   }
 
   /** Per-partition checker: record indices must arrive in increasing order, without gaps. */
@@ -303,7 +195,7 @@ public final class ClusterRoundTrip {
 
     private void fail(String what) {
       if (bad++ < 10) {
-        errors.add("consume: " + what);
+        error("consume: " + what);
       }
     }
 
@@ -337,7 +229,7 @@ public final class ClusterRoundTrip {
         producer.send(new ProducerRecord<>(topic, i % parts, "k-" + i, prefix + "-" + i),
             (md, ex) -> {
               if (ex != null) {
-                errors.add("produce: record " + n + ": " + RoundTrip.describe(ex));
+                error("produce: record " + n + ": " + describe(ex));
               } else {
                 acked.incrementAndGet();
                 ackedOffsets.computeIfAbsent(md.partition(), k -> Collections.synchronizedList(
@@ -346,16 +238,16 @@ public final class ClusterRoundTrip {
             });
       }
       producer.flush();
-      result.put("producer_metrics", RoundTrip.authMetrics(producer.metrics()));
+      result.put("producer_metrics", authMetrics(producer.metrics()));
     }
     result.put("produced", count);
     result.put("acked", acked.get());
-    result.put("produce_ms", TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
+    result.put("produce_ms", millisSince(t0));
     for (Map.Entry<Integer, List<Long>> e : ackedOffsets.entrySet()) {
       List<Long> offs = e.getValue();
       for (int j = 1; j < offs.size(); j++) {
         if (offs.get(j) != offs.get(j - 1) + 1) {
-          errors.add("produce: partition " + e.getKey() + " acknowledged offset " + offs.get(j)
+          error("produce: partition " + e.getKey() + " acknowledged offset " + offs.get(j)
               + " after " + offs.get(j - 1));
           break;
         }
@@ -383,18 +275,18 @@ public final class ClusterRoundTrip {
       Map<String, Object> end = new TreeMap<>();
       consumer.endOffsets(tps).forEach((tp, off) -> end.put(Integer.toString(tp.partition()), off));
       result.put("end_offsets", end);
-      result.put("consumer_metrics", RoundTrip.authMetrics(consumer.metrics()));
+      result.put("consumer_metrics", authMetrics(consumer.metrics()));
     }
-    result.put("consume_ms", TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t1));
+    result.put("consume_ms", millisSince(t1));
     result.put("consumed", check.consumed);
     result.put("redelivered", check.redelivered);
     result.put("mismatched", check.bad);
     if (check.consumed != count) {
-      errors.add("consume: got " + check.consumed + " of " + count + " records within "
+      error("consume: got " + check.consumed + " of " + count + " records within "
           + timeoutSecs + " s");
     }
     if (check.redelivered != 0) {
-      errors.add("consume: " + check.redelivered + " records delivered twice in a plain round trip");
+      error("consume: " + check.redelivered + " records delivered twice in a plain round trip");
     }
   }
 
@@ -420,14 +312,11 @@ public final class ClusterRoundTrip {
     long intervalMs = Long.parseLong(arg("intervalMs", "200"));
     int parts = partitions();
     String prefix = arg("prefix", topic);
-    AtomicLong sent = new AtomicLong();
     AtomicLong acked = new AtomicLong();
     AtomicLong failed = new AtomicLong();
-    AtomicReference<String> prodErr = new AtomicReference<>();
     // The highest acknowledged index per partition: the consumer must get at least that far.
     long[] maxAcked = new long[parts];
     java.util.Arrays.fill(maxAcked, -1);
-    Map<String, Object> producerMetrics = new TreeMap<>();
 
     step = "soak";
     KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps(topic));
@@ -447,16 +336,13 @@ public final class ClusterRoundTrip {
     });
     long t0 = System.nanoTime();
     long endProduce = t0 + TimeUnit.SECONDS.toNanos(soakSecs);
-    Thread producerThread = new Thread(() -> {
-      try (KafkaProducer<String, String> producer = new KafkaProducer<>(producerProps())) {
-        long i = 0;
-        while (System.nanoTime() < endProduce) {
-          final long n = i++;
+    SoakProducer producer = new SoakProducer(producerProps(), endProduce, intervalMs,
+        (kp, n) -> {
           final int p = (int) (n % parts);
-          producer.send(new ProducerRecord<>(topic, p, "k-" + n, prefix + "-" + n), (md, ex) -> {
+          kp.send(new ProducerRecord<>(topic, p, "k-" + n, prefix + "-" + n), (md, ex) -> {
             if (ex != null) {
               failed.incrementAndGet();
-              errors.add("produce: record " + n + ": " + RoundTrip.describe(ex));
+              error("produce: record " + n + ": " + describe(ex));
             } else {
               acked.incrementAndGet();
               synchronized (maxAcked) {
@@ -464,16 +350,9 @@ public final class ClusterRoundTrip {
               }
             }
           });
-          sent.set(i);
-          Thread.sleep(intervalMs);
-        }
-        producer.flush();
-        producerMetrics.putAll(RoundTrip.authMetrics(producer.metrics()));
-      } catch (Throwable t) {
-        prodErr.set(RoundTrip.describe(t));
-      }
-    }, "soak-producer");
-    producerThread.start();
+        });
+    AtomicLong sent = producer.sent;
+    producer.start();
 
     Checker check = new Checker(parts, prefix);
     long lastReport = System.nanoTime();
@@ -484,7 +363,7 @@ public final class ClusterRoundTrip {
           check.accept(r);
         }
       } catch (RuntimeException e) {
-        errors.add("consume: poll failed: " + RoundTrip.describe(e));
+        error("consume: poll failed: " + describe(e));
       }
       if (System.nanoTime() - lastReport > TimeUnit.SECONDS.toNanos(15)) {
         lastReport = System.nanoTime();
@@ -492,43 +371,43 @@ public final class ClusterRoundTrip {
             TimeUnit.NANOSECONDS.toSeconds(lastReport - t0), sent.get(), acked.get(),
             failed.get(), check.consumed, check.redelivered);
       }
-      if (!producerThread.isAlive() && check.hasAll(sent.get())) {
+      if (!producer.isAlive() && check.hasAll(sent.get())) {
         break;
       }
     }
-    producerThread.join(TimeUnit.SECONDS.toMillis(timeoutSecs));
+    producer.join(TimeUnit.SECONDS.toMillis(timeoutSecs));
     try {
       consumer.commitSync(Duration.ofSeconds(30));
     } catch (RuntimeException e) {
-      errors.add("consume: final commit failed: " + RoundTrip.describe(e));
+      error("consume: final commit failed: " + describe(e));
     }
     recordLeaders(consumer, topic);
-    result.put("consumer_metrics", RoundTrip.authMetrics(consumer.metrics()));
+    result.put("consumer_metrics", authMetrics(consumer.metrics()));
     consumer.close(Duration.ofSeconds(10));
-    result.put("producer_metrics", producerMetrics);
+    result.put("producer_metrics", new TreeMap<>(producer.metrics));
     result.put("produced", sent.get());
     result.put("acked", acked.get());
     result.put("send_failed", failed.get());
     result.put("consumed", check.consumed);
     result.put("redelivered", check.redelivered);
     result.put("mismatched", check.bad);
-    result.put("elapsed_ms", TimeUnit.NANOSECONDS.toMillis(System.nanoTime() - t0));
-    if (prodErr.get() != null) {
-      errors.add("produce: " + prodErr.get());
+    result.put("elapsed_ms", millisSince(t0));
+    if (producer.failure.get() != null) {
+      error("produce: " + producer.failure.get());
     }
     long lost = 0;
     synchronized (maxAcked) {
       for (int p = 0; p < parts; p++) {
         if (maxAcked[p] >= 0 && check.next[p] <= maxAcked[p]) {
           lost++;
-          errors.add("consume: partition " + p + " stopped before record " + check.next[p]
+          error("consume: partition " + p + " stopped before record " + check.next[p]
               + " but the producer had acknowledged up to record " + maxAcked[p]);
         }
       }
     }
     result.put("partitions_short_of_acked", lost);
     if (acked.get() + failed.get() != sent.get()) {
-      errors.add("produce: " + acked.get() + " acknowledged + " + failed.get() + " failed of "
+      error("produce: " + acked.get() + " acknowledged + " + failed.get() + " failed of "
           + sent.get() + " sent (some never completed)");
     }
   }

@@ -9,7 +9,6 @@ import java.util.Map;
 import java.util.Properties;
 import java.util.TreeMap;
 import java.util.concurrent.atomic.AtomicLong;
-import java.util.concurrent.atomic.AtomicReference;
 import java.util.concurrent.locks.LockSupport;
 import org.apache.kafka.clients.consumer.ConsumerRecord;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
@@ -28,7 +27,7 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * <p>Arguments are {@code key=value}: bootstrap, topic, mode ({@code produce} | {@code latency} |
  * {@code consume} | {@code fill}), security/truststore/tokenUrl/username as
- * {@link ClusterRoundTrip} takes them, recordSize (bytes), acks, warmupSecs, secs, maxBytes
+ * {@link ClientProgram#common} takes them, recordSize (bytes), acks, warmupSecs, secs, maxBytes
  * (a produce run stops early after this much payload, so the brokers' disks stay bounded),
  * rate (records/s for {@code latency}), count (records for {@code fill}).
  *
@@ -45,89 +44,35 @@ import org.apache.kafka.common.serialization.ByteArraySerializer;
  *
  * Prints one line {@code RESULT {json}} on stdout; exit 0 only without a client error.
  */
-public final class KafkaLoad {
-  private final Map<String, String> args;
-  private final Map<String, Object> result = new TreeMap<>();
-  private final AtomicReference<String> firstError = new AtomicReference<>();
-  private final AtomicLong errors = new AtomicLong();
-
+public final class KafkaLoad extends ClientProgram {
   private KafkaLoad(Map<String, String> args) {
-    this.args = args;
+    super(args);
   }
 
   public static void main(String[] argv) {
-    Map<String, String> a = new HashMap<>();
-    for (String s : argv) {
-      int eq = s.indexOf('=');
-      if (eq < 0) {
-        System.err.println("argument without '=': " + s);
-        System.exit(64);
-      }
-      a.put(s.substring(0, eq), s.substring(eq + 1));
-    }
-    KafkaLoad load = new KafkaLoad(a);
-    int rc;
-    try {
-      rc = load.run();
-    } catch (Throwable t) {
-      load.error(t);
-      t.printStackTrace();
-      rc = 2;
-    }
-    boolean ok = rc == 0 && load.errors.get() == 0;
-    load.result.put("ok", ok);
-    load.result.put("error_count", load.errors.get());
-    load.result.put("first_error", load.firstError.get());
-    System.out.println("RESULT " + Json.write(load.result));
-    System.out.flush();
-    System.exit(ok ? 0 : (rc == 0 ? 1 : rc));
+    ClientProgram.main(argv, KafkaLoad::new);
   }
 
+  /** A client error: counted, the first one kept (a failing path fails every record). */
   private void error(Throwable t) {
-    errors.incrementAndGet();
-    firstError.compareAndSet(null, RoundTrip.describe(t));
+    error(describe(t));
   }
 
-  private String arg(String k, String dflt) {
-    String v = args.get(k);
-    if (v == null && dflt == null) {
-      throw new IllegalArgumentException("missing argument " + k + "=...");
-    }
-    return v == null ? dflt : v;
+  @Override
+  void failed(Throwable t) {
+    error(t);
   }
 
-  private long num(String k, String dflt) {
-    return Long.parseLong(arg(k, dflt));
+  @Override
+  void report(boolean ok) {
+    result.put("ok", ok);
+    result.put("error_count", errorCount());
+    List<String> errors = errors();
+    result.put("first_error", errors.isEmpty() ? null : errors.get(0));
   }
 
-  private Properties common(String clientId) {
-    Properties p = new Properties();
-    p.put("bootstrap.servers", arg("bootstrap", null));
-    p.put("client.id", clientId);
-    String security = arg("security", "plaintext");
-    switch (security) {
-      case "plaintext":
-        break;
-      case "sasl_ssl":
-        p.put("security.protocol", "SASL_SSL");
-        p.put("ssl.truststore.type", "PEM");
-        p.put("ssl.truststore.location", arg("truststore", null));
-        p.put("sasl.mechanism", "OAUTHBEARER");
-        p.put("sasl.oauthbearer.token.endpoint.url", arg("tokenUrl", null));
-        p.put("sasl.login.callback.handler.class",
-            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginCallbackHandler");
-        p.put("sasl.jaas.config",
-            "org.apache.kafka.common.security.oauthbearer.OAuthBearerLoginModule required"
-                + " clientId=\"unused\" clientSecret=\"unused\";");
-        break;
-      default:
-        throw new IllegalArgumentException(
-            "security=" + security + ": want plaintext (a proxy) or sasl_ssl (direct)");
-    }
-    return p;
-  }
-
-  private int run() throws Exception {
+  @Override
+  int run() throws Exception {
     String mode = arg("mode", null);
     result.put("mode", mode);
     result.put("client_version", KafkaVersion.get());

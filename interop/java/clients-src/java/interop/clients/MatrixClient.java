@@ -2,8 +2,6 @@ package interop.clients;
 
 import java.time.Duration;
 import java.util.ArrayList;
-import java.util.Collections;
-import java.util.HashMap;
 import java.util.List;
 import java.util.Map;
 import java.util.Properties;
@@ -21,8 +19,6 @@ import org.apache.kafka.clients.producer.RecordMetadata;
 import org.apache.kafka.common.Node;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.TopicPartitionInfo;
-import org.apache.kafka.common.serialization.StringDeserializer;
-import org.apache.kafka.common.serialization.StringSerializer;
 
 /**
  * The client matrix's kafka-clients row (built against 3.9.x and 4.x from the same source):
@@ -46,64 +42,21 @@ import org.apache.kafka.common.serialization.StringSerializer;
  * <p>Arguments key=value: bootstrap, topic (the idempotent topic; the transactional one is
  * {@code <topic>-txn}), count, timeoutSecs. Prints one line {@code RESULT {json}}.
  */
-public final class MatrixClient {
+public final class MatrixClient extends ClientProgram {
   private static final int PARTITIONS = 3;
 
-  private final Map<String, String> args;
-  private final Map<String, Object> result = new TreeMap<>();
-  private final List<String> errors = Collections.synchronizedList(new ArrayList<>());
-  private String step = "start";
   private long timeoutSecs;
 
   private MatrixClient(Map<String, String> args) {
-    this.args = args;
+    super(args);
   }
 
   public static void main(String[] argv) {
-    Map<String, String> a = new HashMap<>();
-    for (String s : argv) {
-      int eq = s.indexOf('=');
-      if (eq < 0) {
-        System.err.println("argument without '=': " + s);
-        System.exit(64);
-      }
-      a.put(s.substring(0, eq), s.substring(eq + 1));
-    }
-    MatrixClient m = new MatrixClient(a);
-    try {
-      m.run();
-    } catch (Throwable t) {
-      m.errors.add(m.step + ": " + RoundTrip.describe(t));
-      t.printStackTrace();
-    }
-    boolean ok = m.errors.isEmpty();
-    m.result.put("ok", ok);
-    m.result.put("step", ok ? "done" : m.step);
-    synchronized (m.errors) {
-      m.result.put("errors", new ArrayList<>(m.errors.subList(0, Math.min(20, m.errors.size()))));
-    }
-    System.out.println("RESULT " + Json.write(m.result));
-    System.out.flush();
-    System.exit(ok ? 0 : 1);
+    ClientProgram.main(argv, MatrixClient::new);
   }
 
-  private String arg(String k, String dflt) {
-    String v = args.get(k);
-    if (v == null && dflt == null) {
-      throw new IllegalArgumentException("missing argument " + k + "=...");
-    }
-    return v == null ? dflt : v;
-  }
-
-  /** The whole client configuration: the proxy's address. */
-  private Properties common(String clientId) {
-    Properties p = new Properties();
-    p.put("bootstrap.servers", arg("bootstrap", null));
-    p.put("client.id", clientId);
-    return p;
-  }
-
-  private void run() throws Exception {
+  @Override
+  int run() throws Exception {
     result.put("client_version", KafkaVersion.get());
     String topic = arg("topic", null);
     String txnTopic = topic + "-txn";
@@ -139,6 +92,10 @@ public final class MatrixClient {
       result.put("txn_end_offsets", txnEnd);
       result.put("txn_committed_read_back", committed(admin, txnTopic + "-group"));
     }
+    if (errorCount() == 0) {
+      step = "done";
+    }
+    return 0;
   }
 
   private void waitForLeaders(Admin admin, List<String> topics) throws Exception {
@@ -171,10 +128,7 @@ public final class MatrixClient {
   }
 
   private Properties producerProps(String clientId) {
-    Properties p = common(clientId);
-    p.put("key.serializer", StringSerializer.class.getName());
-    p.put("value.serializer", StringSerializer.class.getName());
-    p.put("acks", "all");
+    Properties p = stringProducer(clientId);
     p.put("enable.idempotence", "true");
     return p;
   }
@@ -197,7 +151,7 @@ public final class MatrixClient {
     for (Map.Entry<Integer, List<Long>> e : offsets.entrySet()) {
       for (int j = 0; j < e.getValue().size(); j++) {
         if (e.getValue().get(j) != j) {
-          errors.add("idempotent producer: partition " + e.getKey() + " record #" + j
+          error("idempotent producer: partition " + e.getKey() + " record #" + j
               + " acknowledged at offset " + e.getValue().get(j));
           break;
         }
@@ -239,12 +193,7 @@ public final class MatrixClient {
    * offsets (for read_committed: the last stable offsets). */
   private Map<String, Object> consume(String topic, String group, String isolation, int count,
       boolean consecutiveOffsets) {
-    Properties p = common("interop-matrix-" + isolation);
-    p.put("key.deserializer", StringDeserializer.class.getName());
-    p.put("value.deserializer", StringDeserializer.class.getName());
-    p.put("group.id", group);
-    p.put("auto.offset.reset", "earliest");
-    p.put("enable.auto.commit", "false");
+    Properties p = stringConsumer("interop-matrix-" + isolation, group);
     p.put("isolation.level", isolation);
     long[] next = new long[PARTITIONS];
     long[] last = new long[PARTITIONS];
@@ -280,7 +229,7 @@ public final class MatrixClient {
           }
           if (problem != null) {
             if (bad++ < 10) {
-              errors.add(step + ": " + problem);
+              error(step + ": " + problem);
             }
             continue;
           }
@@ -300,7 +249,7 @@ public final class MatrixClient {
       Map<TopicPartition, Long> ends = c.endOffsets(tps);
       for (TopicPartition tp : tps) {
         if (ends.get(tp) != c.position(tp)) {
-          errors.add(step + ": partition " + tp.partition() + " position " + c.position(tp)
+          error(step + ": partition " + tp.partition() + " position " + c.position(tp)
               + " but end offset " + ends.get(tp));
         }
       }
@@ -308,7 +257,7 @@ public final class MatrixClient {
     result.put(prefix + "consumed", consumed);
     result.put(prefix + "mismatched", bad);
     if (consumed != count) {
-      errors.add(step + ": got " + consumed + " of " + count + " records within " + timeoutSecs + " s");
+      error(step + ": got " + consumed + " of " + count + " records within " + timeoutSecs + " s");
     }
     return end;
   }

@@ -1,24 +1,13 @@
 package interop.broker;
 
+import static interop.broker.GoogleAccessTokens.fingerprint;
+
 import com.fasterxml.jackson.databind.JsonNode;
-import com.fasterxml.jackson.databind.ObjectMapper;
 import com.fasterxml.jackson.databind.node.ObjectNode;
+import interop.broker.GoogleAccessTokens.Refusal;
 import java.io.IOException;
-import java.io.Writer;
-import java.net.URI;
-import java.net.URLEncoder;
-import java.net.http.HttpClient;
-import java.net.http.HttpRequest;
-import java.net.http.HttpResponse;
 import java.nio.charset.StandardCharsets;
-import java.nio.file.Files;
-import java.nio.file.Path;
-import java.nio.file.StandardOpenOption;
-import java.security.MessageDigest;
-import java.security.NoSuchAlgorithmException;
-import java.time.Duration;
 import java.util.Base64;
-import java.util.HexFormat;
 import java.util.List;
 import java.util.Map;
 import java.util.Set;
@@ -52,23 +41,19 @@ import org.slf4j.LoggerFactory;
  * The authenticated principal is {@code User:<sub>}. Every decision is appended as one JSON line
  * to {@code decisionLog} (a JAAS option) so the test harness can assert on it, and logged. Each
  * decision carries {@code presented_fp}, the first 12 hex digits of the SHA-256 of the exact
- * token presented, so that a test can find the decision for the token it sent.
+ * token presented, so that a test can find the decision for the token it sent. The tokeninfo
+ * lookup, the refusals, the fingerprints and the decision log are {@link GoogleAccessTokens}'.
  *
  * <p>JAAS options (listener.name.X.oauthbearer.sasl.jaas.config): {@code tokeninfoUrl}
  * (required), {@code decisionLog} (optional file), {@code expToleranceSecs} (optional).
  */
 public class GoogleTokenValidator implements AuthenticateCallbackHandler {
   private static final Logger LOG = LoggerFactory.getLogger(GoogleTokenValidator.class);
-  private static final ObjectMapper JSON = new ObjectMapper();
-  /** The OAuth scope Managed Kafka requires of the Google access token. */
-  static final String CLOUD_PLATFORM = "https://www.googleapis.com/auth/cloud-platform";
   static final AtomicLong ACCEPTED = new AtomicLong();
   static final AtomicLong REFUSED = new AtomicLong();
 
-  private String tokeninfoUrl;
-  private Path decisionLog;
+  private GoogleAccessTokens google;
   private long expToleranceSecs;
-  private HttpClient http;
 
   @Override
   public void configure(
@@ -77,17 +62,12 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
       throw new IllegalArgumentException("unexpected SASL mechanism " + saslMechanism);
     }
     Map<String, ?> opts = jaasEntries.get(0).getOptions();
-    tokeninfoUrl = (String) opts.get("tokeninfoUrl");
-    if (tokeninfoUrl == null || tokeninfoUrl.isEmpty()) {
-      throw new IllegalArgumentException("JAAS option tokeninfoUrl is required");
-    }
-    Object log = opts.get("decisionLog");
-    decisionLog = log == null ? null : Path.of((String) log);
+    google = new GoogleAccessTokens(opts, "listener.name.<listener>.oauthbearer.sasl.jaas.config",
+        LOG, "", ACCEPTED, REFUSED);
     Object tol = opts.get("expToleranceSecs");
     expToleranceSecs = tol == null ? 0 : Long.parseLong((String) tol);
-    http = HttpClient.newBuilder().connectTimeout(Duration.ofSeconds(5)).build();
     LOG.info("GoogleTokenValidator configured: tokeninfoUrl={} decisionLog={} expToleranceSecs={}",
-        tokeninfoUrl, decisionLog, expToleranceSecs);
+        google.tokeninfoUrl(), google.decisionLog(), expToleranceSecs);
   }
 
   @Override
@@ -103,57 +83,32 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
     }
   }
 
-  /** Thrown for a token that must be refused; {@code reason} is a stable machine-readable word. */
-  static final class Refusal extends Exception {
-    final String reason;
-
-    Refusal(String reason, String detail) {
-      super(detail);
-      this.reason = reason;
-    }
-  }
-
   private void validate(OAuthBearerValidatorCallback cb) {
     String token = cb.tokenValue();
-    ObjectNode rec = JSON.createObjectNode();
-    rec.put("ts_ms", System.currentTimeMillis());
+    ObjectNode rec = GoogleAccessTokens.newRecord();
     rec.put("presented_fp", fingerprint(token == null ? "" : token));
-    try {
-      Checked c = check(token, rec);
-      long n = ACCEPTED.incrementAndGet();
-      rec.put("decision", "accept");
-      rec.put("principal", "User:" + c.sub);
-      rec.put("accepted_total", n);
-      cb.token(c.asKafkaToken(token));
-      LOG.info("ACCEPT principal=User:{} exp={} token_fp={} accepted_total={}",
-          c.sub, c.exp, rec.path("token_fp").asText(), n);
-    } catch (Refusal r) {
-      long n = REFUSED.incrementAndGet();
-      rec.put("decision", "refuse");
-      rec.put("reason", r.reason);
-      rec.put("detail", r.getMessage());
-      rec.put("refused_total", n);
-      cb.error("invalid_token", null, null);
-      LOG.warn("REFUSE reason={} detail={} refused_total={}", r.reason, r.getMessage(), n);
-    } catch (RuntimeException e) {
-      long n = REFUSED.incrementAndGet();
-      rec.put("decision", "refuse");
-      rec.put("reason", "internal_error");
-      rec.put("detail", e.toString());
-      rec.put("refused_total", n);
-      cb.error("invalid_token", null, null);
-      LOG.error("REFUSE reason=internal_error", e);
-    }
-    writeDecision(rec);
+    google.decide(rec, r -> check(token, r), new GoogleAccessTokens.Answer<Checked>() {
+      @Override
+      public void accept(Checked c) {
+        cb.token(c.asKafkaToken(token));
+      }
+
+      @Override
+      public void refuse() {
+        cb.error("invalid_token", null, null);
+      }
+    });
   }
 
-  private static final class Checked {
-    String sub;
-    long exp;
-    long iat;
+  private static final class Checked extends GoogleAccessTokens.Accepted {
+    final long iat;
+
+    Checked(String sub, long exp, long iat) {
+      super(sub, exp);
+      this.iat = iat;
+    }
 
     OAuthBearerToken asKafkaToken(String value) {
-      final String principal = sub;
       final long lifetimeMs = exp * 1000L;
       final Long startMs = iat * 1000L;
       return new OAuthBearerToken() {
@@ -207,17 +162,16 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
     // Kafka clients before 4.2 decode the claims part with the standard Base64 alphabet; a
     // token that only decodes as base64url breaks those clients (KAFKA-17089). Record it.
     rec.put("claims_std_b64_ok", !parts[1].contains("-") && !parts[1].contains("_"));
-    Checked c = new Checked();
-    JsonNode sub = claims.get("sub");
-    if (sub == null || !sub.isTextual() || sub.asText().isEmpty()) {
-      throw new Refusal("bad_sub", "claim sub missing or empty: " + sub);
+    JsonNode subClaim = claims.get("sub");
+    if (subClaim == null || !subClaim.isTextual() || subClaim.asText().isEmpty()) {
+      throw new Refusal("bad_sub", "claim sub missing or empty: " + subClaim);
     }
-    c.sub = sub.asText();
-    c.exp = integerClaim(claims, "exp");
-    c.iat = integerClaim(claims, "iat");
+    String sub = subClaim.asText();
+    long exp = integerClaim(claims, "exp");
+    long iat = integerClaim(claims, "iat");
     long now = System.currentTimeMillis() / 1000L;
-    if (c.exp <= now) {
-      throw new Refusal("expired", "claim exp=" + c.exp + " is not after now=" + now);
+    if (exp <= now) {
+      throw new Refusal("expired", "claim exp=" + exp + " is not after now=" + now);
     }
     String raw;
     try {
@@ -229,33 +183,20 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
       throw new Refusal("bad_access_token_part", "third part decodes to an empty access token");
     }
     rec.put("token_fp", fingerprint(raw));
-    JsonNode info = tokeninfo(raw, rec);
-    String email = info.path("email").asText("");
-    long infoExp;
-    try {
-      infoExp = Long.parseLong(info.path("exp").asText(""));
-    } catch (NumberFormatException e) {
-      throw new Refusal("tokeninfo_bad_exp", "tokeninfo exp=" + info.path("exp"));
-    }
-    String scope = info.path("scope").asText("");
-    rec.put("tokeninfo_email", email);
-    rec.put("tokeninfo_exp", infoExp);
-    rec.put("tokeninfo_scope", scope);
-    rec.put("exp_skew", c.exp - infoExp);
-    if (!Set.of(scope.split(" ")).contains(CLOUD_PLATFORM)) {
-      throw new Refusal("missing_scope",
-          "tokeninfo scope=\"" + scope + "\" lacks " + CLOUD_PLATFORM);
-    }
-    if (!c.sub.equals(email)) {
-      throw new Refusal("sub_mismatch", "claim sub=" + c.sub + " but tokeninfo email=" + email);
+    GoogleAccessTokens.TokenInfo info = google.tokeninfo(raw, rec);
+    long infoExp = info.exp;
+    rec.put("exp_skew", exp - infoExp);
+    info.requireCloudPlatform();
+    if (!sub.equals(info.email)) {
+      throw new Refusal("sub_mismatch", "claim sub=" + sub + " but tokeninfo email=" + info.email);
     }
     // One-sided: a claim after the real expiry would let a client keep a session the token no
     // longer covers; a claim a little before it is only a client rounding down.
-    if (c.exp > infoExp || c.exp < infoExp - expToleranceSecs) {
-      throw new Refusal("exp_mismatch", "claim exp=" + c.exp + " but tokeninfo exp=" + infoExp
+    if (exp > infoExp || exp < infoExp - expToleranceSecs) {
+      throw new Refusal("exp_mismatch", "claim exp=" + exp + " but tokeninfo exp=" + infoExp
           + " (want " + (infoExp - expToleranceSecs) + ".." + infoExp + ")");
     }
-    return c;
+    return new Checked(sub, exp, iat);
   }
 
   private static long integerClaim(JsonNode claims, String name) throws Refusal {
@@ -278,61 +219,13 @@ public class GoogleTokenValidator implements AuthenticateCallbackHandler {
       throw new Refusal("bad_" + what, what + " is not base64url: " + e.getMessage());
     }
     try {
-      JsonNode n = JSON.readTree(bytes);
+      JsonNode n = GoogleAccessTokens.JSON.readTree(bytes);
       if (n == null || !n.isObject()) {
         throw new Refusal("bad_" + what, what + " is not a JSON object");
       }
       return n;
     } catch (IOException e) {
       throw new Refusal("bad_" + what, what + " is not JSON: " + e.getMessage());
-    }
-  }
-
-  private JsonNode tokeninfo(String raw, ObjectNode rec) throws Refusal {
-    String sep = tokeninfoUrl.contains("?") ? "&" : "?";
-    URI uri = URI.create(tokeninfoUrl + sep + "access_token="
-        + URLEncoder.encode(raw, StandardCharsets.UTF_8));
-    HttpRequest req = HttpRequest.newBuilder(uri).timeout(Duration.ofSeconds(10)).GET().build();
-    HttpResponse<String> resp;
-    try {
-      resp = http.send(req, HttpResponse.BodyHandlers.ofString());
-    } catch (IOException e) {
-      throw new Refusal("tokeninfo_unreachable", e.toString());
-    } catch (InterruptedException e) {
-      Thread.currentThread().interrupt();
-      throw new Refusal("tokeninfo_unreachable", "interrupted");
-    }
-    rec.put("tokeninfo_status", resp.statusCode());
-    if (resp.statusCode() != 200) {
-      throw new Refusal("tokeninfo_rejected",
-          "tokeninfo answered " + resp.statusCode() + ": " + resp.body());
-    }
-    try {
-      return JSON.readTree(resp.body());
-    } catch (IOException e) {
-      throw new Refusal("tokeninfo_bad_json", e.getMessage());
-    }
-  }
-
-  static String fingerprint(String raw) {
-    try {
-      byte[] d = MessageDigest.getInstance("SHA-256").digest(raw.getBytes(StandardCharsets.UTF_8));
-      return HexFormat.of().formatHex(d, 0, 6);
-    } catch (NoSuchAlgorithmException e) {
-      throw new IllegalStateException(e);
-    }
-  }
-
-  private synchronized void writeDecision(ObjectNode rec) {
-    if (decisionLog == null) {
-      return;
-    }
-    try (Writer w = Files.newBufferedWriter(decisionLog, StandardCharsets.UTF_8,
-        StandardOpenOption.CREATE, StandardOpenOption.APPEND)) {
-      w.write(JSON.writeValueAsString(rec));
-      w.write('\n');
-    } catch (IOException e) {
-      LOG.error("cannot append to decision log {}", decisionLog, e);
     }
   }
 
