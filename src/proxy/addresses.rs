@@ -468,7 +468,7 @@ mod tests {
             Coordinator::default()
                 .with_key(StrBytes::from_static_str("group-b"))
                 .with_node_id(BrokerId(-1))
-                .with_error_code(15),
+                .with_error_code(kafka_protocol::ResponseError::CoordinatorNotAvailable.code()),
         ]);
         let out = rewrite(ApiKey::FindCoordinator, 6, encode(&batch, 6), &map()).unwrap();
         assert_eq!(out.brokers.len(), 1);

@@ -1239,14 +1239,30 @@ mod tests {
     #[test]
     fn kip_511_answer_bytes() {
         let frame = unsupported_api_versions(9).unwrap();
+        let unsupported = ResponseError::UnsupportedVersion.code().to_be_bytes();
         assert_eq!(
             &frame[..],
             &[
-                0, 0, 0, 16, // size
-                0, 0, 0, 9, // correlation id
-                0, 35, // UNSUPPORTED_VERSION
-                0, 0, 0, 1, // one key
-                0, 18, 0, 0, 0, 4, // ApiVersions 0..=4
+                0,
+                0,
+                0,
+                16, // size
+                0,
+                0,
+                0,
+                9, // correlation id
+                unsupported[0],
+                unsupported[1],
+                0,
+                0,
+                0,
+                1, // one key
+                0,
+                18,
+                0,
+                0,
+                0,
+                4, // ApiVersions 0..=4
             ]
         );
     }
@@ -1261,7 +1277,10 @@ mod tests {
         let frame = sasl_refusal(peek).unwrap();
         assert_eq!(&frame[4..8], &[0, 0, 0, 4]);
         assert_eq!(frame[8], 0, "header v1: empty tagged fields");
-        assert_eq!(&frame[9..11], &[0, 58]);
+        assert_eq!(
+            frame[9..11],
+            ResponseError::SaslAuthenticationFailed.code().to_be_bytes()
+        );
         let text = String::from_utf8_lossy(&frame);
         assert!(text.contains(SASL_REFUSAL), "{text}");
     }

@@ -18,6 +18,7 @@
 //!   (KIP-853) it lists the controllers' listener addresses, which the proxy does not front.
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
@@ -250,9 +251,6 @@ pub const HIDDEN: &[ApiKey] = &[
     ApiKey::DescribeQuorum,
 ];
 
-/// UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
-
 /// What the proxy can do with a response of `(api_key, version)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Handling {
@@ -414,12 +412,12 @@ fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
     report
 }
 
-/// The KIP-511 answer to an ApiVersions request above what the proxy decodes: error 35, at
+/// The KIP-511 answer to an ApiVersions request above what the proxy decodes: UNSUPPORTED_VERSION, at
 /// v0, naming the versions the client may retry with.
 pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
     let range = api_versions_range();
     ApiVersionsResponse::default()
-        .with_error_code(UNSUPPORTED_VERSION)
+        .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(vec![
             ApiVersion::default()
                 .with_api_key(ApiKey::ApiVersions as i16)
@@ -437,7 +435,7 @@ fn rewrite_api_versions(
 ) -> Result<Rewritten, RewriteError> {
     let key = ApiKey::ApiVersions;
     let peek = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
-    let at = if peek == Some(UNSUPPORTED_VERSION) {
+    let at = if peek == Some(ResponseError::UnsupportedVersion.code()) {
         0
     } else {
         version
