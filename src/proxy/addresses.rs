@@ -69,11 +69,6 @@ impl PortMap {
         }
     }
 
-    /// The host every broker is advertised at.
-    pub fn advertised_host(&self) -> &str {
-        self.advertised_host.as_str()
-    }
-
     /// The local port of node `node_id`.
     pub fn port(&self, node_id: i32) -> Result<u16, PortError> {
         let port = i64::from(self.base) + i64::from(node_id);

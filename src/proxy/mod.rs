@@ -31,23 +31,31 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules, by job: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`]
-//! (forward proxies), [`frame`] (framing, header peek), [`versions`] (the table of rewritten
-//! keys, one row each, and ApiVersions filtering), [`rewrite`] (dispatch by row; the address
-//! swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners and
-//! connections share), `run` (accept loops, broker listeners, the bootstrap probe), `nodes`
-//! (the node registry, behind an injected `Listeners`), `health` (readiness and the health
-//! routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's Metadata),
-//! `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the proxy's own
-//! requests and frames), `connection` (one client and its broker connection), `metrics`.
+//! Public modules, the library's proxy API besides [`Proxy`] and [`ProxyBuilder`]:
+//! [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`] (forward proxies) and
+//! [`limits`] (the resource bounds and their defaults). No public item names a
+//! `kafka-protocol` type: that crate is pinned exactly and is an implementation detail.
+//!
+//! Private modules, by job: `frame` (framing, header peek), `versions` (the table of
+//! rewritten keys, one row each, and ApiVersions filtering), `rewrite` (dispatch by row; the
+//! address swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners
+//! and connections share), `run` (accept loops, broker listeners, the bootstrap probe),
+//! `nodes` (the node registry, behind an injected `Listeners`), `health` (readiness and the
+//! health routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's
+//! Metadata), `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the
+//! proxy's own requests and frames), `connection` (one client and its broker connection),
+//! `metrics`. `fuzz_hooks` and `bench_hooks` are hidden entry points for the fuzz targets,
+//! property tests and benchmarks, in plain bytes and integers, free to change.
 
 mod addresses;
+#[doc(hidden)]
+pub mod bench_hooks;
 mod builder;
 pub mod cluster_name;
 mod connection;
 pub mod dial;
 mod dial_gate;
-pub mod frame;
+mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
 mod health;
@@ -55,12 +63,12 @@ pub mod limits;
 mod log_limit;
 mod metrics;
 mod nodes;
-pub mod rewrite;
+mod rewrite;
 mod run;
 mod sasl;
 mod state;
 mod upstream;
-pub mod versions;
+mod versions;
 mod wire;
 
 use std::future::Future;
@@ -72,11 +80,12 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
 pub use limits::Limits;
 pub use nodes::BindError;
-pub use rewrite::{BrokerAddress, PortError, PortMap};
+use rewrite::PortMap;
 pub use sasl::SaslMechanism;
 use state::Shared;
 pub use wire::UpstreamError;

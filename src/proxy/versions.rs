@@ -183,6 +183,7 @@ const REWRITTEN_ROWS: [(ApiKey, Versions); count(false)] = {
 /// The keys offered at the versions the proxy decodes, and those versions (from [`TABLE`]).
 pub const REWRITTEN: &[(ApiKey, Versions)] = &REWRITTEN_ROWS;
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const CLAMPED_ROWS: [(ApiKey, i16); count(true)] = {
     let mut out = [(ApiKey::ApiVersions, 0); count(true)];
     let (mut i, mut j) = (0, 0);
@@ -196,10 +197,12 @@ const CLAMPED_ROWS: [(ApiKey, i16); count(true)] = {
     out
 };
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 /// Opaque keys offered below the versions that added KIP-951 `node_endpoints` (from
 /// [`TABLE`]).
 pub const CLAMPED: &[(ApiKey, i16)] = &CLAMPED_ROWS;
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const fn count_min_may_rise() -> usize {
     let (mut n, mut i) = (0, 0);
     while i < TABLE.len() {
@@ -211,6 +214,7 @@ const fn count_min_may_rise() -> usize {
     n
 }
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const MIN_MAY_RISE_ROWS: [ApiKey; count_min_may_rise()] = {
     let mut out = [ApiKey::ApiVersions; count_min_may_rise()];
     let (mut i, mut j) = (0, 0);
@@ -224,6 +228,7 @@ const MIN_MAY_RISE_ROWS: [ApiKey; count_min_may_rise()] = {
     out
 };
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 /// Rewritten keys whose broker minimum may be raised to the first version the proxy decodes
 /// rather than the key being dropped (the rows with [`Offer::DecodedMinMayRise`]).
 pub const MIN_MAY_RISE: &[ApiKey] = &MIN_MAY_RISE_ROWS;
