@@ -273,11 +273,14 @@ async fn open_upstream(
             }
         }
     }
-    let err = last
-        .map(ConnError::Upstream)
-        .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned()));
-    shared.readiness.upstream_failed(&err.to_string());
-    Err(err)
+    // No candidate at all cannot happen: the builder refuses an empty bootstrap list.
+    let Some(err) = last else {
+        return Err(ConnError::Protocol(
+            "no bootstrap servers configured".to_owned(),
+        ));
+    };
+    shared.readiness.upstream_failed(err.clone());
+    Err(ConnError::Upstream(err))
 }
 
 /// When to re-authenticate at the latest: at a random 85–95 % of the session, as

@@ -55,6 +55,7 @@ pub mod cluster_name;
 mod connection;
 pub mod dial;
 mod dial_gate;
+mod errors;
 mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
@@ -83,6 +84,7 @@ use tokio::sync::{mpsc, watch};
 pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
+pub use errors::{CheckError, NotReady, ProbeError};
 pub use limits::Limits;
 pub use nodes::BindError;
 use rewrite::PortMap;
@@ -132,30 +134,28 @@ impl Proxy {
     /// lists the brokers and the local port each would get; `Err` says what failed (no
     /// credentials, unreachable bootstrap, TLS, SASL refusal, a node id without a port) and
     /// how to fix it.
-    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, String> {
-        self.shared.provider.token().await.map_err(|e| {
-            format!(
-                "no Kafka token from {}: {e}",
-                self.shared.provider.describe_source()
-            )
-        })?;
+    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, CheckError> {
+        self.shared
+            .provider
+            .token()
+            .await
+            .map_err(|error| CheckError::Token {
+                token_source: self.shared.provider.describe_source(),
+                error,
+            })?;
         let brokers = run::probe_brokers(&self.shared).await?;
         brokers
             .into_iter()
             .map(|b| {
-                let port = self
-                    .shared
-                    .ports()
-                    .port(b.node_id)
-                    .map_err(|e| e.to_string())?;
+                let port = self.shared.ports().port(b.node_id)?;
                 Ok((b, port))
             })
             .collect()
     }
 
     /// Whether the proxy is ready (a token is cached and the bootstrap Metadata probe
-    /// succeeded), and why not.
-    pub fn readiness(&self) -> Result<String, String> {
+    /// succeeded), with what was checked; or why not.
+    pub fn readiness(&self) -> Result<String, NotReady> {
         readiness(&self.shared)
     }
 
@@ -298,7 +298,7 @@ impl std::fmt::Debug for ProxyStatus {
 
 impl ProxyStatus {
     /// As [`Proxy::readiness`].
-    pub fn readiness(&self) -> Result<String, String> {
+    pub fn readiness(&self) -> Result<String, NotReady> {
         readiness(&self.shared)
     }
 
@@ -340,19 +340,18 @@ security.protocol=PLAINTEXT
     )
 }
 
-fn readiness(shared: &Shared) -> Result<String, String> {
+fn readiness(shared: &Shared) -> Result<String, NotReady> {
     if !shared.provider.is_ready() {
-        return Err(format!(
-            "no Kafka token cached yet from {}",
-            shared.provider.describe_source()
-        ));
+        return Err(NotReady::NoToken {
+            token_source: shared.provider.describe_source(),
+        });
     }
     shared.readiness.status()
 }
 
 impl health::HealthSource for Shared {
     fn readiness(&self) -> Result<String, String> {
-        readiness(self)
+        readiness(self).map_err(|e| e.to_string())
     }
 
     fn metrics_text(&self) -> String {

@@ -18,7 +18,7 @@ pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
 /// Why a broker connection could not be opened and authenticated.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// DNS found nothing (or failed).
     #[error("cannot resolve broker host {host}: {detail}; {hint}")]
@@ -57,7 +57,7 @@ pub enum UpstreamError {
     Token(#[from] TokenError),
     /// The broker does not offer the mechanism.
     #[error(
-        "broker {host} does not enable SASL mechanism {mechanism} (it offers: {offered}); choose one with --upstream-sasl"
+        "broker {host} does not enable SASL mechanism {mechanism} (it offers: {offered}); choose one with ProxyBuilder::with_sasl"
     )]
     Mechanism {
         /// The host.

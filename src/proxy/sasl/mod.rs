@@ -427,7 +427,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "broker b1.invalid does not enable SASL mechanism PLAIN (it offers: OAUTHBEARER); choose one with --upstream-sasl"
+            "broker b1.invalid does not enable SASL mechanism PLAIN (it offers: OAUTHBEARER); choose one with ProxyBuilder::with_sasl"
         );
     }
 }
