@@ -264,7 +264,10 @@ fn parse_cluster_arg(text: &str) -> Result<ClusterArg, String> {
         Some((name, query)) => (name, Some(query)),
         None => (text, None),
     };
-    let name: ClusterName = name.trim().parse().map_err(|e| format!("{e}"))?;
+    let name: ClusterName = name
+        .trim()
+        .parse()
+        .map_err(|e| proxy_errors::bad_cluster_name(&e))?;
     let mut arg = ClusterArg {
         name,
         port: None,
@@ -415,11 +418,12 @@ async fn lookup(
                     status: 500..=599, ..
                 }),
             ) if attempt < 3 => {
+                let err = proxy_errors::lookup_message(&err);
                 tracing::warn!("{err}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(anyhow!(proxy_errors::lookup_message(&err))),
         }
     }
     unreachable!("the loop returns")

@@ -4,8 +4,10 @@
 //! provider's `BuildError`. Variants whose message names no setting keep the library's text.
 
 use anyhow::anyhow;
+use gcp_kafka_auth_handler::proxy::cluster_name::{BadClusterName, LookupError, NAME_FORM};
 use gcp_kafka_auth_handler::proxy::{
-    BindError, CheckError, NotReady, PortError, ProbeError, ProxyBuildError, UpstreamError,
+    BindError, CheckError, NotReady, PortError, ProbeError, ProxyBuildError, TlsProblem,
+    UpstreamError, UpstreamHint,
 };
 
 /// Why the proxy could not be built, naming the flag to change.
@@ -21,6 +23,30 @@ fn build_message(err: &ProxyBuildError) -> String {
             "no system root certificates found to verify the brokers ({why}); install the ca-certificates package or pass --upstream-ca-file"
         ),
         ProxyBuildError::AdvertisedHost(host, why) => format!("--advertised-host `{host}`: {why}"),
+        other => other.to_string(),
+    }
+}
+
+/// A cluster argument that is not a cluster name, naming the flag for any other Kafka.
+pub fn bad_cluster_name(err: &BadClusterName) -> String {
+    let BadClusterName { text, why } = err;
+    format!(
+        "`{text}` is not a Managed Kafka cluster name ({why}): write {NAME_FORM}, e.g. projects/my-project/locations/us-central1/clusters/my-cluster (`gcloud managed-kafka clusters list --location=REGION` lists them); for any other Kafka use --bootstrap-server HOST:PORT"
+    )
+}
+
+/// Why a cluster's bootstrap address could not be looked up, naming the flag to change.
+pub fn lookup_message(err: &LookupError) -> String {
+    match err {
+        LookupError::ServiceDisabled {
+            consumer,
+            activation,
+        } => format!(
+            "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {consumer}: enable it with `gcloud services enable managedkafka.googleapis.com --project={consumer}`{activation} (the consumer project is the quota project when --quota-project is set), then retry"
+        ),
+        LookupError::Unreachable { url, detail } => format!(
+            "cannot reach the Managed Kafka API at {url}: {detail} (set --managed-kafka-endpoint for a private endpoint)"
+        ),
         other => other.to_string(),
     }
 }
@@ -87,6 +113,46 @@ fn upstream_message(err: &UpstreamError) -> String {
         } => format!(
             "broker {host} does not enable SASL mechanism {mechanism} (it offers: {offered}); choose one with --upstream-sasl"
         ),
+        UpstreamError::Resolve { host, detail, hint } => format!(
+            "cannot resolve broker host {host}: {detail}; {}",
+            hint_message(*hint, host)
+        ),
+        UpstreamError::Connect {
+            host,
+            port,
+            addr,
+            detail,
+            hint,
+        } => format!(
+            "cannot connect to broker {host}:{port} ({addr}): {detail}; {}",
+            hint_message(*hint, host)
+        ),
+        UpstreamError::Tls { host, problem } => format!(
+            "TLS handshake with broker {host} failed: {}",
+            tls_message(problem)
+        ),
+        other => other.to_string(),
+    }
+}
+
+fn hint_message(hint: UpstreamHint, host: &str) -> String {
+    match hint {
+        UpstreamHint::OutOfDescriptors => "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections".to_owned(),
+        UpstreamHint::OutsideVpc => "Managed Kafka brokers are reachable only from the cluster's VPC (use a VPN, bastion or Private Service Connect endpoint, or --forward-proxy), and the port is 9092".to_owned(),
+        UpstreamHint::CheckName => format!("check the name, or map it with --resolve {host}=IP"),
+        other => other.to_string(),
+    }
+}
+
+fn tls_message(problem: &TlsProblem) -> String {
+    match problem {
+        TlsProblem::UnknownIssuer => "the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file".to_owned(),
+        TlsProblem::NotValidForName { host } => format!(
+            "the broker's certificate is not valid for the name `{host}`; connect by the name the cluster advertises (map it with --resolve {host}=IP instead of dialling an IP)"
+        ),
+        TlsProblem::NotTls(detail) => format!(
+            "the broker did not answer with TLS ({detail}); if this is a plaintext test broker, use --upstream-tls=false"
+        ),
         other => other.to_string(),
     }
 }
@@ -116,6 +182,23 @@ mod tests {
         assert!(
             build_message(&ProxyBuildError::NoBootstrap)
                 .contains("set --bootstrap-server HOST:PORT")
+        );
+        let unresolved = UpstreamError::Resolve {
+            host: "b.invalid".to_owned(),
+            detail: "no addresses".to_owned(),
+            hint: UpstreamHint::CheckName,
+        };
+        assert_eq!(
+            check_error(&CheckError::Probe(ProbeError::Upstream(unresolved))),
+            "cannot resolve broker host b.invalid: no addresses; check the name, or map it with --resolve b.invalid=IP"
+        );
+        let unknown_issuer = UpstreamError::Tls {
+            host: "bootstrap.kafka.invalid".to_owned(),
+            problem: TlsProblem::UnknownIssuer,
+        };
+        assert_eq!(
+            not_ready(&NotReady::Probe(ProbeError::Upstream(unknown_issuer))),
+            "TLS handshake with broker bootstrap.kafka.invalid failed: the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file"
         );
     }
 }

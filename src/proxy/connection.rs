@@ -469,7 +469,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 Some(acks) => acks == 0,
                 None if head < total => {
                     return Err(ConnError::Protocol(format!(
-                        "a Produce request whose header (client id, transactional id) does not fit the {}-byte connection buffer; raise --connection-buffer-bytes",
+                        "a Produce request whose header (client id, transactional id) does not fit the {}-byte connection buffer; raise the connection buffer bytes (ProxyBuilder::with_connection_buffer_bytes)",
                         self.cap
                     )));
                 }

@@ -90,7 +90,7 @@ pub use nodes::BindError;
 use rewrite::PortMap;
 pub use sasl::SaslMechanism;
 use state::Shared;
-pub use wire::UpstreamError;
+pub use wire::{TlsProblem, UpstreamError, UpstreamHint};
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);

@@ -131,7 +131,7 @@ pub(super) async fn accept_loop(
 /// The fix for running out of file descriptors, when that is the error.
 fn fd_hint(err: &std::io::Error) -> String {
     if super::upstream::out_of_descriptors(err) {
-        format!("; {}", super::upstream::FD_HINT)
+        format!("; {}", super::wire::UpstreamHint::OutOfDescriptors)
     } else {
         String::new()
     }

@@ -1136,8 +1136,10 @@ async fn upstream_tls_is_verified_against_the_ca_and_the_broker_name() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // The library's router names the builder method; the binary's names `--upstream-ca-file`
+    // (`commands::proxy_errors`).
     assert!(
-        body.contains("TLS handshake with broker bootstrap.kafka.invalid failed: the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file"),
+        body.contains("TLS handshake with broker bootstrap.kafka.invalid failed: the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, give its PEM with ProxyBuilder::with_upstream_ca_file or with_upstream_ca_pem"),
         "{body}"
     );
     proxy.stop().await;

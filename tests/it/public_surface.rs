@@ -51,7 +51,7 @@ const ALLOWED: &[&str] = &[
     "pub use limits::Limits;",
     "pub use nodes::BindError;",
     "pub use sasl::SaslMechanism;",
-    "pub use wire::UpstreamError;",
+    "pub use wire::{TlsProblem, UpstreamError, UpstreamHint};",
 ];
 
 #[test]
@@ -166,6 +166,8 @@ fn no_public_proxy_item_names_a_kafka_protocol_type() {
         "BindError",
         "SaslMechanism",
         "UpstreamError",
+        "UpstreamHint",
+        "TlsProblem",
     ];
     let public_module = |file: &str| {
         !file.ends_with("addresses.rs")
