@@ -13,8 +13,7 @@ use std::hint::black_box;
 
 use bytes::{Bytes, BytesMut};
 use criterion::{Criterion, criterion_group, criterion_main};
-use gcp_kafka_auth_handler::proxy::frame;
-use gcp_kafka_auth_handler::proxy::rewrite::{PortMap, rewrite};
+use gcp_kafka_auth_handler::proxy::bench_hooks::{self, Rewriter};
 use kafka_protocol::messages::fetch_response::{
     FetchableTopicResponse, NodeEndpoint, PartitionData,
 };
@@ -52,19 +51,25 @@ fn fetch_response(topics: usize, partitions: i32, record_bytes: usize) -> Bytes 
 }
 
 fn benches(c: &mut Criterion) {
-    let map = PortMap::new("127.0.0.1", 9093, 9092);
+    let rewriter = Rewriter::new("127.0.0.1", 9093, 9092);
     for (name, body) in [
         ("fetch_1mib", fetch_response(4, 8, 32 * 1024)),
         ("fetch_1kib", fetch_response(1, 1, 1024)),
     ] {
-        let mut framed = frame::framed(&[&[0, 0, 0, 7][..], &body[..]].concat());
+        let mut framed = bench_hooks::framed(&[&[0, 0, 0, 7][..], &body[..]].concat());
         c.bench_function(&format!("proxy/opaque/{name}"), |b| {
             b.iter(|| {
-                frame::set_response_correlation_id(black_box(&mut framed[..]), 42);
+                bench_hooks::set_response_correlation_id(black_box(&mut framed[..]), 42);
             })
         });
         c.bench_function(&format!("proxy/rewrite/{name}"), |b| {
-            b.iter(|| black_box(rewrite(ApiKey::Fetch, 16, body.clone(), &map).unwrap()))
+            b.iter(|| {
+                black_box(
+                    rewriter
+                        .rewrite(ApiKey::Fetch as i16, 16, body.clone())
+                        .unwrap(),
+                )
+            })
         });
     }
 }

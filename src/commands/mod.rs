@@ -10,6 +10,8 @@ pub mod credentials;
 pub mod doctor;
 pub mod healthcheck;
 pub mod proxy;
+pub mod proxy_errors;
+pub mod registry_errors;
 pub mod schema_registry;
 pub mod serve;
 pub mod token;

@@ -29,6 +29,7 @@ use tokio::sync::watch;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
 use crate::commands::credentials::CredentialArgs;
+use crate::commands::proxy_errors;
 use crate::commands::schema_registry::{self, RegistryFlags};
 
 /// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
@@ -263,7 +264,10 @@ fn parse_cluster_arg(text: &str) -> Result<ClusterArg, String> {
         Some((name, query)) => (name, Some(query)),
         None => (text, None),
     };
-    let name: ClusterName = name.trim().parse().map_err(|e| format!("{e}"))?;
+    let name: ClusterName = name
+        .trim()
+        .parse()
+        .map_err(|e| proxy_errors::bad_cluster_name(&e))?;
     let mut arg = ClusterArg {
         name,
         port: None,
@@ -414,11 +418,12 @@ async fn lookup(
                     status: 500..=599, ..
                 }),
             ) if attempt < 3 => {
+                let err = proxy_errors::lookup_message(&err);
                 tracing::warn!("{err}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(anyhow!(proxy_errors::lookup_message(&err))),
         }
     }
     unreachable!("the loop returns")
@@ -439,7 +444,7 @@ impl Health {
         };
         let mut details = Vec::new();
         for (label, status) in proxies {
-            match status.readiness() {
+            match status.readiness().map_err(|e| proxy_errors::not_ready(&e)) {
                 Ok(detail) if proxies.len() == 1 => details.push(detail),
                 Ok(detail) => details.push(format!("{label}: {detail}")),
                 Err(why) if proxies.len() == 1 => return Err(why),
@@ -814,7 +819,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         };
         let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?
             .with_max_connections(max_connections)
-            .build()?;
+            .build()
+            .map_err(proxy_errors::build_error)?;
         statuses.push((plan.label.clone(), proxy.status()));
         proxies.push(proxy);
     }
@@ -977,7 +983,9 @@ fn builder(
         builder = builder.with_forward_proxy(forward.clone());
     }
     if let Some(path) = &args.upstream_ca_file {
-        builder = builder.with_upstream_ca_file(path)?;
+        builder = builder
+            .with_upstream_ca_file(path)
+            .map_err(proxy_errors::build_error)?;
     }
     Ok(builder)
 }
@@ -1015,7 +1023,9 @@ async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 }
             },
         };
-        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?.build()?;
+        let proxy = builder(&args, provider.clone(), &bootstrap, plan.broker_port_base)?
+            .build()
+            .map_err(proxy_errors::build_error)?;
         match proxy.check().await {
             Ok(brokers) => {
                 println!(
@@ -1030,7 +1040,7 @@ async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
                 }
             }
             Err(why) => {
-                println!("not ready: {label}{why}");
+                println!("not ready: {label}{}", proxy_errors::check_error(&why));
                 code = ExitCode::from(1);
             }
         }

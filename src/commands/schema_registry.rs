@@ -14,6 +14,7 @@ use tokio::net::TcpListener;
 
 use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
 use crate::commands::credentials::CredentialArgs;
+use crate::commands::registry_errors;
 
 #[derive(Debug, Args)]
 pub struct SchemaRegistryArgs {
@@ -163,11 +164,12 @@ pub async fn prepare(
                     status: 500..=599, ..
                 }),
             ) if attempt < 3 => {
+                let err = registry_errors::registry_message(&err);
                 tracing::warn!("{err}; retrying in {backoff:?}");
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            Err(err) => return Err(err.into()),
+            Err(err) => return Err(anyhow::anyhow!(registry_errors::registry_message(&err))),
         }
     }
     let local = listeners[0].local_addr()?;

@@ -39,7 +39,7 @@ pub struct PortMap {
 pub enum PortError {
     /// base + node id is past 65535 (or the id is negative).
     #[error(
-        "node id {node_id} has no local port: --broker-port-base {base} + {node_id} is outside 1..=65535; choose a base so that base + the largest node id fits"
+        "node id {node_id} has no local port: the broker port base {base} + {node_id} is outside 1..=65535; choose a base (ProxyBuilder::with_broker_port_base) so that base + the largest node id fits"
     )]
     OutOfRange {
         /// The node id.
@@ -49,7 +49,7 @@ pub enum PortError {
     },
     /// base + node id is the bootstrap listener's port.
     #[error(
-        "node id {node_id} would listen on port {port}, which is the bootstrap listener's (--listen); choose a --broker-port-base that keeps base + node id away from it"
+        "node id {node_id} would listen on port {port}, which is the bootstrap listener's; choose a broker port base (ProxyBuilder::with_broker_port_base) that keeps base + node id away from it"
     )]
     Collision {
         /// The node id.
@@ -67,11 +67,6 @@ impl PortMap {
             base,
             bootstrap_port,
         }
-    }
-
-    /// The host every broker is advertised at.
-    pub fn advertised_host(&self) -> &str {
-        self.advertised_host.as_str()
     }
 
     /// The local port of node `node_id`.
@@ -384,7 +379,7 @@ mod tests {
                 base: 19000
             }
             .to_string()
-            .contains("--broker-port-base 19000 + 46536")
+            .contains("the broker port base 19000 + 46536")
         );
     }
 
@@ -468,7 +463,7 @@ mod tests {
             Coordinator::default()
                 .with_key(StrBytes::from_static_str("group-b"))
                 .with_node_id(BrokerId(-1))
-                .with_error_code(15),
+                .with_error_code(kafka_protocol::ResponseError::CoordinatorNotAvailable.code()),
         ]);
         let out = rewrite(ApiKey::FindCoordinator, 6, encode(&batch, 6), &map()).unwrap();
         assert_eq!(out.brokers.len(), 1);

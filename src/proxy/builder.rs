@@ -46,7 +46,7 @@ pub struct ProxyBuilder {
 pub enum ProxyBuildError {
     /// No bootstrap server.
     #[error(
-        "no bootstrap server: set --bootstrap-server HOST:PORT (GCP_KAFKA_AUTH_BOOTSTRAP_SERVER), the cluster's bootstrapAddress, e.g. bootstrap.CLUSTER.REGION.managedkafka.PROJECT.cloud.goog:9092"
+        "no bootstrap server: pass the cluster's bootstrapAddress to ProxyBuilder::with_bootstrap_servers, e.g. bootstrap.CLUSTER.REGION.managedkafka.PROJECT.cloud.goog:9092"
     )]
     NoBootstrap,
     /// A bootstrap server is not `HOST:PORT`.
@@ -55,7 +55,7 @@ pub enum ProxyBuildError {
     )]
     BadBootstrap(String),
     /// The CA file cannot be used.
-    #[error("--upstream-ca-file {path}: {detail}")]
+    #[error("upstream CA file {path} (ProxyBuilder::with_upstream_ca_file): {detail}")]
     CaFile {
         /// The file.
         path: String,
@@ -64,14 +64,14 @@ pub enum ProxyBuildError {
     },
     /// No root certificates at all.
     #[error(
-        "no system root certificates found to verify the brokers ({0}); install the ca-certificates package or pass --upstream-ca-file"
+        "no system root certificates found to verify the brokers ({0}); install the ca-certificates package or give the brokers' CA with ProxyBuilder::with_upstream_ca_file"
     )]
     NoRoots(String),
     /// A TLS configuration error.
     #[error("TLS configuration: {0}")]
     Tls(String),
     /// The advertised host is unusable.
-    #[error("--advertised-host `{0}`: {1}")]
+    #[error("advertised host `{0}` (ProxyBuilder::with_advertised_host): {1}")]
     AdvertisedHost(String, &'static str),
 }
 

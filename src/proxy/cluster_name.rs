@@ -41,7 +41,7 @@ pub struct ClusterName {
 /// A string that is not a cluster name; the message shows the expected form.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "`{text}` is not a Managed Kafka cluster name ({why}): write {NAME_FORM}, e.g. projects/my-project/locations/us-central1/clusters/my-cluster (`gcloud managed-kafka clusters list --location=REGION` lists them); for any other Kafka use --bootstrap-server HOST:PORT"
+    "`{text}` is not a Managed Kafka cluster name ({why}): write {NAME_FORM}, e.g. projects/my-project/locations/us-central1/clusters/my-cluster (`gcloud managed-kafka clusters list --location=REGION` lists them); for any other Kafka give its bootstrap servers to ProxyBuilder::with_bootstrap_servers"
 )]
 pub struct BadClusterName {
     /// What was given.
@@ -120,7 +120,7 @@ pub enum LookupError {
     },
     /// 403 `SERVICE_DISABLED`: the API is not enabled in the consumer project.
     #[error(
-        "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {consumer}: enable it with `gcloud services enable managedkafka.googleapis.com --project={consumer}`{activation} (the consumer project is the quota project when --quota-project is set), then retry"
+        "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {consumer}: enable it with `gcloud services enable managedkafka.googleapis.com --project={consumer}`{activation} (the consumer project is LookupOptions::quota_project when it is set), then retry"
     )]
     ServiceDisabled {
         /// The project the API is disabled in, as Google names it.
@@ -152,7 +152,7 @@ pub enum LookupError {
     },
     /// The request could not be sent or its answer read.
     #[error(
-        "cannot reach the Managed Kafka API at {url}: {detail} (set --managed-kafka-endpoint for a private endpoint)"
+        "cannot reach the Managed Kafka API at {url}: {detail} (set LookupOptions::endpoint for a private endpoint)"
     )]
     Unreachable {
         /// The URL called.

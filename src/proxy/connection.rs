@@ -273,11 +273,14 @@ async fn open_upstream(
             }
         }
     }
-    let err = last
-        .map(ConnError::Upstream)
-        .unwrap_or_else(|| ConnError::Protocol("no bootstrap servers configured".to_owned()));
-    shared.readiness.upstream_failed(&err.to_string());
-    Err(err)
+    // No candidate at all cannot happen: the builder refuses an empty bootstrap list.
+    let Some(err) = last else {
+        return Err(ConnError::Protocol(
+            "no bootstrap servers configured".to_owned(),
+        ));
+    };
+    shared.readiness.upstream_failed(err.clone());
+    Err(ConnError::Upstream(err))
 }
 
 /// When to re-authenticate at the latest: at a random 85–95 % of the session, as
@@ -466,7 +469,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 Some(acks) => acks == 0,
                 None if head < total => {
                     return Err(ConnError::Protocol(format!(
-                        "a Produce request whose header (client id, transactional id) does not fit the {}-byte connection buffer; raise --connection-buffer-bytes",
+                        "a Produce request whose header (client id, transactional id) does not fit the {}-byte connection buffer; raise the connection buffer bytes (ProxyBuilder::with_connection_buffer_bytes)",
                         self.cap
                     )));
                 }
@@ -1239,14 +1242,30 @@ mod tests {
     #[test]
     fn kip_511_answer_bytes() {
         let frame = unsupported_api_versions(9).unwrap();
+        let unsupported = ResponseError::UnsupportedVersion.code().to_be_bytes();
         assert_eq!(
             &frame[..],
             &[
-                0, 0, 0, 16, // size
-                0, 0, 0, 9, // correlation id
-                0, 35, // UNSUPPORTED_VERSION
-                0, 0, 0, 1, // one key
-                0, 18, 0, 0, 0, 4, // ApiVersions 0..=4
+                0,
+                0,
+                0,
+                16, // size
+                0,
+                0,
+                0,
+                9, // correlation id
+                unsupported[0],
+                unsupported[1],
+                0,
+                0,
+                0,
+                1, // one key
+                0,
+                18,
+                0,
+                0,
+                0,
+                4, // ApiVersions 0..=4
             ]
         );
     }
@@ -1261,7 +1280,10 @@ mod tests {
         let frame = sasl_refusal(peek).unwrap();
         assert_eq!(&frame[4..8], &[0, 0, 0, 4]);
         assert_eq!(frame[8], 0, "header v1: empty tagged fields");
-        assert_eq!(&frame[9..11], &[0, 58]);
+        assert_eq!(
+            frame[9..11],
+            ResponseError::SaslAuthenticationFailed.code().to_be_bytes()
+        );
         let text = String::from_utf8_lossy(&frame);
         assert!(text.contains(SASL_REFUSAL), "{text}");
     }

@@ -56,7 +56,7 @@ impl fmt::Display for ForwardProxy {
 /// A forward proxy URL that cannot be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "--forward-proxy `{text}`: {why}; write socks5://HOST:PORT or http://HOST:PORT (optionally USER:PASSWORD@ before the host)"
+    "forward proxy URL `{text}`: {why}; write socks5://HOST:PORT or http://HOST:PORT (optionally USER:PASSWORD@ before the host)"
 )]
 pub struct BadForwardProxy {
     /// What was given, without the password.
@@ -175,7 +175,8 @@ impl ForwardProxy {
             }
             (0xff, None) => {
                 return Err(fail(
-                    "demands authentication: put USER:PASSWORD@ in --forward-proxy".to_owned(),
+                    "demands authentication: put USER:PASSWORD@ in the forward proxy's URL"
+                        .to_owned(),
                 ));
             }
             (other, _) => return Err(fail(format!("chose an unsupported method {other:#04x}"))),
@@ -280,7 +281,7 @@ impl ForwardProxy {
         }
         if !code.starts_with('2') {
             let hint = if code == "407" {
-                " (put USER:PASSWORD@ in --forward-proxy)"
+                " (put USER:PASSWORD@ in the forward proxy's URL)"
             } else {
                 ""
             };

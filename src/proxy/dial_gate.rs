@@ -139,7 +139,7 @@ mod tests {
         UpstreamError::Refused {
             host: "b".to_owned(),
             mechanism: "OAUTHBEARER",
-            code: 58,
+            code: kafka_protocol::ResponseError::SaslAuthenticationFailed.code(),
             message: "bad token".to_owned(),
         }
     }

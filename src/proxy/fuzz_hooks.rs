@@ -1,7 +1,9 @@
-//! Entry points for the fuzz targets in `fuzz/` and the property tests: the proxy's parsers
-//! of untrusted bytes, from clients and from brokers, with the invariants they must keep
-//! asserted inside. Hidden from the docs and free to change; they exist so that a target
-//! outside the crate runs exactly the code a connection runs.
+//! Entry points for the fuzz targets in `fuzz/` and the property and integration tests: the
+//! proxy's parsers of untrusted bytes, from clients and from brokers, with the invariants they
+//! must keep asserted inside, and the reviewed version table in plain integers. Hidden from
+//! the docs and free to change; they exist so that a target outside the crate runs exactly
+//! the code a connection runs. Signatures use std types and `bytes` only: the codecs and
+//! their `kafka-protocol` types stay crate-private.
 
 use bytes::Bytes;
 use kafka_protocol::messages::ApiKey;
@@ -18,9 +20,9 @@ pub enum ClientOutcome {
     NeedMore,
     /// The connection is closed for this reason (a framing error, TLS, HTTP).
     Refused(String),
-    /// The request header was read and admitted or answered as [`Admission`] says; for a
-    /// local answer, the answer's bytes.
-    Admitted(Admission, Option<Bytes>),
+    /// The request header was read and admitted or answered as the admission (its name,
+    /// e.g. `Forward`, `Hidden(DescribeQuorum)`) says; for a local answer, the answer's bytes.
+    Admitted(String, Option<Bytes>),
 }
 
 /// The client-side frame path on `data`, the first bytes of a connection, with `buffer`
@@ -71,7 +73,7 @@ pub fn client_frame(data: &[u8], buffer: usize) -> ClientOutcome {
             "a local answer carries the request's correlation id"
         );
     }
-    ClientOutcome::Admitted(admission, answer)
+    ClientOutcome::Admitted(format!("{admission:?}"), answer)
 }
 
 /// A broker response through the rewrite: `data[0]` picks a key the proxy decodes, `data[1]`
@@ -118,4 +120,45 @@ pub fn broker_response(data: &[u8]) {
             "{key:?} v{version}: rewriting is idempotent"
         );
     }
+}
+
+/// Produce responses carry broker addresses (KIP-951) from this version on.
+pub const PRODUCE_NODE_ENDPOINTS: i16 = versions::PRODUCE_NODE_ENDPOINTS;
+/// Fetch responses carry broker addresses (KIP-951) from this version on.
+pub const FETCH_NODE_ENDPOINTS: i16 = versions::FETCH_NODE_ENDPOINTS;
+
+/// The reviewed table of keys the proxy offers and rewrites: `(api key, min, max)` of the
+/// versions it decodes, in the table's order (not Produce and Fetch, which it rewrites from
+/// their KIP-951 versions without offering them).
+pub fn rewritten_ranges() -> Vec<(i16, i16, i16)> {
+    versions::REWRITTEN
+        .iter()
+        .map(|(key, range)| (*key as i16, range.min, range.max))
+        .collect()
+}
+
+/// Whether the response to a request `(api_key, version)` is decoded and rewritten.
+pub fn is_rewritten(api_key: i16, version: i16) -> bool {
+    matches!(
+        versions::handling(api_key, version),
+        versions::Handling::Rewrite(key) if key as i16 == api_key
+    )
+}
+
+/// The input [`broker_response`] reads as an `api_key` v`version` response with `body`; `None`
+/// for a key or version the proxy does not rewrite.
+pub fn broker_response_input(api_key: i16, version: i16, body: &[u8]) -> Option<Vec<u8>> {
+    let index = versions::TABLE
+        .iter()
+        .position(|row| row.key as i16 == api_key)?;
+    let decoded = versions::TABLE[index].decoded;
+    if !(decoded.min..=decoded.max).contains(&version) {
+        return None;
+    }
+    let mut input = vec![
+        u8::try_from(index).ok()?,
+        u8::try_from(version - decoded.min).ok()?,
+    ];
+    input.extend_from_slice(body);
+    Some(input)
 }

@@ -15,12 +15,15 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
 
+use super::errors::{NotReady, ProbeError};
+use super::wire::UpstreamError;
+
 /// The start-up probe's last outcome.
 #[derive(Debug, Clone)]
 enum Probe {
     Pending,
     Ok { brokers: usize },
-    Failed(String),
+    Failed(NotReady),
 }
 
 /// Whether the bootstrap Metadata probe (and, since, the clients' broker connections)
@@ -47,14 +50,12 @@ impl Readiness {
     }
 
     /// Ready, with what was checked; or why not.
-    pub fn status(&self) -> Result<String, String> {
+    pub fn status(&self) -> Result<String, NotReady> {
         match &*self.lock() {
             Probe::Ok { brokers } => Ok(format!(
                 "bootstrap Metadata round trip succeeded; {brokers} brokers"
             )),
-            Probe::Pending => {
-                Err("the bootstrap Metadata round trip has not finished yet".to_owned())
-            }
+            Probe::Pending => Err(NotReady::ProbePending),
             Probe::Failed(why) => Err(why.clone()),
         }
     }
@@ -72,19 +73,20 @@ impl Readiness {
         *self.lock() = Probe::Ok { brokers };
     }
 
-    fn probe_failed(&self, why: String) {
+    fn probe_failed(&self, why: ProbeError) {
         tracing::error!("not ready: {why}");
-        *self.lock() = Probe::Failed(why);
+        *self.lock() = Probe::Failed(NotReady::Probe(why));
     }
 
     /// A client's broker connection failed to open: not ready, at once (readiness reflects
     /// what clients get, not only the periodic probe).
-    pub fn upstream_failed(&self, why: &str) {
+    pub fn upstream_failed(&self, why: UpstreamError) {
         let mut readiness = self.lock();
+        let why = NotReady::ClientConnection(why);
         if !matches!(*readiness, Probe::Failed(_)) {
-            tracing::error!("not ready: a client's broker connection failed: {why}");
+            tracing::error!("not ready: {why}");
         }
-        *readiness = Probe::Failed(format!("a client's broker connection failed: {why}"));
+        *readiness = Probe::Failed(why);
     }
 
     /// A client's broker connection opened: ready again at once if the last failure was a
@@ -104,7 +106,7 @@ impl Readiness {
 pub(crate) async fn probe_loop<F, Fut>(readiness: &Readiness, interval: Duration, mut probe: F)
 where
     F: FnMut() -> Fut,
-    Fut: Future<Output = Result<usize, String>>,
+    Fut: Future<Output = Result<usize, ProbeError>>,
 {
     let mut backoff = Duration::from_secs(1);
     loop {
@@ -185,33 +187,43 @@ mod tests {
     #[test]
     fn readiness_follows_the_probe_and_the_clients_broker_connections() {
         let r = Readiness::default();
+        let status = |r: &Readiness| r.status().map_err(|e| e.to_string());
+        let failed = |detail: &str| UpstreamError::Protocol {
+            host: "b".to_owned(),
+            detail: detail.to_owned(),
+        };
         assert_eq!(
-            r.status(),
+            status(&r),
             Err("the bootstrap Metadata round trip has not finished yet".to_owned())
         );
         // A client's success before any probe found brokers does not make it ready.
-        r.upstream_failed("refused");
+        r.upstream_failed(failed("refused"));
         r.upstream_succeeded();
         assert_eq!(
-            r.status(),
-            Err("a client's broker connection failed: refused".to_owned())
+            status(&r),
+            Err(
+                "a client's broker connection failed: broker b broke the protocol: refused"
+                    .to_owned()
+            )
         );
         r.brokers_seen(3);
         r.probe_succeeded(3);
         assert_eq!(
-            r.status(),
+            status(&r),
             Ok("bootstrap Metadata round trip succeeded; 3 brokers".to_owned())
         );
-        r.upstream_failed("timed out");
+        r.upstream_failed(failed("timed out"));
         assert!(r.status().is_err());
         r.upstream_succeeded();
         assert_eq!(
-            r.status(),
+            status(&r),
             Ok("bootstrap Metadata round trip succeeded; 3 brokers".to_owned())
         );
-        r.probe_failed("bootstrap server b:9092: Metadata failed: eof".to_owned());
+        r.probe_failed(ProbeError::Metadata(
+            "bootstrap server b:9092: Metadata failed: eof".to_owned(),
+        ));
         assert_eq!(
-            r.status(),
+            status(&r),
             Err("bootstrap server b:9092: Metadata failed: eof".to_owned())
         );
     }
@@ -227,7 +239,7 @@ mod tests {
             let n = calls.len();
             async move {
                 if n <= 3 {
-                    Err(format!("try {n}"))
+                    Err(ProbeError::Metadata(format!("try {n}")))
                 } else {
                     Ok(2)
                 }

@@ -118,7 +118,7 @@ pub(crate) struct Budget {
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum BudgetError {
     #[error(
-        "the broker's {what} answer is {size} bytes, more than the {limit}-byte limit on a response the proxy rewrites (raise --max-rewritten-response-bytes)"
+        "the broker's {what} answer is {size} bytes, more than the {limit}-byte limit on a response the proxy rewrites (raise the max rewritten response bytes: ProxyBuilder::with_max_rewritten_response_bytes)"
     )]
     TooLarge {
         what: String,

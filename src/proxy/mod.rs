@@ -31,23 +31,32 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Modules, by job: [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`]
-//! (forward proxies), [`frame`] (framing, header peek), [`versions`] (the table of rewritten
-//! keys, one row each, and ApiVersions filtering), [`rewrite`] (dispatch by row; the address
-//! swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners and
-//! connections share), `run` (accept loops, broker listeners, the bootstrap probe), `nodes`
-//! (the node registry, behind an injected `Listeners`), `health` (readiness and the health
-//! routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's Metadata),
-//! `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the proxy's own
-//! requests and frames), `connection` (one client and its broker connection), `metrics`.
+//! Public modules, the library's proxy API besides [`Proxy`] and [`ProxyBuilder`]:
+//! [`cluster_name`] (Managed Kafka names and the API lookup), [`dial`] (forward proxies) and
+//! [`limits`] (the resource bounds and their defaults). No public item names a
+//! `kafka-protocol` type: that crate is pinned exactly and is an implementation detail.
+//!
+//! Private modules, by job: `frame` (framing, header peek), `versions` (the table of
+//! rewritten keys, one row each, and ApiVersions filtering), `rewrite` (dispatch by row; the
+//! address swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners
+//! and connections share), `run` (accept loops, broker listeners, the bootstrap probe),
+//! `nodes` (the node registry, behind an injected `Listeners`), `health` (readiness and the
+//! health routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's
+//! Metadata), `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the
+//! proxy's own requests and frames), `connection` (one client and its broker connection),
+//! `metrics`. `fuzz_hooks` and `bench_hooks` are hidden entry points for the fuzz targets,
+//! property tests and benchmarks, in plain bytes and integers, free to change.
 
 mod addresses;
+#[doc(hidden)]
+pub mod bench_hooks;
 mod builder;
 pub mod cluster_name;
 mod connection;
 pub mod dial;
 mod dial_gate;
-pub mod frame;
+mod errors;
+mod frame;
 #[doc(hidden)]
 pub mod fuzz_hooks;
 mod health;
@@ -55,12 +64,12 @@ pub mod limits;
 mod log_limit;
 mod metrics;
 mod nodes;
-pub mod rewrite;
+mod rewrite;
 mod run;
 mod sasl;
 mod state;
 mod upstream;
-pub mod versions;
+mod versions;
 mod wire;
 
 use std::future::Future;
@@ -72,14 +81,16 @@ use axum::Router;
 use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
+pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
+pub use errors::{CheckError, NotReady, ProbeError};
 pub use limits::Limits;
 pub use nodes::BindError;
-pub use rewrite::{BrokerAddress, PortError, PortMap};
+use rewrite::PortMap;
 pub use sasl::SaslMechanism;
 use state::Shared;
-pub use wire::UpstreamError;
+pub use wire::{TlsProblem, UpstreamError, UpstreamHint};
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
@@ -123,30 +134,28 @@ impl Proxy {
     /// lists the brokers and the local port each would get; `Err` says what failed (no
     /// credentials, unreachable bootstrap, TLS, SASL refusal, a node id without a port) and
     /// how to fix it.
-    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, String> {
-        self.shared.provider.token().await.map_err(|e| {
-            format!(
-                "no Kafka token from {}: {e}",
-                self.shared.provider.describe_source()
-            )
-        })?;
+    pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, CheckError> {
+        self.shared
+            .provider
+            .token()
+            .await
+            .map_err(|error| CheckError::Token {
+                token_source: self.shared.provider.describe_source(),
+                error,
+            })?;
         let brokers = run::probe_brokers(&self.shared).await?;
         brokers
             .into_iter()
             .map(|b| {
-                let port = self
-                    .shared
-                    .ports()
-                    .port(b.node_id)
-                    .map_err(|e| e.to_string())?;
+                let port = self.shared.ports().port(b.node_id)?;
                 Ok((b, port))
             })
             .collect()
     }
 
     /// Whether the proxy is ready (a token is cached and the bootstrap Metadata probe
-    /// succeeded), and why not.
-    pub fn readiness(&self) -> Result<String, String> {
+    /// succeeded), with what was checked; or why not.
+    pub fn readiness(&self) -> Result<String, NotReady> {
         readiness(&self.shared)
     }
 
@@ -289,7 +298,7 @@ impl std::fmt::Debug for ProxyStatus {
 
 impl ProxyStatus {
     /// As [`Proxy::readiness`].
-    pub fn readiness(&self) -> Result<String, String> {
+    pub fn readiness(&self) -> Result<String, NotReady> {
         readiness(&self.shared)
     }
 
@@ -331,19 +340,18 @@ security.protocol=PLAINTEXT
     )
 }
 
-fn readiness(shared: &Shared) -> Result<String, String> {
+fn readiness(shared: &Shared) -> Result<String, NotReady> {
     if !shared.provider.is_ready() {
-        return Err(format!(
-            "no Kafka token cached yet from {}",
-            shared.provider.describe_source()
-        ));
+        return Err(NotReady::NoToken {
+            token_source: shared.provider.describe_source(),
+        });
     }
     shared.readiness.status()
 }
 
 impl health::HealthSource for Shared {
     fn readiness(&self) -> Result<String, String> {
-        readiness(self)
+        readiness(self).map_err(|e| e.to_string())
     }
 
     fn metrics_text(&self) -> String {

@@ -18,14 +18,14 @@ pub(crate) trait Listeners {
 }
 
 /// Why a broker listener could not be set up.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BindError {
     /// The node id has no port.
     #[error(transparent)]
     Port(#[from] PortError),
     /// The port is taken.
     #[error(
-        "cannot listen for broker node {node_id} on {addr}: {detail}; another process holds the port, or choose another --broker-port-base"
+        "cannot listen for broker node {node_id} on {addr}: {detail}; another process holds the port, or choose another broker port base (ProxyBuilder::with_broker_port_base)"
     )]
     Bind {
         /// The node id.

@@ -12,10 +12,7 @@ use kafka_protocol::messages::ApiKey;
 
 use super::versions;
 
-pub use super::addresses::{
-    ADDRESS_CONFIGS, BrokerAddress, FilterReport, PortError, PortMap, RewriteBody, RewriteError,
-    Rewritten, is_address_config,
-};
+pub use super::addresses::{BrokerAddress, PortError, PortMap, RewriteError, Rewritten};
 
 /// Rewrites the body of a `key` v`version` response.
 pub fn rewrite(

@@ -10,6 +10,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, watch};
 
 use super::connection::{self, Target};
+use super::errors::ProbeError;
 use super::nodes::BindError;
 use super::rewrite::BrokerAddress;
 use super::state::Shared;
@@ -130,7 +131,7 @@ pub(super) async fn accept_loop(
 /// The fix for running out of file descriptors, when that is the error.
 fn fd_hint(err: &std::io::Error) -> String {
     if super::upstream::out_of_descriptors(err) {
-        format!("; {}", super::upstream::FD_HINT)
+        format!("; {}", super::wire::UpstreamHint::OutOfDescriptors)
     } else {
         String::new()
     }
@@ -138,23 +139,20 @@ fn fd_hint(err: &std::io::Error) -> String {
 
 /// Connects to a bootstrap server, authenticates, asks Metadata and binds every broker's
 /// listener. Returns the broker count.
-pub(super) async fn probe(shared: &Arc<Shared>) -> Result<usize, String> {
+pub(super) async fn probe(shared: &Arc<Shared>) -> Result<usize, ProbeError> {
     let brokers = probe_brokers(shared).await?;
     if brokers.is_empty() {
-        return Err(
-            "the bootstrap server's Metadata lists no brokers; the cluster is starting or being deleted"
-                .to_owned(),
-        );
+        return Err(ProbeError::NoBrokers);
     }
     shared.readiness.brokers_seen(brokers.len());
-    shared.observe(&brokers).map_err(|e| e.to_string())?;
+    shared.observe(&brokers)?;
     Ok(brokers.len())
 }
 
 /// One bootstrap round trip: the first bootstrap server that connects, authenticates and
 /// answers Metadata names the brokers.
-pub(super) async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, String> {
-    let mut last = String::from("no bootstrap server");
+pub(super) async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddress>, ProbeError> {
+    let mut last = ProbeError::NoBootstrapServer;
     for (host, port) in &shared.bootstrap {
         let mut seq = wire::Sequence::default();
         let opened = shared
@@ -164,14 +162,14 @@ pub(super) async fn probe_brokers(shared: &Arc<Shared>) -> Result<Vec<BrokerAddr
         let (mut stream, _) = match opened {
             Ok(ok) => ok,
             Err(e) => {
-                last = e.to_string();
+                last = ProbeError::Upstream(e);
                 continue;
             }
         };
         let max = shared.limits.max_rewritten_response;
         match upstream::probe_metadata(&mut stream, host, *port, &mut seq, max).await {
             Ok(brokers) => return Ok(brokers),
-            Err(e) => last = e,
+            Err(e) => last = ProbeError::Metadata(e),
         }
     }
     Err(last)

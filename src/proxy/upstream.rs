@@ -19,7 +19,8 @@ use super::metrics::{AuthOutcome, ProxyMetrics};
 use super::rewrite::BrokerAddress;
 use super::sasl::{self, Conversation, Exchange, OwnRequest, SaslMechanism, SaslVersions};
 use super::wire::{
-    self, Io, Sequence, UpstreamError, check_id, decode_response, encode_request, read_frame,
+    self, Io, Sequence, TlsProblem, UpstreamError, UpstreamHint, check_id, decode_response,
+    encode_request, read_frame,
 };
 use crate::{KafkaToken, KafkaTokenProvider};
 
@@ -47,9 +48,6 @@ pub(crate) struct Upstream {
     pub max_frame: usize,
 }
 
-/// Out of file descriptors: the fix is the process's limit, not the broker's address.
-pub(super) const FD_HINT: &str = "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower --max-connections";
-
 pub(super) fn out_of_descriptors(err: &io::Error) -> bool {
     #[cfg(unix)]
     {
@@ -63,23 +61,19 @@ pub(super) fn out_of_descriptors(err: &io::Error) -> bool {
 }
 
 /// The fix for a failed TCP connect, by what failed (`None`: it timed out).
-fn connect_hint(err: Option<&io::Error>) -> &'static str {
+fn connect_hint(err: Option<&io::Error>) -> UpstreamHint {
     match err {
-        Some(e) if out_of_descriptors(e) => FD_HINT,
-        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            "the host answered but nothing listens on that port: check the bootstrap address and port (Managed Kafka's is 9092)"
-        }
-        _ => {
-            "Managed Kafka brokers are reachable only from the cluster's VPC (use a VPN, bastion or Private Service Connect endpoint, or --forward-proxy), and the port is 9092"
-        }
+        Some(e) if out_of_descriptors(e) => UpstreamHint::OutOfDescriptors,
+        Some(e) if e.kind() == io::ErrorKind::ConnectionRefused => UpstreamHint::NothingListens,
+        _ => UpstreamHint::OutsideVpc,
     }
 }
 
 /// The fix for a failed name resolution.
-fn resolve_hint(host: &str, err: Option<&io::Error>) -> String {
+fn resolve_hint(err: Option<&io::Error>) -> UpstreamHint {
     match err {
-        Some(e) if out_of_descriptors(e) => FD_HINT.to_owned(),
-        _ => format!("check the name, or map it with --resolve {host}=IP"),
+        Some(e) if out_of_descriptors(e) => UpstreamHint::OutOfDescriptors,
+        _ => UpstreamHint::CheckName,
     }
 }
 
@@ -113,7 +107,7 @@ impl Upstream {
                 port,
                 addr: format!("via {forward}"),
                 detail: e.to_string(),
-                hint: "check that the forward proxy can reach the broker",
+                hint: UpstreamHint::ForwardProxy,
             }),
             Err(_) => Err(UpstreamError::Connect {
                 host: host.to_owned(),
@@ -134,7 +128,7 @@ impl Upstream {
                     return Err(UpstreamError::Resolve {
                         host: host.to_owned(),
                         detail: e.to_string(),
-                        hint: resolve_hint(host, Some(&e)),
+                        hint: resolve_hint(Some(&e)),
                     });
                 }
             },
@@ -143,7 +137,7 @@ impl Upstream {
             return Err(UpstreamError::Resolve {
                 host: host.to_owned(),
                 detail: "no addresses".to_owned(),
-                hint: resolve_hint(host, None),
+                hint: resolve_hint(None),
             });
         }
         let mut last = None;
@@ -184,20 +178,20 @@ impl Upstream {
         };
         let name = ServerName::try_from(host.to_owned()).map_err(|e| UpstreamError::Tls {
             host: host.to_owned(),
-            detail: format!("`{host}` is not a valid TLS server name: {e}"),
+            problem: TlsProblem::Other(format!("`{host}` is not a valid TLS server name: {e}")),
         })?;
         match tokio::time::timeout(self.connect_timeout, tls.connect(name, tcp)).await {
             Ok(Ok(stream)) => Ok(Box::new(stream)),
             Ok(Err(e)) => Err(UpstreamError::Tls {
                 host: host.to_owned(),
-                detail: describe_tls_error(host, &e),
+                problem: describe_tls_error(host, &e),
             }),
             Err(_) => Err(UpstreamError::Tls {
                 host: host.to_owned(),
-                detail: format!(
+                problem: TlsProblem::Other(format!(
                     "no answer within {:?}; is this the broker's TLS port?",
                     self.connect_timeout
-                ),
+                )),
             }),
         }
     }
@@ -385,30 +379,30 @@ pub(crate) async fn probe_metadata(
 }
 
 /// The TLS failure in words, naming the certificate problem and the fix.
-fn describe_tls_error(host: &str, err: &io::Error) -> String {
+fn describe_tls_error(host: &str, err: &io::Error) -> TlsProblem {
     use rustls::{CertificateError, Error};
     let inner = err.get_ref().and_then(|e| e.downcast_ref::<Error>());
     match inner {
         Some(Error::InvalidCertificate(CertificateError::UnknownIssuer)) => {
-            "the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file".to_owned()
+            TlsProblem::UnknownIssuer
         }
         Some(Error::InvalidCertificate(CertificateError::NotValidForName))
         | Some(Error::InvalidCertificate(CertificateError::NotValidForNameContext { .. })) => {
-            format!(
-                "the broker's certificate is not valid for the name `{host}`; connect by the name the cluster advertises (map it with --resolve {host}=IP instead of dialling an IP)"
-            )
+            TlsProblem::NotValidForName {
+                host: host.to_owned(),
+            }
         }
         Some(Error::InvalidCertificate(CertificateError::Expired))
         | Some(Error::InvalidCertificate(CertificateError::ExpiredContext { .. })) => {
-            "the broker's certificate has expired".to_owned()
+            TlsProblem::Other("the broker's certificate has expired".to_owned())
         }
         Some(Error::InvalidCertificate(other)) => {
-            format!("the broker's certificate was refused: {other:?}")
+            TlsProblem::Other(format!("the broker's certificate was refused: {other:?}"))
         }
-        Some(Error::InvalidMessage(_)) | Some(Error::InappropriateMessage { .. }) => format!(
-            "the broker did not answer with TLS ({err}); if this is a plaintext test broker, use --upstream-tls=false"
-        ),
-        _ => err.to_string(),
+        Some(Error::InvalidMessage(_)) | Some(Error::InappropriateMessage { .. }) => {
+            TlsProblem::NotTls(err.to_string())
+        }
+        _ => TlsProblem::Other(err.to_string()),
     }
 }
 

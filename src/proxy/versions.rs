@@ -18,6 +18,7 @@
 //!   (KIP-853) it lists the controllers' listener addresses, which the proxy does not front.
 
 use bytes::{Bytes, BytesMut};
+use kafka_protocol::ResponseError;
 use kafka_protocol::messages::api_versions_response::{ApiVersion, ApiVersionsResponse};
 use kafka_protocol::messages::{
     ApiKey, DescribeClusterResponse, DescribeConfigsResponse, FetchResponse,
@@ -182,6 +183,7 @@ const REWRITTEN_ROWS: [(ApiKey, Versions); count(false)] = {
 /// The keys offered at the versions the proxy decodes, and those versions (from [`TABLE`]).
 pub const REWRITTEN: &[(ApiKey, Versions)] = &REWRITTEN_ROWS;
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const CLAMPED_ROWS: [(ApiKey, i16); count(true)] = {
     let mut out = [(ApiKey::ApiVersions, 0); count(true)];
     let (mut i, mut j) = (0, 0);
@@ -195,10 +197,12 @@ const CLAMPED_ROWS: [(ApiKey, i16); count(true)] = {
     out
 };
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 /// Opaque keys offered below the versions that added KIP-951 `node_endpoints` (from
 /// [`TABLE`]).
 pub const CLAMPED: &[(ApiKey, i16)] = &CLAMPED_ROWS;
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const fn count_min_may_rise() -> usize {
     let (mut n, mut i) = (0, 0);
     while i < TABLE.len() {
@@ -210,6 +214,7 @@ const fn count_min_may_rise() -> usize {
     n
 }
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 const MIN_MAY_RISE_ROWS: [ApiKey; count_min_may_rise()] = {
     let mut out = [ApiKey::ApiVersions; count_min_may_rise()];
     let (mut i, mut j) = (0, 0);
@@ -223,6 +228,7 @@ const MIN_MAY_RISE_ROWS: [ApiKey; count_min_may_rise()] = {
     out
 };
 
+#[cfg(test)] // a view of the table for its tests; nothing else reads it
 /// Rewritten keys whose broker minimum may be raised to the first version the proxy decodes
 /// rather than the key being dropped (the rows with [`Offer::DecodedMinMayRise`]).
 pub const MIN_MAY_RISE: &[ApiKey] = &MIN_MAY_RISE_ROWS;
@@ -249,9 +255,6 @@ pub const HIDDEN: &[ApiKey] = &[
     ApiKey::DescribeDelegationToken,
     ApiKey::DescribeQuorum,
 ];
-
-/// UNSUPPORTED_VERSION.
-pub const UNSUPPORTED_VERSION: i16 = 35;
 
 /// What the proxy can do with a response of `(api_key, version)`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -414,12 +417,12 @@ fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
     report
 }
 
-/// The KIP-511 answer to an ApiVersions request above what the proxy decodes: error 35, at
+/// The KIP-511 answer to an ApiVersions request above what the proxy decodes: UNSUPPORTED_VERSION, at
 /// v0, naming the versions the client may retry with.
 pub fn unsupported_api_versions_response() -> ApiVersionsResponse {
     let range = api_versions_range();
     ApiVersionsResponse::default()
-        .with_error_code(UNSUPPORTED_VERSION)
+        .with_error_code(ResponseError::UnsupportedVersion.code())
         .with_api_keys(vec![
             ApiVersion::default()
                 .with_api_key(ApiKey::ApiVersions as i16)
@@ -437,7 +440,7 @@ fn rewrite_api_versions(
 ) -> Result<Rewritten, RewriteError> {
     let key = ApiKey::ApiVersions;
     let peek = body.get(..2).map(|b| i16::from_be_bytes([b[0], b[1]]));
-    let at = if peek == Some(UNSUPPORTED_VERSION) {
+    let at = if peek == Some(ResponseError::UnsupportedVersion.code()) {
         0
     } else {
         version

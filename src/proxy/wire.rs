@@ -17,8 +17,62 @@ use crate::TokenError;
 pub(crate) trait Io: AsyncRead + AsyncWrite + Unpin + Send {}
 impl<T: AsyncRead + AsyncWrite + Unpin + Send> Io for T {}
 
+/// What to do about a broker host that did not resolve or connect.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum UpstreamHint {
+    /// The process ran out of file descriptors.
+    #[error(
+        "the proxy is out of file descriptors (each client uses two): raise its limit (ulimit -n, LimitNOFILE=) or lower ProxyBuilder::with_max_connections"
+    )]
+    OutOfDescriptors,
+    /// The host refused the connection.
+    #[error(
+        "the host answered but nothing listens on that port: check the bootstrap address and port (Managed Kafka's is 9092)"
+    )]
+    NothingListens,
+    /// The connection timed out or the network is unreachable.
+    #[error(
+        "Managed Kafka brokers are reachable only from the cluster's VPC (use a VPN, bastion or Private Service Connect endpoint, or ProxyBuilder::with_forward_proxy), and the port is 9092"
+    )]
+    OutsideVpc,
+    /// The forward proxy could not connect.
+    #[error("check that the forward proxy can reach the broker")]
+    ForwardProxy,
+    /// The name did not resolve.
+    #[error("check the name, or map it to an IP with ProxyBuilder::with_resolve")]
+    CheckName,
+}
+
+/// Why a TLS handshake with a broker failed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TlsProblem {
+    /// The certificate's issuer is not among the trusted roots.
+    #[error(
+        "the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, give its PEM with ProxyBuilder::with_upstream_ca_file or with_upstream_ca_pem"
+    )]
+    UnknownIssuer,
+    /// The certificate does not name the host dialled.
+    #[error(
+        "the broker's certificate is not valid for the name `{host}`; connect by the name the cluster advertises (map it to an IP with ProxyBuilder::with_resolve instead of dialling an IP)"
+    )]
+    NotValidForName {
+        /// The name verified against.
+        host: String,
+    },
+    /// The broker did not speak TLS.
+    #[error(
+        "the broker did not answer with TLS ({0}); if this is a plaintext test broker, turn TLS off with ProxyBuilder::with_upstream_tls(false)"
+    )]
+    NotTls(String),
+    /// Any other failure, in words.
+    #[error("{0}")]
+    Other(String),
+}
+
 /// Why a broker connection could not be opened and authenticated.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum UpstreamError {
     /// DNS found nothing (or failed).
     #[error("cannot resolve broker host {host}: {detail}; {hint}")]
@@ -28,7 +82,7 @@ pub enum UpstreamError {
         /// The resolver's complaint.
         detail: String,
         /// What to do about it, for this kind of failure.
-        hint: String,
+        hint: UpstreamHint,
     },
     /// TCP connect failed or timed out.
     #[error("cannot connect to broker {host}:{port} ({addr}): {detail}; {hint}")]
@@ -42,22 +96,22 @@ pub enum UpstreamError {
         /// The error.
         detail: String,
         /// What to do about it, for this kind of failure.
-        hint: &'static str,
+        hint: UpstreamHint,
     },
     /// The TLS handshake failed (certificate problems are named).
-    #[error("TLS handshake with broker {host} failed: {detail}")]
+    #[error("TLS handshake with broker {host} failed: {problem}")]
     Tls {
         /// The host verified against.
         host: String,
         /// What went wrong, with the fix.
-        detail: String,
+        problem: TlsProblem,
     },
     /// No token: the credentials cannot produce one.
     #[error("no Kafka token to authenticate with: {0}")]
     Token(#[from] TokenError),
     /// The broker does not offer the mechanism.
     #[error(
-        "broker {host} does not enable SASL mechanism {mechanism} (it offers: {offered}); choose one with --upstream-sasl"
+        "broker {host} does not enable SASL mechanism {mechanism} (it offers: {offered}); choose one with ProxyBuilder::with_sasl"
     )]
     Mechanism {
         /// The host.

@@ -111,7 +111,7 @@ pub enum RegistryError {
     },
     /// 403 `SERVICE_DISABLED`: the API is not enabled in the consumer project.
     #[error(
-        "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {consumer}: enable it with `gcloud services enable managedkafka.googleapis.com --project={consumer}` (the consumer project is the quota project when --quota-project is set), then retry"
+        "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {consumer}: enable it with `gcloud services enable managedkafka.googleapis.com --project={consumer}` (the consumer project is the quota project when Builder::with_quota_project sets one), then retry"
     )]
     ServiceDisabled {
         /// The project the API is disabled in, as Google names it.
@@ -141,7 +141,7 @@ pub enum RegistryError {
     },
     /// The request could not be sent or its answer read.
     #[error(
-        "cannot reach the schema registry at {url}: {detail} (set --schema-registry-endpoint for a private endpoint)"
+        "cannot reach the schema registry at {url}: {detail} (set a private endpoint with Builder::with_endpoint)"
     )]
     Unreachable {
         /// The URL called.

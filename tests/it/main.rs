@@ -24,6 +24,7 @@ mod proxy;
 mod proxy_abuse;
 mod proxy_rich;
 mod proxy_support;
+mod public_surface;
 #[cfg(feature = "rdkafka")]
 mod rdkafka;
 mod registry;

@@ -128,32 +128,10 @@ proptest! {
     }
 }
 
-/// Encodes a response `msg` at `version` as a rewrite body, with the fuzz hooks' selector
-/// bytes for `key` in front.
+/// A response `body` of `key` at `version` with the fuzz hooks' selector bytes in front.
 fn rewrite_input(key: kafka_protocol::messages::ApiKey, version: i16, body: &[u8]) -> Vec<u8> {
-    use gcp_kafka_auth_handler::proxy::versions;
-    let index = versions::REWRITTEN
-        .iter()
-        .position(|(k, _)| *k == key)
-        .unwrap_or_else(|| {
-            versions::REWRITTEN.len() + usize::from(key == kafka_protocol::messages::ApiKey::Fetch)
-        });
-    let min = versions::REWRITTEN
-        .iter()
-        .find(|(k, _)| *k == key)
-        .map_or_else(
-            || {
-                if key == kafka_protocol::messages::ApiKey::Fetch {
-                    versions::FETCH_NODE_ENDPOINTS
-                } else {
-                    versions::PRODUCE_NODE_ENDPOINTS
-                }
-            },
-            |(_, r)| r.min,
-        );
-    let mut out = vec![index as u8, (version - min) as u8];
-    out.extend_from_slice(body);
-    out
+    gcp_kafka_auth_handler::proxy::fuzz_hooks::broker_response_input(key as i16, version, body)
+        .unwrap_or_else(|| panic!("{key:?} v{version} is not rewritten"))
 }
 
 fn metadata_body() -> impl Strategy<Value = (i16, Vec<u8>)> {

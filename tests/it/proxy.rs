@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use fake_google::FakeGoogle;
-use gcp_kafka_auth_handler::proxy::{Proxy, ProxyBuilder, SaslMechanism, versions};
+use gcp_kafka_auth_handler::proxy::{Proxy, ProxyBuilder, SaslMechanism, fuzz_hooks};
 use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 use kafka_protocol::messages::*;
 use kafka_protocol::protocol::{Message as _, StrBytes};
@@ -382,7 +382,7 @@ async fn find_coordinator_describe_cluster_and_fetch_node_endpoints_are_rewritte
 
     // Nor is Produce v10+ (KIP-951): a client that forces it gets rewritten hints too, at
     // every version the crate decodes.
-    for version in versions::PRODUCE_NODE_ENDPOINTS..=ProduceResponse::VERSIONS.max {
+    for version in fuzz_hooks::PRODUCE_NODE_ENDPOINTS..=ProduceResponse::VERSIONS.max {
         client
             .send(&ProduceRequest::default().with_acks(-1), version)
             .await;
@@ -542,8 +542,8 @@ async fn send_default(client: &mut Client, key: ApiKey, version: i16) -> i32 {
     }
 }
 
-/// Every key and version the proxy rewrites, the reviewed table (`versions::REWRITTEN`) and
-/// the KIP-951 versions of Produce and Fetch it rewrites though it does not offer them: the
+/// Every key and version the proxy rewrites, the reviewed table (`versions::REWRITTEN`, read through `fuzz_hooks`)
+/// and the KIP-951 versions of Produce and Fetch it rewrites though it does not offer them: the
 /// fake broker's answer (every field non-default, `proxy_rich`) and the client's copy decode
 /// to the same response but for each broker's host and port, and those are the proxy's.
 #[tokio::test]
@@ -562,23 +562,24 @@ async fn rewritten_responses_keep_every_field_but_host_and_port() {
     // DescribeConfigs carries no node addresses but address-valued configurations, which
     // the proxy hides rather than rewrites: `rewrite::tests` compares its every field but
     // those, and `proxy_abuse::describe_configs_hides_broker_addresses` drives it end to end.
-    let mut cases: Vec<(ApiKey, i16)> = versions::REWRITTEN
-        .iter()
-        .filter(|(key, _)| *key != ApiKey::DescribeConfigs)
-        .flat_map(|(key, range)| (range.min..=range.max).map(move |v| (*key, v)))
+    let mut cases: Vec<(ApiKey, i16)> = fuzz_hooks::rewritten_ranges()
+        .into_iter()
+        .map(|(key, min, max)| (ApiKey::try_from(key).unwrap(), min, max))
+        .filter(|(key, _, _)| *key != ApiKey::DescribeConfigs)
+        .flat_map(|(key, min, max)| (min..=max).map(move |v| (key, v)))
         .collect();
     cases.extend(
-        (versions::PRODUCE_NODE_ENDPOINTS..=ProduceResponse::VERSIONS.max)
+        (fuzz_hooks::PRODUCE_NODE_ENDPOINTS..=ProduceResponse::VERSIONS.max)
             .map(|v| (ApiKey::Produce, v)),
     );
     cases.extend(
-        (versions::FETCH_NODE_ENDPOINTS..=FetchResponse::VERSIONS.max).map(|v| (ApiKey::Fetch, v)),
+        (fuzz_hooks::FETCH_NODE_ENDPOINTS..=FetchResponse::VERSIONS.max)
+            .map(|v| (ApiKey::Fetch, v)),
     );
     // Every case is one the proxy rewrites, and there are as many as the reviewed ranges say.
     for (key, version) in &cases {
-        assert_eq!(
-            versions::handling(*key as i16, *version),
-            versions::Handling::Rewrite(*key),
+        assert!(
+            fuzz_hooks::is_rewritten(*key as i16, *version),
             "{key:?} v{version}"
         );
     }
@@ -1135,8 +1136,10 @@ async fn upstream_tls_is_verified_against_the_ca_and_the_broker_name() {
         }
         tokio::time::sleep(Duration::from_millis(25)).await;
     }
+    // The library's router names the builder method; the binary's names `--upstream-ca-file`
+    // (`commands::proxy_errors`).
     assert!(
-        body.contains("TLS handshake with broker bootstrap.kafka.invalid failed: the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, pass its PEM with --upstream-ca-file"),
+        body.contains("TLS handshake with broker bootstrap.kafka.invalid failed: the broker's certificate is signed by an unknown issuer; if the cluster uses a private CA, give its PEM with ProxyBuilder::with_upstream_ca_file or with_upstream_ca_pem"),
         "{body}"
     );
     proxy.stop().await;

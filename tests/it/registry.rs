@@ -519,7 +519,7 @@ async fn the_startup_check_names_the_fix() {
     assert_eq!(
         local.endpoint.check().await.unwrap_err().to_string(),
         format!(
-            "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {number}: enable it with `gcloud services enable managedkafka.googleapis.com --project={number}` (the consumer project is the quota project when --quota-project is set), then retry"
+            "the Managed Kafka API (managedkafka.googleapis.com) is disabled in project {number}: enable it with `gcloud services enable managedkafka.googleapis.com --project={number}` (the consumer project is the quota project when Builder::with_quota_project sets one), then retry"
         )
     );
 }

@@ -289,6 +289,7 @@ pub(crate) async fn converse<E: Exchange>(
 mod tests {
     use super::*;
     use crate::Principal;
+    use kafka_protocol::ResponseError;
     use kafka_protocol::messages::ResponseHeader;
     use kafka_protocol::protocol::{Decodable as _, Encodable, HeaderVersion, Request};
 
@@ -381,7 +382,7 @@ mod tests {
                 SaslAuthenticateResponse::default()
                     .with_auth_bytes(Bytes::from_static(challenge.as_bytes())),
                 SaslAuthenticateResponse::default()
-                    .with_error_code(58)
+                    .with_error_code(ResponseError::SaslAuthenticationFailed.code())
                     .with_error_message(Some(StrBytes::from_static_str("Authentication failed"))),
             ],
         );
@@ -416,7 +417,7 @@ mod tests {
             Conversation::new(SaslMechanism::Plain, "b1.invalid", VERSIONS, &token());
         let first = conversation.start(&mut seq);
         let refusal = SaslHandshakeResponse::default()
-            .with_error_code(33)
+            .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
             .with_mechanisms(vec![StrBytes::from_static_str("OAUTHBEARER")]);
         let Err(err) = conversation.answer(
             answer::<SaslHandshakeRequest>(&first, 1, &refusal),
@@ -426,7 +427,7 @@ mod tests {
         };
         assert_eq!(
             err.to_string(),
-            "broker b1.invalid does not enable SASL mechanism PLAIN (it offers: OAUTHBEARER); choose one with --upstream-sasl"
+            "broker b1.invalid does not enable SASL mechanism PLAIN (it offers: OAUTHBEARER); choose one with ProxyBuilder::with_sasl"
         );
     }
 }
