@@ -17,12 +17,6 @@ pub mod version;
 pub mod wait;
 
 use std::process::ExitCode;
-use std::time::Duration;
-
-use anyhow::anyhow;
-use gcp_kafka_auth_handler::BuildError;
-use gcp_kafka_auth_handler::ImpersonationChain;
-use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 
 use crate::commands::args::{LogArgs, LogFormat};
 
@@ -30,32 +24,6 @@ use crate::commands::args::{LogArgs, LogFormat};
 /// name, as it was when they were logged from `main.rs`, so `--log gcp_kafka_auth_handler=...`
 /// filters and log searches keep matching them wherever the code lives.
 const LOG_TARGET: &str = "gcp_kafka_auth_handler";
-
-/// A provider for the process environment, with errors that name the option to fix.
-pub fn build_provider(
-    principal: Option<&str>,
-    refresh_margin: Duration,
-    impersonation: Option<ImpersonationChain>,
-) -> anyhow::Result<KafkaTokenProvider> {
-    let mut builder = KafkaTokenProvider::builder()
-        .with_env(Env::from_process())
-        .with_refresh_margin(refresh_margin);
-    if let Some(principal) = principal {
-        builder = builder.with_principal(principal);
-    }
-    if let Some(chain) = impersonation {
-        builder = builder.with_impersonation(chain);
-    }
-    builder.build().map_err(|err| match err {
-        BuildError::Principal(_) => {
-            anyhow!("invalid --principal (GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL): {err}")
-        }
-        BuildError::RefreshMargin { .. } => {
-            anyhow!("invalid --refresh-margin (GCP_KAFKA_AUTH_REFRESH_MARGIN): {err}")
-        }
-        _ => anyhow!("{err}"),
-    })
-}
 
 /// Runs `task` on a multi-threaded runtime; an error is logged, printed and exits with 2.
 pub fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {

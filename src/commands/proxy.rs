@@ -27,8 +27,7 @@ use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::watch;
 
-use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
-use crate::commands::credentials::CredentialArgs;
+use crate::commands::args::{LogArgs, ProviderArgs, parse_duration};
 use crate::commands::schema_registry::{self, RegistryFlags};
 
 /// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
@@ -85,7 +84,7 @@ pub struct ProxyArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub credentials: CredentialArgs,
+    pub provider: ProviderArgs,
 
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -195,16 +194,9 @@ pub struct ProxyArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
-
     /// Principal (`sub`, and the PLAIN username) instead of the one the credentials name.
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
 
     /// After SIGTERM (and the --min-sigterm-delay), how long open connections may take to
     /// be drained (requests in flight answered) before they are closed.
@@ -746,12 +738,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         stopped(),
         Duration::from_secs(1),
     ));
-    let provider = super::credentials::build_provider(
-        &args.credentials,
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
     let _ = health.provider.set(provider.clone());
     let token = match args.token_endpoint {
         Some(addr) => {
@@ -984,12 +971,7 @@ fn builder(
 
 /// `--check`: for each cluster, the lookup and the start-up probe once, reported on stdout.
 async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let provider = super::credentials::build_provider(
-        &args.credentials,
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
     let options = LookupOptions {
         endpoint: args.managed_kafka_endpoint.clone(),
         quota_project: args.quota_project.clone(),
