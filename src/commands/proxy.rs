@@ -10,19 +10,18 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use axum::Router;
-use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::post;
 use clap::{ArgAction, Args, ValueEnum};
 use gcp_kafka_auth_handler::endpoint::{self, EndpointConfig};
 use gcp_kafka_auth_handler::proxy::cluster_name::{self, ClusterName, LookupError, LookupOptions};
 use gcp_kafka_auth_handler::proxy::dial::ForwardProxy;
-use gcp_kafka_auth_handler::proxy::{Proxy, ProxyStatus, SaslMechanism};
+use gcp_kafka_auth_handler::proxy::{HealthPort, Proxy, SaslMechanism};
 use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 use http::{HeaderValue, StatusCode, header};
 use tokio::sync::watch;
@@ -416,34 +415,6 @@ async fn lookup(
     unreachable!("the loop returns")
 }
 
-/// What the health port knows: the proxies once built, and whether all were ready once.
-#[derive(Default)]
-struct Health {
-    proxies: OnceLock<Vec<(String, ProxyStatus)>>,
-    started: std::sync::atomic::AtomicBool,
-    provider: OnceLock<KafkaTokenProvider>,
-}
-
-impl Health {
-    fn readiness(&self) -> Result<String, String> {
-        let Some(proxies) = self.proxies.get() else {
-            return Err("looking up the clusters' bootstrap addresses".to_owned());
-        };
-        let mut details = Vec::new();
-        for (label, status) in proxies {
-            match status.readiness() {
-                Ok(detail) if proxies.len() == 1 => details.push(detail),
-                Ok(detail) => details.push(format!("{label}: {detail}")),
-                Err(why) if proxies.len() == 1 => return Err(why),
-                Err(why) => return Err(format!("{label}: {why}")),
-            }
-        }
-        self.started
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(details.join("; "))
-    }
-}
-
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
     let mut response = (status, body.to_string()).into_response();
     response.headers_mut().insert(
@@ -451,148 +422,6 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
         HeaderValue::from_static("application/json"),
     );
     response
-}
-
-async fn alive() -> Response {
-    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
-}
-
-async fn ready(State(health): State<Arc<Health>>) -> Response {
-    match health.readiness() {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "ready", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "not ready", "reason": reason}),
-        ),
-    }
-}
-
-/// 200 from the first time every proxy was ready on: a Kubernetes startup probe, which must
-/// not fail again when a broker hiccups later (readiness covers that).
-async fn startup(State(health): State<Arc<Health>>) -> Response {
-    if health.started.load(std::sync::atomic::Ordering::Relaxed) {
-        return json(StatusCode::OK, serde_json::json!({"status": "started"}));
-    }
-    match health.readiness() {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "started", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "starting", "reason": reason}),
-        ),
-    }
-}
-
-async fn metrics(State(health): State<Arc<Health>>) -> Response {
-    let mut text = health
-        .provider
-        .get()
-        .map(|p| p.metrics().render())
-        .unwrap_or_default();
-    if text.ends_with("# EOF\n") {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
-    if let Some(proxies) = health.proxies.get() {
-        let rendered: Vec<(String, String)> = proxies
-            .iter()
-            .map(|(label, status)| {
-                let mut t = String::new();
-                status.render_metrics_into(&mut t);
-                (label.clone(), t)
-            })
-            .collect();
-        text.push_str(&merge_metrics(&rendered));
-    }
-    text.push_str("# EOF\n");
-    let mut response = (StatusCode::OK, text).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(gcp_kafka_auth_handler::metrics::CONTENT_TYPE),
-    );
-    response
-}
-
-/// One proxy's families as they are; several proxies' merged family by family, each sample
-/// labelled `cluster="NAME"` (OpenMetrics allows a family's metadata only once).
-fn merge_metrics(rendered: &[(String, String)]) -> String {
-    if let [(_, only)] = rendered {
-        return only.clone();
-    }
-    // family name -> (metadata lines, samples), in first-seen order.
-    let mut order: Vec<String> = Vec::new();
-    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
-        std::collections::HashMap::new();
-    for (label, text) in rendered {
-        let mut current = String::new();
-        for line in text.lines() {
-            if let Some(rest) = line
-                .strip_prefix("# HELP ")
-                .or_else(|| line.strip_prefix("# TYPE "))
-                .or_else(|| line.strip_prefix("# UNIT "))
-            {
-                current = rest.split(' ').next().unwrap_or_default().to_owned();
-                let entry = families.entry(current.clone()).or_insert_with(|| {
-                    order.push(current.clone());
-                    (Vec::new(), Vec::new())
-                });
-                if !entry.0.iter().any(|l| l == line) {
-                    entry.0.push(line.to_owned());
-                }
-                continue;
-            }
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let label = label.replace('\\', "\\\\").replace('"', "\\\"");
-            let sample = match line.find('{') {
-                Some(brace) if line[..brace].find(' ').is_none() => {
-                    let inner = &line[brace + 1..];
-                    if inner.starts_with('}') {
-                        format!("{}{{cluster=\"{label}\"{}", &line[..brace], inner)
-                    } else {
-                        format!("{}{{cluster=\"{label}\",{}", &line[..brace], inner)
-                    }
-                }
-                _ => match line.split_once(' ') {
-                    Some((name, value)) => format!("{name}{{cluster=\"{label}\"}} {value}"),
-                    None => line.to_owned(),
-                },
-            };
-            families
-                .entry(current.clone())
-                .or_insert_with(|| {
-                    order.push(current.clone());
-                    (Vec::new(), Vec::new())
-                })
-                .1
-                .push(sample);
-        }
-    }
-    let mut out = String::new();
-    for name in order {
-        let (meta, samples) = &families[&name];
-        for line in meta.iter().chain(samples) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn health_router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/startup", get(startup))
-        .route("/readiness", get(ready))
-        .route("/readyz", get(ready))
-        .route("/liveness", get(alive))
-        .route("/healthz", get(alive))
-        .route("/metrics", get(metrics))
-        .with_state(health)
 }
 
 /// The header `POST /quitquitquit` must carry. A web page cannot send a custom header to
@@ -718,7 +547,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     } else {
         None
     };
-    let health = Arc::new(Health::default());
+    let health = HealthPort::new();
     let http_local = http.local_addr()?;
     tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     // Loopback: the token endpoint's Host check against DNS rebinding. Elsewhere (a pod's
@@ -730,7 +559,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let ops = tokio::spawn(server::serve(
         vec![http],
-        endpoint::protect(health_router(health.clone()), ops_guard),
+        endpoint::protect(health.router(), ops_guard),
         server::Limits {
             max_connections: 64,
             ..server::Limits::default()
@@ -739,7 +568,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         Duration::from_secs(1),
     ));
     let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
-    let _ = health.provider.set(provider.clone());
+    health.set_provider(provider.clone());
     let token = match args.token_endpoint {
         Some(addr) => {
             // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does, so
@@ -805,7 +634,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         statuses.push((plan.label.clone(), proxy.status()));
         proxies.push(proxy);
     }
-    let _ = health.proxies.set(statuses);
+    health.set_proxies(statuses);
     if !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
