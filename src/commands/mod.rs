@@ -10,6 +10,9 @@ pub mod credentials;
 pub mod doctor;
 pub mod healthcheck;
 pub mod proxy;
+pub mod proxy_listen;
+pub mod proxy_plan;
+pub mod proxy_stop;
 pub mod schema_registry;
 pub mod serve;
 pub mod token;
@@ -24,6 +27,10 @@ use crate::commands::args::{LogArgs, LogFormat};
 /// name, as it was when they were logged from `main.rs`, so `--log gcp_kafka_auth_handler=...`
 /// filters and log searches keep matching them wherever the code lives.
 const LOG_TARGET: &str = "gcp_kafka_auth_handler";
+
+/// The log target of `proxy`'s lines, as when they were all logged from `commands/proxy.rs`,
+/// for the files it was split into.
+const PROXY_LOG_TARGET: &str = "gcp_kafka_auth_handler::commands::proxy";
 
 /// Runs `task` on a multi-threaded runtime; an error is logged, printed and exits with 2.
 pub fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {
