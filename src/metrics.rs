@@ -55,11 +55,12 @@ struct ResultLabels {
     result: &'static str,
 }
 
-/// Metrics of one provider and its endpoint.
+/// Metrics of one provider and its endpoint: the handles its families are registered from.
 #[derive(Debug)]
 pub struct Metrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
+    upstream: Family<ResultLabels, Histogram>,
+    cache: TokenCache,
 }
 
 /// The refresh task's handle on the metrics: records each upstream attempt.
@@ -87,38 +88,45 @@ impl RefreshObserver for RefreshMetrics {
 }
 
 impl Metrics {
-    /// Builds the registry for `cache`, whose refresh task records into `refresh`.
+    /// The metrics of `cache`, whose refresh task records into `refresh`.
     pub(crate) fn new(cache: TokenCache, refresh: &RefreshMetrics) -> Self {
-        let mut registry = Registry::with_prefix(PREFIX);
+        Self {
+            requests: Family::default(),
+            upstream: refresh.upstream.clone(),
+            cache,
+        }
+    }
+
+    /// Registers the provider's families under `gcp_kafka_auth_` in `registry`, beside what
+    /// else a server exposes (the proxy's, the schema registry's), so one encoding writes
+    /// them all.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix(PREFIX);
         registry.register(
             "build",
             "Version of gcp-kafka-auth-handler",
             Info::new(vec![("version", env!("CARGO_PKG_VERSION"))]),
         );
-        let requests = Family::<RequestLabels, Counter>::default();
         registry.register(
             "http_requests",
             "HTTP requests answered, by path class (token, healthz, readyz, metrics) and status",
-            requests.clone(),
+            self.requests.clone(),
         );
         registry.register(
             "upstream_fetch_duration_seconds",
             "Duration of each attempt to get a token from Google (credential lookup, token and principal calls), by result",
-            refresh.upstream.clone(),
+            self.upstream.clone(),
         );
-        registry.register_collector(Box::new(CacheCollector { cache }));
-        Self { registry, requests }
+        registry.register_collector(Box::new(CacheCollector {
+            cache: self.cache.clone(),
+        }));
     }
 
     /// The exposition, OpenMetrics text ending in `# EOF`.
     pub fn render(&self) -> String {
-        let mut text = String::with_capacity(4096);
-        // Writing to a String cannot fail; an encoder error would be a bug in a label set.
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            text.clear();
-            let _ = writeln!(text, "# EOF");
-        }
-        text
+        let mut registry = Registry::default();
+        self.register(&mut registry);
+        encode(&registry)
     }
 
     /// Counts one answered request. `path` is a path class the endpoint chose from a fixed
@@ -129,6 +137,17 @@ impl Metrics {
             .get_or_create(&RequestLabels { path, status })
             .inc();
     }
+}
+
+/// `registry` as OpenMetrics text ending in `# EOF`.
+pub(crate) fn encode(registry: &Registry) -> String {
+    let mut text = String::with_capacity(4096);
+    // Writing to a String cannot fail; an encoder error would be a bug in a label set.
+    if prometheus_client::encoding::text::encode(&mut text, registry).is_err() {
+        text.clear();
+        let _ = writeln!(text, "# EOF");
+    }
+    text
 }
 
 /// Reads the cache snapshot at scrape time.

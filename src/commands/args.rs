@@ -1,6 +1,7 @@
 //! Argument groups and value parsers shared by several subcommands (a leaf: it imports no
 //! command, so every command can import it).
 
+use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::{Args, ValueEnum};
@@ -22,6 +23,41 @@ impl std::str::FromStr for Secret {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         Ok(Secret(s.to_owned()))
     }
+}
+
+/// Where the provider of `serve`, `token`, `proxy` and `schema-registry` gets its Google
+/// credentials, and when it refreshes them; `credentials::build_provider` turns it into a
+/// provider. `--principal` is not here: its meaning differs per command (and the schema
+/// registry has none).
+#[derive(Debug, Args)]
+pub struct ProviderArgs {
+    /// Use this credentials JSON file (service account key, authorized_user,
+    /// external_account, impersonated_service_account) instead of the ADC search; the same
+    /// as setting GOOGLE_APPLICATION_CREDENTIALS.
+    #[arg(
+        long,
+        env = "GCP_KAFKA_AUTH_CREDENTIALS_FILE",
+        value_name = "FILE",
+        conflicts_with = "token"
+    )]
+    pub credentials_file: Option<PathBuf>,
+
+    /// Use this OAuth2 access token as is, for short jobs: it is never refreshed, and since
+    /// Google access tokens live at most an hour, no Kafka token is handed out after that.
+    #[arg(
+        long,
+        env = "GCP_KAFKA_AUTH_TOKEN",
+        value_name = "ACCESS_TOKEN",
+        hide_env_values = true
+    )]
+    pub token: Option<Secret>,
+
+    #[command(flatten)]
+    pub impersonation: ImpersonationArgs,
+
+    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
+    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
+    pub refresh_margin: Duration,
 }
 
 #[derive(Debug, Args)]

@@ -1,54 +1,28 @@
-//! The credential flags Google's own proxies have (`--credentials-file`, `--token`), on top of
-//! Application Default Credentials and `--impersonate-service-account`.
+//! The one `build_provider` of every command: [`ProviderArgs`] (Application Default
+//! Credentials, or `--credentials-file`, or `--token`, as Google's own proxies take them;
+//! `--impersonate-service-account`, `--refresh-margin`) and `--principal` to a provider, with
+//! errors that name the option to fix.
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime};
 
 use anyhow::{Context as _, anyhow};
-use clap::Args;
 use gcp_kafka_auth_handler::credentials::tokeninfo::Tokeninfo;
 use gcp_kafka_auth_handler::credentials::{
     BoxFuture, CredentialError, CredentialSource, GoogleToken, HttpClients,
 };
-use gcp_kafka_auth_handler::{BuildError, Env, ImpersonationChain, KafkaTokenProvider, Principal};
+use gcp_kafka_auth_handler::{BuildError, Env, KafkaTokenProvider, Principal};
 use secrecy::SecretString;
 
-use crate::commands::args::Secret;
+use crate::commands::args::ProviderArgs;
 
 /// Google access tokens live at most this long, so a `--token` is surely dead after it.
 const MAX_ACCESS_TOKEN_LIFE: Duration = Duration::from_secs(3600);
 
-#[derive(Debug, Args)]
-pub struct CredentialArgs {
-    /// Use this credentials JSON file (service account key, authorized_user,
-    /// external_account, impersonated_service_account) instead of the ADC search; the same
-    /// as setting GOOGLE_APPLICATION_CREDENTIALS.
-    #[arg(
-        long,
-        env = "GCP_KAFKA_AUTH_CREDENTIALS_FILE",
-        value_name = "FILE",
-        conflicts_with = "token"
-    )]
-    pub credentials_file: Option<PathBuf>,
-
-    /// Use this OAuth2 access token as is, for short jobs: it is never refreshed, and since
-    /// Google access tokens live at most an hour, the proxy stops serving after that.
-    #[arg(
-        long,
-        env = "GCP_KAFKA_AUTH_TOKEN",
-        value_name = "ACCESS_TOKEN",
-        hide_env_values = true
-    )]
-    pub token: Option<Secret>,
-}
-
 /// A provider for the process environment and these flags, with errors that name the option
 /// to fix.
 pub fn build_provider(
-    credentials: &CredentialArgs,
+    credentials: &ProviderArgs,
     principal: Option<&str>,
-    refresh_margin: Duration,
-    impersonation: Option<ImpersonationChain>,
 ) -> anyhow::Result<KafkaTokenProvider> {
     let mut vars: Vec<(String, String)> = std::env::vars_os()
         .filter_map(|(k, v)| Some((k.into_string().ok()?, v.into_string().ok()?)))
@@ -69,7 +43,7 @@ pub fn build_provider(
     let env = Env::from_pairs(vars);
     let mut builder = KafkaTokenProvider::builder()
         .with_env(env.clone())
-        .with_refresh_margin(refresh_margin);
+        .with_refresh_margin(credentials.refresh_margin);
     if let Some(token) = &credentials.token {
         if token.0.trim().is_empty() {
             return Err(anyhow!(
@@ -85,7 +59,11 @@ pub fn build_provider(
     if let Some(principal) = principal {
         builder = builder.with_principal(principal);
     }
-    if let Some(chain) = impersonation {
+    if let Some(chain) = credentials
+        .impersonation
+        .impersonate_service_account
+        .clone()
+    {
         builder = builder.with_impersonation(chain);
     }
     builder.build().map_err(|err| match err {

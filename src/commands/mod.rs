@@ -11,6 +11,9 @@ pub mod doctor;
 pub mod healthcheck;
 pub mod proxy;
 pub mod proxy_errors;
+pub mod proxy_listen;
+pub mod proxy_plan;
+pub mod proxy_stop;
 pub mod registry_errors;
 pub mod schema_registry;
 pub mod serve;
@@ -19,12 +22,6 @@ pub mod version;
 pub mod wait;
 
 use std::process::ExitCode;
-use std::time::Duration;
-
-use anyhow::anyhow;
-use gcp_kafka_auth_handler::BuildError;
-use gcp_kafka_auth_handler::ImpersonationChain;
-use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 
 use crate::commands::args::{LogArgs, LogFormat};
 
@@ -33,31 +30,9 @@ use crate::commands::args::{LogArgs, LogFormat};
 /// filters and log searches keep matching them wherever the code lives.
 const LOG_TARGET: &str = "gcp_kafka_auth_handler";
 
-/// A provider for the process environment, with errors that name the option to fix.
-pub fn build_provider(
-    principal: Option<&str>,
-    refresh_margin: Duration,
-    impersonation: Option<ImpersonationChain>,
-) -> anyhow::Result<KafkaTokenProvider> {
-    let mut builder = KafkaTokenProvider::builder()
-        .with_env(Env::from_process())
-        .with_refresh_margin(refresh_margin);
-    if let Some(principal) = principal {
-        builder = builder.with_principal(principal);
-    }
-    if let Some(chain) = impersonation {
-        builder = builder.with_impersonation(chain);
-    }
-    builder.build().map_err(|err| match err {
-        BuildError::Principal(_) => {
-            anyhow!("invalid --principal (GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL): {err}")
-        }
-        BuildError::RefreshMargin { .. } => {
-            anyhow!("invalid --refresh-margin (GCP_KAFKA_AUTH_REFRESH_MARGIN): {err}")
-        }
-        _ => anyhow!("{err}"),
-    })
-}
+/// The log target of `proxy`'s lines, as when they were all logged from `commands/proxy.rs`,
+/// for the files it was split into.
+const PROXY_LOG_TARGET: &str = "gcp_kafka_auth_handler::commands::proxy";
 
 /// Runs `task` on a multi-threaded runtime; an error is logged, printed and exits with 2.
 pub fn run_async(task: impl std::future::Future<Output = anyhow::Result<ExitCode>>) -> ExitCode {

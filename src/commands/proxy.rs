@@ -10,30 +10,22 @@
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::process::ExitCode;
-use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
-use axum::Router;
-use axum::extract::State;
-use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use anyhow::Context as _;
 use clap::{ArgAction, Args, ValueEnum};
 use gcp_kafka_auth_handler::endpoint::{self, EndpointConfig};
 use gcp_kafka_auth_handler::proxy::cluster_name::{self, ClusterName, LookupError, LookupOptions};
 use gcp_kafka_auth_handler::proxy::dial::ForwardProxy;
-use gcp_kafka_auth_handler::proxy::{Proxy, ProxyStatus, SaslMechanism};
+use gcp_kafka_auth_handler::proxy::{HealthPort, Proxy, SaslMechanism};
 use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
-use http::{HeaderValue, StatusCode, header};
-use tokio::sync::watch;
 
-use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
-use crate::commands::credentials::CredentialArgs;
+use crate::commands::args::{LogArgs, ProviderArgs, parse_duration};
 use crate::commands::proxy_errors;
+use crate::commands::proxy_listen::{bind, max_connections, refuse_remote};
+use crate::commands::proxy_plan::{ClusterArg, Target, parse_cluster_arg, plans};
+use crate::commands::proxy_stop::Stop;
 use crate::commands::schema_registry::{self, RegistryFlags};
-
-/// Ports between one cluster's bootstrap (or broker port base) and the next cluster's.
-pub const CLUSTER_PORT_STRIDE: u16 = 100;
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
@@ -86,7 +78,7 @@ pub struct ProxyArgs {
     pub config: Option<PathBuf>,
 
     #[command(flatten)]
-    pub credentials: CredentialArgs,
+    pub provider: ProviderArgs,
 
     #[command(flatten)]
     pub registry: RegistryFlags,
@@ -196,16 +188,9 @@ pub struct ProxyArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_IDLE_TIMEOUT", default_value = "10m", value_parser = parse_duration)]
     pub idle_timeout: Duration,
 
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
-
     /// Principal (`sub`, and the PLAIN username) instead of the one the credentials name.
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
 
     /// After SIGTERM (and the --min-sigterm-delay), how long open connections may take to
     /// be drained (requests in flight answered) before they are closed.
@@ -248,51 +233,6 @@ pub enum UpstreamSasl {
     Plain,
 }
 
-/// A cluster name with optional per-cluster ports.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ClusterArg {
-    /// The resource name.
-    pub name: ClusterName,
-    /// `?port=N`: its bootstrap listener's port.
-    pub port: Option<u16>,
-    /// `?broker-port-base=M`: its broker listeners' base.
-    pub broker_port_base: Option<u16>,
-}
-
-fn parse_cluster_arg(text: &str) -> Result<ClusterArg, String> {
-    let (name, query) = match text.split_once('?') {
-        Some((name, query)) => (name, Some(query)),
-        None => (text, None),
-    };
-    let name: ClusterName = name
-        .trim()
-        .parse()
-        .map_err(|e| proxy_errors::bad_cluster_name(&e))?;
-    let mut arg = ClusterArg {
-        name,
-        port: None,
-        broker_port_base: None,
-    };
-    for pair in query.into_iter().flat_map(|q| q.split('&')) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        let port = value
-            .parse::<u16>()
-            .ok()
-            .filter(|p| *p != 0)
-            .ok_or_else(|| format!("`{pair}` in `{text}`: `{value}` is not a port (1-65535)"))?;
-        match key {
-            "port" => arg.port = Some(port),
-            "broker-port-base" => arg.broker_port_base = Some(port),
-            _ => {
-                return Err(format!(
-                    "`{key}` in `{text}` is not a cluster option: write NAME?port=N&broker-port-base=M"
-                ));
-            }
-        }
-    }
-    Ok(arg)
-}
-
 fn parse_forward_proxy(text: &str) -> Result<ForwardProxy, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
@@ -310,93 +250,6 @@ fn parse_resolve(text: &str) -> Result<(String, IpAddr), String> {
         return Err(format!("`{text}` has no host before `=`"));
     }
     Ok((host.to_owned(), ip))
-}
-
-/// What stopped the proxy, which decides the exit code.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum StopReason {
-    Sigterm,
-    Sigint,
-    Quit,
-}
-
-/// SIGTERM or SIGINT, whichever comes first.
-async fn signal() -> StopReason {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{SignalKind, signal};
-        match (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => StopReason::Sigterm,
-                _ = int.recv() => StopReason::Sigint,
-            },
-            (Err(err), _) | (_, Err(err)) => {
-                tracing::warn!(%err, "cannot install signal handlers; stop the process with SIGKILL");
-                std::future::pending().await
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        match tokio::signal::ctrl_c().await {
-            Ok(()) => StopReason::Sigint,
-            Err(_) => std::future::pending().await,
-        }
-    }
-}
-
-/// One proxied cluster: how it is named in logs and metrics, and where it listens.
-struct Plan {
-    label: String,
-    listen: SocketAddr,
-    broker_port_base: u16,
-    target: Target,
-}
-
-enum Target {
-    Bootstrap(Vec<String>),
-    Cluster(ClusterName),
-}
-
-fn plans(args: &ProxyArgs) -> anyhow::Result<Vec<Plan>> {
-    if args.clusters.is_empty() {
-        return Ok(vec![Plan {
-            label: args.bootstrap_servers.join(","),
-            listen: args.listen,
-            broker_port_base: args.broker_port_base,
-            target: Target::Bootstrap(args.bootstrap_servers.clone()),
-        }]);
-    }
-    let mut plans = Vec::new();
-    for (i, cluster) in args.clusters.iter().enumerate() {
-        let offset = u16::try_from(i)
-            .ok()
-            .and_then(|i| i.checked_mul(CLUSTER_PORT_STRIDE));
-        let shifted = |base: u16, what: &str| {
-            offset
-                .and_then(|o| base.checked_add(o))
-                .ok_or_else(|| anyhow!("cluster {} (number {i}) has no {what}: {base} + {CLUSTER_PORT_STRIDE}·{i} is past 65535; give it one with ?port=N&broker-port-base=M", cluster.name))
-        };
-        let port = match cluster.port {
-            Some(p) => p,
-            None if args.listen.port() == 0 => 0,
-            None => shifted(args.listen.port(), "bootstrap port")?,
-        };
-        let broker_port_base = match cluster.broker_port_base {
-            Some(b) => b,
-            None => shifted(args.broker_port_base, "broker port base")?,
-        };
-        plans.push(Plan {
-            label: cluster.name.to_string(),
-            listen: SocketAddr::new(args.listen.ip(), port),
-            broker_port_base,
-            target: Target::Cluster(cluster.name.clone()),
-        });
-    }
-    Ok(plans)
 }
 
 /// Looks a cluster's bootstrap address up, retrying what may pass (5xx, network) twice.
@@ -423,224 +276,10 @@ async fn lookup(
                 tokio::time::sleep(backoff).await;
                 backoff *= 2;
             }
-            Err(err) => return Err(anyhow!(proxy_errors::lookup_message(&err))),
+            Err(err) => return Err(anyhow::anyhow!(proxy_errors::lookup_message(&err))),
         }
     }
     unreachable!("the loop returns")
-}
-
-/// What the health port knows: the proxies once built, and whether all were ready once.
-#[derive(Default)]
-struct Health {
-    proxies: OnceLock<Vec<(String, ProxyStatus)>>,
-    started: std::sync::atomic::AtomicBool,
-    provider: OnceLock<KafkaTokenProvider>,
-}
-
-impl Health {
-    fn readiness(&self) -> Result<String, String> {
-        let Some(proxies) = self.proxies.get() else {
-            return Err("looking up the clusters' bootstrap addresses".to_owned());
-        };
-        let mut details = Vec::new();
-        for (label, status) in proxies {
-            match status.readiness().map_err(|e| proxy_errors::not_ready(&e)) {
-                Ok(detail) if proxies.len() == 1 => details.push(detail),
-                Ok(detail) => details.push(format!("{label}: {detail}")),
-                Err(why) if proxies.len() == 1 => return Err(why),
-                Err(why) => return Err(format!("{label}: {why}")),
-            }
-        }
-        self.started
-            .store(true, std::sync::atomic::Ordering::Relaxed);
-        Ok(details.join("; "))
-    }
-}
-
-fn json(status: StatusCode, body: serde_json::Value) -> Response {
-    let mut response = (status, body.to_string()).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/json"),
-    );
-    response
-}
-
-async fn alive() -> Response {
-    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
-}
-
-async fn ready(State(health): State<Arc<Health>>) -> Response {
-    match health.readiness() {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "ready", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "not ready", "reason": reason}),
-        ),
-    }
-}
-
-/// 200 from the first time every proxy was ready on: a Kubernetes startup probe, which must
-/// not fail again when a broker hiccups later (readiness covers that).
-async fn startup(State(health): State<Arc<Health>>) -> Response {
-    if health.started.load(std::sync::atomic::Ordering::Relaxed) {
-        return json(StatusCode::OK, serde_json::json!({"status": "started"}));
-    }
-    match health.readiness() {
-        Ok(detail) => json(
-            StatusCode::OK,
-            serde_json::json!({"status": "started", "detail": detail}),
-        ),
-        Err(reason) => json(
-            StatusCode::SERVICE_UNAVAILABLE,
-            serde_json::json!({"status": "starting", "reason": reason}),
-        ),
-    }
-}
-
-async fn metrics(State(health): State<Arc<Health>>) -> Response {
-    let mut text = health
-        .provider
-        .get()
-        .map(|p| p.metrics().render())
-        .unwrap_or_default();
-    if text.ends_with("# EOF\n") {
-        text.truncate(text.len() - "# EOF\n".len());
-    }
-    if let Some(proxies) = health.proxies.get() {
-        let rendered: Vec<(String, String)> = proxies
-            .iter()
-            .map(|(label, status)| {
-                let mut t = String::new();
-                status.render_metrics_into(&mut t);
-                (label.clone(), t)
-            })
-            .collect();
-        text.push_str(&merge_metrics(&rendered));
-    }
-    text.push_str("# EOF\n");
-    let mut response = (StatusCode::OK, text).into_response();
-    response.headers_mut().insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static(gcp_kafka_auth_handler::metrics::CONTENT_TYPE),
-    );
-    response
-}
-
-/// One proxy's families as they are; several proxies' merged family by family, each sample
-/// labelled `cluster="NAME"` (OpenMetrics allows a family's metadata only once).
-fn merge_metrics(rendered: &[(String, String)]) -> String {
-    if let [(_, only)] = rendered {
-        return only.clone();
-    }
-    // family name -> (metadata lines, samples), in first-seen order.
-    let mut order: Vec<String> = Vec::new();
-    let mut families: std::collections::HashMap<String, (Vec<String>, Vec<String>)> =
-        std::collections::HashMap::new();
-    for (label, text) in rendered {
-        let mut current = String::new();
-        for line in text.lines() {
-            if let Some(rest) = line
-                .strip_prefix("# HELP ")
-                .or_else(|| line.strip_prefix("# TYPE "))
-                .or_else(|| line.strip_prefix("# UNIT "))
-            {
-                current = rest.split(' ').next().unwrap_or_default().to_owned();
-                let entry = families.entry(current.clone()).or_insert_with(|| {
-                    order.push(current.clone());
-                    (Vec::new(), Vec::new())
-                });
-                if !entry.0.iter().any(|l| l == line) {
-                    entry.0.push(line.to_owned());
-                }
-                continue;
-            }
-            if line.is_empty() || line.starts_with('#') {
-                continue;
-            }
-            let label = label.replace('\\', "\\\\").replace('"', "\\\"");
-            let sample = match line.find('{') {
-                Some(brace) if line[..brace].find(' ').is_none() => {
-                    let inner = &line[brace + 1..];
-                    if inner.starts_with('}') {
-                        format!("{}{{cluster=\"{label}\"{}", &line[..brace], inner)
-                    } else {
-                        format!("{}{{cluster=\"{label}\",{}", &line[..brace], inner)
-                    }
-                }
-                _ => match line.split_once(' ') {
-                    Some((name, value)) => format!("{name}{{cluster=\"{label}\"}} {value}"),
-                    None => line.to_owned(),
-                },
-            };
-            families
-                .entry(current.clone())
-                .or_insert_with(|| {
-                    order.push(current.clone());
-                    (Vec::new(), Vec::new())
-                })
-                .1
-                .push(sample);
-        }
-    }
-    let mut out = String::new();
-    for name in order {
-        let (meta, samples) = &families[&name];
-        for line in meta.iter().chain(samples) {
-            out.push_str(line);
-            out.push('\n');
-        }
-    }
-    out
-}
-
-fn health_router(health: Arc<Health>) -> Router {
-    Router::new()
-        .route("/startup", get(startup))
-        .route("/readiness", get(ready))
-        .route("/readyz", get(ready))
-        .route("/liveness", get(alive))
-        .route("/healthz", get(alive))
-        .route("/metrics", get(metrics))
-        .with_state(health)
-}
-
-/// The header `POST /quitquitquit` must carry. A web page cannot send a custom header to
-/// another origin without a CORS preflight, which this server never answers, so no page a
-/// local browser opens can stop the proxy.
-pub const QUIT_HEADER: &str = "x-quitquitquit";
-
-fn admin_router(quit: Arc<watch::Sender<Option<StopReason>>>) -> Router {
-    Router::new().route(
-        "/quitquitquit",
-        post(move |headers: http::HeaderMap| {
-            let quit = quit.clone();
-            async move {
-                if !headers.contains_key(QUIT_HEADER) {
-                    return json(
-                        StatusCode::BAD_REQUEST,
-                        serde_json::json!({
-                            "error": "missing_header",
-                            "error_description": "POST /quitquitquit needs the header X-Quitquitquit (any value), which web pages cannot send: curl -X POST -H 'X-Quitquitquit: 1' http://127.0.0.1:9091/quitquitquit",
-                        }),
-                    );
-                }
-                tracing::info!("POST /quitquitquit: stopping");
-                quit.send_if_modified(|reason| {
-                    if reason.is_none() {
-                        *reason = Some(StopReason::Quit);
-                        true
-                    } else {
-                        false
-                    }
-                });
-                json(StatusCode::OK, serde_json::json!({"status": "stopping"}))
-            }
-        }),
-    )
 }
 
 /// Runs the command inside a tokio runtime; the exit code says what stopped it.
@@ -648,64 +287,34 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     if args.check {
         return check(args).await;
     }
-    // What asked to stop (a signal or /quitquitquit); `stop` turns true once the proxies
-    // should drain (after --min-sigterm-delay for SIGTERM).
-    let (reason_tx, mut reason_rx) = watch::channel(None::<StopReason>);
-    let reason_tx = Arc::new(reason_tx);
-    let (stop_tx, stop_rx) = watch::channel(false);
-    {
-        let reason_tx = reason_tx.clone();
-        tokio::spawn(async move {
-            let got = signal().await;
-            tracing::info!(
-                "received {}",
-                if got == StopReason::Sigterm {
-                    "SIGTERM"
-                } else {
-                    "SIGINT"
-                }
-            );
-            reason_tx.send_if_modified(|r| {
-                if r.is_none() {
-                    *r = Some(got);
-                    true
-                } else {
-                    false
-                }
-            });
-        });
-    }
-    let min_delay = args.min_sigterm_delay;
-    tokio::spawn(async move {
-        let Ok(reason) = reason_rx.wait_for(Option::is_some).await.map(|r| *r) else {
-            return;
-        };
-        if reason == Some(StopReason::Sigterm) && !min_delay.is_zero() {
-            tracing::info!("still accepting connections for --min-sigterm-delay {min_delay:?}");
-            tokio::time::sleep(min_delay).await;
-        }
-        let _ = stop_tx.send(true);
-    });
-    let stopped = move || {
-        let mut rx = stop_rx.clone();
-        async move {
-            let _ = rx.wait_for(|s| *s).await;
-        }
-    };
-
-    let plans = plans(&args)?;
-    refuse_remote(&args)?;
+    let stop = Stop::start(args.min_sigterm_delay);
+    let plans = plans(
+        &args.clusters,
+        &args.bootstrap_servers,
+        args.listen,
+        args.broker_port_base,
+    )?;
+    refuse_remote(
+        args.allow_remote_clients,
+        args.listen.ip(),
+        &[
+            ("--http-address", Some(args.http_address)),
+            ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
+            (
+                "--schema-registry-listen",
+                args.registry
+                    .schema_registry
+                    .is_some()
+                    .then_some(args.registry.schema_registry_listen.ip()),
+            ),
+        ],
+    )?;
     let max_connections = max_connections(args.max_connections);
     let mut listeners = Vec::new();
     for plan in &plans {
-        let bound = if plan.listen.ip() == std::net::Ipv4Addr::LOCALHOST {
-            server::bind_loopback(plan.listen.port()).await
-        } else {
-            tokio::net::TcpListener::bind(plan.listen)
-                .await
-                .map(|l| vec![l])
-        }
-        .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
+        let bound = bind(plan.listen)
+            .await
+            .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
         listeners.push(bound);
     }
     let http_addr = SocketAddr::new(args.http_address, args.http_port);
@@ -720,18 +329,19 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %listener.local_addr()?, "admin server: POST http://{}/quitquitquit stops the proxy", listener.local_addr()?);
         Some(tokio::spawn(server::serve(
             vec![listener],
-            endpoint::protect(admin_router(reason_tx.clone()), EndpointConfig::default()),
+            endpoint::protect(stop.admin_router(), EndpointConfig::default()),
             server::Limits {
                 max_connections: 8,
                 ..server::Limits::default()
             },
-            stopped(),
+            stop.stopped(),
             Duration::from_secs(1),
         )))
     } else {
         None
     };
-    let health = Arc::new(Health::default());
+    let health = HealthPort::new();
+    health.set_not_ready_wording(proxy_errors::not_ready);
     let http_local = http.local_addr()?;
     tracing::info!(address = %http_local, "listening for health checks and metrics: http://{http_local}/readyz");
     // Loopback: the token endpoint's Host check against DNS rebinding. Elsewhere (a pod's
@@ -743,38 +353,29 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     };
     let ops = tokio::spawn(server::serve(
         vec![http],
-        endpoint::protect(health_router(health.clone()), ops_guard),
+        endpoint::protect(health.router(), ops_guard),
         server::Limits {
             max_connections: 64,
             ..server::Limits::default()
         },
-        stopped(),
+        stop.stopped(),
         Duration::from_secs(1),
     ));
-    let provider = super::credentials::build_provider(
-        &args.credentials,
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
-    let _ = health.provider.set(provider.clone());
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
+    health.set_provider(provider.clone());
     let token = match args.token_endpoint {
         Some(addr) => {
-            // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does, so
-            // no other local process can squat the half of `localhost` left free.
-            let listeners = if addr.ip() == std::net::Ipv4Addr::LOCALHOST {
-                server::bind_loopback(addr.port()).await
-            } else {
-                tokio::net::TcpListener::bind(addr).await.map(|l| vec![l])
-            }
-            .with_context(|| format!("cannot listen on --token-endpoint {addr}"))?;
+            // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does.
+            let listeners = bind(addr)
+                .await
+                .with_context(|| format!("cannot listen on --token-endpoint {addr}"))?;
             let local = listeners[0].local_addr()?;
             tracing::info!(address = %local, "token endpoint is http://{local}");
             Some(tokio::spawn(server::serve(
                 listeners,
                 provider.router(),
                 server::Limits::default(),
-                stopped(),
+                stop.stopped(),
                 args.max_sigterm_delay,
             )))
         }
@@ -793,7 +394,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             .await?;
             Some(tokio::spawn(schema_registry::serve(
                 prepared,
-                stopped(),
+                stop.stopped(),
                 args.max_sigterm_delay,
             )))
         }
@@ -813,7 +414,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             Target::Cluster(name) => {
                 tokio::select! {
                     found = lookup(&provider, name, &options) => vec![found?],
-                    () = stopped() => return Ok(exit_code(*reason_tx.borrow(), args.exit_zero_on_sigterm)),
+                    () = stop.stopped() => return Ok(stop.exit_code(args.exit_zero_on_sigterm)),
                 }
             }
         };
@@ -824,7 +425,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         statuses.push((plan.label.clone(), proxy.status()));
         proxies.push(proxy);
     }
-    let _ = health.proxies.set(statuses);
+    health.set_proxies(statuses);
     if !args.listen.ip().is_loopback() {
         tracing::warn!(
             listen = %args.listen,
@@ -834,7 +435,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     }
     let mut running = Vec::new();
     for (proxy, listeners) in proxies.into_iter().zip(listeners) {
-        running.push(tokio::spawn(proxy.run_on(listeners, stopped())));
+        running.push(tokio::spawn(proxy.run_on(listeners, stop.stopped())));
     }
     for task in running {
         task.await.context("proxy task")??;
@@ -857,100 +458,8 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     ops.await
         .context("health server task")?
         .context("health server failed")?;
-    let reason = *reason_tx.borrow();
-    tracing::info!(?reason, "stopped");
-    Ok(exit_code(reason, args.exit_zero_on_sigterm))
-}
-
-/// Refuses listeners other hosts can reach unless `--allow-remote-clients` says so: the
-/// Kafka port hands the proxy's Google identity to whoever connects, and the health port
-/// tells them about it.
-fn refuse_remote(args: &ProxyArgs) -> anyhow::Result<()> {
-    if args.allow_remote_clients {
-        for (flag, ip) in [
-            ("--http-address", Some(args.http_address)),
-            ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
-            (
-                "--schema-registry-listen",
-                args.registry
-                    .schema_registry
-                    .is_some()
-                    .then_some(args.registry.schema_registry_listen.ip()),
-            ),
-        ] {
-            if ip.is_some_and(|ip| !ip.is_loopback()) {
-                tracing::warn!(
-                    "--allow-remote-clients: {flag} {} is reachable from other hosts",
-                    ip.expect("checked")
-                );
-            }
-        }
-        return Ok(());
-    }
-    for (flag, ip) in [
-        ("--listen", Some(args.listen.ip())),
-        ("--http-address", Some(args.http_address)),
-        ("--token-endpoint", args.token_endpoint.map(|a| a.ip())),
-        (
-            "--schema-registry-listen",
-            args.registry
-                .schema_registry
-                .is_some()
-                .then_some(args.registry.schema_registry_listen.ip()),
-        ),
-    ] {
-        if let Some(ip) = ip.filter(|ip| !ip.is_loopback()) {
-            return Err(anyhow!(
-                "{flag} {ip} is not a loopback address: every host that can reach it could use the cluster as the proxy's Google identity (or read its health and metrics). Keep it on 127.0.0.1, or pass --allow-remote-clients if a network policy or firewall limits who can connect"
-            ));
-        }
-    }
-    Ok(())
-}
-
-/// `--max-connections`, or the default the file-descriptor limit allows: the soft limit is
-/// raised to the hard one first, and each client costs two descriptors (its socket and the
-/// broker's), plus a reserve for listeners, logs and the token fetches.
-fn max_connections(flag: Option<usize>) -> usize {
-    const DEFAULT: usize = 1024;
-    const RESERVE: u64 = 64;
-    let limit = raise_nofile_limit();
-    let fits = limit.map(|n| usize::try_from(n.saturating_sub(RESERVE) / 2).unwrap_or(usize::MAX));
-    match (flag, fits) {
-        (Some(n), Some(fits)) if n > fits => {
-            tracing::warn!(
-                max_connections = n,
-                nofile = limit,
-                "--max-connections {n} needs {} file descriptors, more than the limit of {}; raise it (ulimit -n, LimitNOFILE=) or the proxy will refuse connections beyond ~{fits}",
-                2 * n as u64 + RESERVE,
-                limit.unwrap_or_default()
-            );
-            n
-        }
-        (Some(n), _) => n,
-        (None, Some(fits)) => DEFAULT.min(fits.max(1)),
-        (None, None) => DEFAULT,
-    }
-}
-
-/// Raises the soft `RLIMIT_NOFILE` to the hard limit; returns the soft limit in force.
-fn raise_nofile_limit() -> Option<u64> {
-    #[cfg(unix)]
-    {
-        match rlimit::increase_nofile_limit(u64::MAX) {
-            Ok(n) => Some(n),
-            Err(e) => {
-                tracing::debug!("cannot raise the file-descriptor limit: {e}");
-                rlimit::getrlimit(rlimit::Resource::NOFILE)
-                    .ok()
-                    .map(|(soft, _)| soft)
-            }
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        None
-    }
+    tracing::info!(reason = ?stop.reason(), "stopped");
+    Ok(stop.exit_code(args.exit_zero_on_sigterm))
 }
 
 /// The library configuration the flags describe, for one cluster.
@@ -992,19 +501,19 @@ fn builder(
 
 /// `--check`: for each cluster, the lookup and the start-up probe once, reported on stdout.
 async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
-    let provider = super::credentials::build_provider(
-        &args.credentials,
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
     let options = LookupOptions {
         endpoint: args.managed_kafka_endpoint.clone(),
         quota_project: args.quota_project.clone(),
         timeout: None,
     };
     let mut code = ExitCode::SUCCESS;
-    let plans = plans(&args)?;
+    let plans = plans(
+        &args.clusters,
+        &args.bootstrap_servers,
+        args.listen,
+        args.broker_port_base,
+    )?;
     let many = plans.len() > 1;
     for plan in plans {
         let label = if many {
@@ -1046,16 +555,6 @@ async fn check(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         }
     }
     Ok(code)
-}
-
-/// 143 after SIGTERM (128 + 15, what a shell reports for a process the signal killed) unless
-/// --exit-zero-on-sigterm, 130 after SIGINT, 0 after /quitquitquit.
-fn exit_code(reason: Option<StopReason>, exit_zero_on_sigterm: bool) -> ExitCode {
-    match reason {
-        Some(StopReason::Sigterm) if !exit_zero_on_sigterm => ExitCode::from(143),
-        Some(StopReason::Sigint) => ExitCode::from(130),
-        _ => ExitCode::SUCCESS,
-    }
 }
 
 #[cfg(test)]

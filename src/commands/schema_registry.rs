@@ -12,8 +12,7 @@ use gcp_kafka_auth_handler::registry::{RegistryError, RegistryName, SchemaRegist
 use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 use tokio::net::TcpListener;
 
-use crate::commands::args::{ImpersonationArgs, LogArgs, parse_duration};
-use crate::commands::credentials::CredentialArgs;
+use crate::commands::args::{LogArgs, ProviderArgs, parse_duration};
 use crate::commands::registry_errors;
 
 #[derive(Debug, Args)]
@@ -59,14 +58,7 @@ pub struct SchemaRegistryArgs {
     pub allowed_hosts: Vec<String>,
 
     #[command(flatten)]
-    pub credentials: CredentialArgs,
-
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
+    pub provider: ProviderArgs,
 
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -219,12 +211,7 @@ pub async fn serve(
 /// Runs the command inside a tokio runtime.
 pub async fn run(args: SchemaRegistryArgs) -> anyhow::Result<()> {
     let shutdown = server::shutdown_signal();
-    let provider = super::credentials::build_provider(
-        &args.credentials,
-        None,
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, None)?;
     let prepared = prepare(
         provider,
         args.registry.clone(),

@@ -10,7 +10,7 @@ use gcp_kafka_auth_handler::endpoint::{ClientCredentials, EndpointConfig};
 use gcp_kafka_auth_handler::files;
 use gcp_kafka_auth_handler::server;
 
-use crate::commands::args::{ImpersonationArgs, LogArgs, Secret, parse_duration};
+use crate::commands::args::{LogArgs, ProviderArgs, Secret, parse_duration};
 use crate::commands::schema_registry::{self, RegistryFlags};
 
 #[derive(Debug, Args)]
@@ -25,16 +25,12 @@ pub struct ServeArgs {
     #[arg(long, env = "GCP_KAFKA_AUTH_PORT", default_value_t = 14293)]
     pub port: u16,
 
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
 
     /// Principal (`sub`) to put in tokens instead of the one the credentials name.
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: ImpersonationArgs,
 
     /// How long in-flight requests may take to finish after SIGTERM/SIGINT.
     #[arg(long, env = "GCP_KAFKA_AUTH_SHUTDOWN_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
@@ -140,11 +136,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
             ]
         }
     };
-    let provider = super::build_provider(
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account,
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
     let addresses = listeners
         .iter()
         .map(|l| l.local_addr())
@@ -171,7 +163,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
         target: super::LOG_TARGET,
         address = %local,
         version = env!("CARGO_PKG_VERSION"),
-        refresh_margin_s = args.refresh_margin.as_secs(),
+        refresh_margin_s = args.provider.refresh_margin.as_secs(),
         shutdown_timeout_s = args.shutdown_timeout.as_secs(),
         principal_override = args.principal.as_deref(),
         "listening; token endpoint is http://{local}{also}"

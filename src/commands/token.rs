@@ -21,7 +21,7 @@ use anyhow::Context as _;
 use clap::Args;
 use gcp_kafka_auth_handler::{KafkaToken, KafkaTokenProvider, files, server};
 
-use crate::commands::args::{LogArgs, parse_duration};
+use crate::commands::args::{LogArgs, ProviderArgs};
 
 /// How often `--output` checks the cache for a refreshed token. Reading the cache costs a
 /// lock-free borrow; the refresh itself happens on the cache's own schedule, minutes before
@@ -49,16 +49,12 @@ pub struct TokenArgs {
     #[arg(long, requires = "output")]
     pub follow_symlink: bool,
 
-    /// Refresh the Google token when this much of its life is left (e.g. 300s, 5m).
-    #[arg(long, env = "GCP_KAFKA_AUTH_REFRESH_MARGIN", default_value = "5m", value_parser = parse_duration)]
-    pub refresh_margin: Duration,
+    #[command(flatten)]
+    pub provider: ProviderArgs,
 
     /// Principal (`sub`) to put in tokens instead of the one the credentials name.
     #[arg(long, env = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL")]
     pub principal: Option<String>,
-
-    #[command(flatten)]
-    pub impersonation: crate::commands::args::ImpersonationArgs,
 
     #[command(flatten)]
     pub log: LogArgs,
@@ -66,11 +62,7 @@ pub struct TokenArgs {
 
 /// Runs the command inside a tokio runtime.
 pub async fn run(args: TokenArgs) -> anyhow::Result<ExitCode> {
-    let provider = super::build_provider(
-        args.principal.as_deref(),
-        args.refresh_margin,
-        args.impersonation.impersonate_service_account.clone(),
-    )?;
+    let provider = super::credentials::build_provider(&args.provider, args.principal.as_deref())?;
     match &args.output {
         None => {
             let token = provider

@@ -1,12 +1,12 @@
 //! Health: whether the proxy is ready ([`Readiness`]: the bootstrap probe's outcome and what
-//! clients' broker connections report), the probe loop's timing, and `/healthz`, `/readyz`,
-//! `/metrics` over a narrow [`HealthSource`]. It knows neither sockets nor the proxy's state:
-//! the probe itself is handed in.
+//! clients' broker connections report), the probe loop's timing, and the health port
+//! ([`HealthPort`]: `/startup`, `/readiness`, `/readyz`, `/liveness`, `/healthz`, `/metrics`)
+//! of one or several proxies, each seen through a narrow [`HealthSource`]. It knows neither
+//! sockets nor the proxy's state: the probe itself is handed in.
 
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::Mutex;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use axum::Router;
@@ -14,6 +14,10 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use http::{HeaderValue, StatusCode, header};
+use prometheus_client::registry::Registry;
+
+use super::metrics::{Family, ProxiesCollector};
+use crate::KafkaTokenProvider;
 
 use super::errors::{NotReady, ProbeError};
 use super::wire::UpstreamError;
@@ -127,26 +131,125 @@ where
     }
 }
 
-/// What the health routes read.
+/// What the health port reads of one proxy.
 pub(crate) trait HealthSource: Send + Sync + 'static {
     /// Ready, with what was checked; or why not.
-    fn readiness(&self) -> Result<String, String>;
-    /// The whole OpenMetrics text, `# EOF` included.
-    fn metrics_text(&self) -> String;
+    fn readiness(&self) -> Result<String, NotReady>;
+    /// The proxy's own metric families (not the provider's), as they are now.
+    fn families(&self) -> Vec<Family>;
 }
 
-/// `/healthz`, `/readyz` and `/metrics`, behind the token endpoint's checks: loopback
-/// `Host`s only, browsers refused, `nosniff`.
-pub(crate) fn router<S: HealthSource>(source: Arc<S>) -> Router {
-    let router = Router::new()
-        .route(
-            "/healthz",
-            get(|| async { json(StatusCode::OK, serde_json::json!({"status": "ok"})) }),
-        )
-        .route("/readyz", get(readyz::<S>))
-        .route("/metrics", get(metrics_text::<S>))
-        .with_state(source);
-    crate::endpoint::protect(router, crate::endpoint::EndpointConfig::default())
+/// The health port of the proxies one provider serves: `/startup`, `/readiness` (`/readyz`),
+/// `/liveness` (`/healthz`) and `/metrics`. [`Proxy::router`](super::Proxy::router) serves it
+/// for one proxy; the `proxy` command for all of its clusters, with the provider set once
+/// built and the proxies once their bootstrap addresses are looked up (until then it is not
+/// ready, and `/metrics` has what is known).
+#[derive(Clone, Default)]
+pub struct HealthPort {
+    inner: Arc<PortState>,
+}
+
+#[derive(Default)]
+struct PortState {
+    provider: OnceLock<KafkaTokenProvider>,
+    proxies: OnceLock<Vec<(String, Arc<dyn HealthSource>)>>,
+    /// Whether every proxy was ready once (the startup probe's latch).
+    started: AtomicBool,
+    /// How a [`NotReady`] reads on `/readyz`: its `Display` (library terms) unless the
+    /// program serving the port names its own settings (the binary names its flags).
+    wording: OnceLock<fn(&NotReady) -> String>,
+}
+
+impl std::fmt::Debug for HealthPort {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("HealthPort")
+            .field("proxies", &self.inner.proxies.get().map(Vec::len))
+            .finish_non_exhaustive()
+    }
+}
+
+impl HealthPort {
+    /// A port that knows no provider and no proxy yet.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The provider whose metrics `/metrics` shows; only the first call counts.
+    pub fn set_provider(&self, provider: KafkaTokenProvider) {
+        let _ = self.inner.provider.set(provider);
+    }
+
+    /// The proxies served, each with the label its readiness and (when there are several)
+    /// its metrics' `cluster` label carry; only the first call counts.
+    pub fn set_proxies(&self, proxies: impl IntoIterator<Item = (String, super::ProxyStatus)>) {
+        let proxies = proxies
+            .into_iter()
+            .map(|(label, status)| (label, Arc::new(status) as Arc<dyn HealthSource>))
+            .collect();
+        let _ = self.inner.proxies.set(proxies);
+    }
+
+    /// How `/readyz` words a proxy that is not ready (default: [`NotReady`]'s `Display`, in
+    /// library terms); only the first call counts.
+    pub fn set_not_ready_wording(&self, wording: fn(&NotReady) -> String) {
+        let _ = self.inner.wording.set(wording);
+    }
+
+    /// Ready when every proxy is (with what each checked), or why not.
+    pub fn readiness(&self) -> Result<String, String> {
+        let Some(proxies) = self.inner.proxies.get() else {
+            return Err("looking up the clusters' bootstrap addresses".to_owned());
+        };
+        let word = |why: NotReady| match self.inner.wording.get() {
+            Some(wording) => wording(&why),
+            None => why.to_string(),
+        };
+        let mut details = Vec::new();
+        for (label, status) in proxies {
+            match status.readiness().map_err(word) {
+                Ok(detail) if proxies.len() == 1 => details.push(detail),
+                Ok(detail) => details.push(format!("{label}: {detail}")),
+                Err(why) if proxies.len() == 1 => return Err(why),
+                Err(why) => return Err(format!("{label}: {why}")),
+            }
+        }
+        self.inner.started.store(true, Ordering::Relaxed);
+        Ok(details.join("; "))
+    }
+
+    /// `/metrics`: the provider's families and the proxies' in one registry, encoded once
+    /// (OpenMetrics text ending in `# EOF`).
+    pub fn metrics_text(&self) -> String {
+        let mut registry = Registry::default();
+        if let Some(provider) = self.inner.provider.get() {
+            provider.metrics().register(&mut registry);
+        }
+        if let Some(proxies) = self.inner.proxies.get() {
+            let many = proxies.len() > 1;
+            let families = proxies
+                .iter()
+                .map(|(label, status)| (many.then(|| label.clone()), status.families()))
+                .collect();
+            registry
+                .sub_registry_with_prefix("gcp_kafka_auth_proxy")
+                .register_collector(Box::new(ProxiesCollector(families)));
+        }
+        crate::metrics::encode(&registry)
+    }
+
+    /// The routes, without the token endpoint's `Host` and browser checks: wrap it in
+    /// [`crate::endpoint::protect`] with the [`EndpointConfig`](crate::endpoint::EndpointConfig)
+    /// its address calls for.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/startup", get(startup))
+            .route("/readiness", get(ready))
+            .route("/readyz", get(ready))
+            .route("/liveness", get(alive))
+            .route("/healthz", get(alive))
+            .route("/metrics", get(metrics))
+            .with_state(self.clone())
+    }
 }
 
 fn json(status: StatusCode, body: serde_json::Value) -> Response {
@@ -158,8 +261,12 @@ fn json(status: StatusCode, body: serde_json::Value) -> Response {
     response
 }
 
-async fn readyz<S: HealthSource>(State(source): State<Arc<S>>) -> Response {
-    match source.readiness() {
+async fn alive() -> Response {
+    json(StatusCode::OK, serde_json::json!({"status": "ok"}))
+}
+
+async fn ready(State(port): State<HealthPort>) -> Response {
+    match port.readiness() {
         Ok(detail) => json(
             StatusCode::OK,
             serde_json::json!({"status": "ready", "detail": detail}),
@@ -171,8 +278,26 @@ async fn readyz<S: HealthSource>(State(source): State<Arc<S>>) -> Response {
     }
 }
 
-async fn metrics_text<S: HealthSource>(State(source): State<Arc<S>>) -> Response {
-    let mut response = (StatusCode::OK, source.metrics_text()).into_response();
+/// 200 from the first time every proxy was ready on: a Kubernetes startup probe, which must
+/// not fail again when a broker hiccups later (readiness covers that).
+async fn startup(State(port): State<HealthPort>) -> Response {
+    if port.inner.started.load(Ordering::Relaxed) {
+        return json(StatusCode::OK, serde_json::json!({"status": "started"}));
+    }
+    match port.readiness() {
+        Ok(detail) => json(
+            StatusCode::OK,
+            serde_json::json!({"status": "started", "detail": detail}),
+        ),
+        Err(reason) => json(
+            StatusCode::SERVICE_UNAVAILABLE,
+            serde_json::json!({"status": "starting", "reason": reason}),
+        ),
+    }
+}
+
+async fn metrics(State(port): State<HealthPort>) -> Response {
+    let mut response = (StatusCode::OK, port.metrics_text()).into_response();
     response.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static(crate::metrics::CONTENT_TYPE),

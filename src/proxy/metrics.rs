@@ -1,13 +1,18 @@
 //! The proxy's counters: plain atomics indexed by API key or outcome, so the per-frame cost
-//! is one relaxed `fetch_add` (no lock, no hash lookup). Rendered in OpenMetrics text after
-//! the provider's metrics.
+//! is one relaxed `fetch_add` (no lock, no hash lookup). Read at scrape time into [`Family`]s,
+//! which [`ProxiesCollector`] encodes for one or several proxies in the health port's registry,
+//! beside the provider's metrics.
 
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering::Relaxed};
 
 use kafka_protocol::messages::ApiKey;
+use prometheus_client::collector::Collector;
+use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
+use prometheus_client::metrics::MetricType;
+use prometheus_client::metrics::counter::ConstCounter;
+use prometheus_client::metrics::gauge::ConstGauge;
 
 use super::versions::TABLE;
 
@@ -128,40 +133,23 @@ impl ProxyMetrics {
         }
     }
 
-    /// Appends the proxy's families to `text` (OpenMetrics, before the final `# EOF`).
-    pub fn render_into(&self, text: &mut String) {
-        let p = "gcp_kafka_auth_proxy";
-        // Writing to a String cannot fail.
-        let _ = writeln!(
-            text,
-            "# HELP {p}_connections Open client connections, by listener (bootstrap or broker node id)."
-        );
-        let _ = writeln!(text, "# TYPE {p}_connections gauge");
-        for (listener, n) in self.open.lock().unwrap_or_else(|p| p.into_inner()).iter() {
-            let _ = writeln!(text, "{p}_connections{{listener=\"{listener}\"}} {n}");
-        }
-        counter(
-            text,
-            p,
-            "connections_accepted",
-            "Client connections accepted.",
-            &[("", self.connections_total.load(Relaxed))],
-        );
-        counter(
-            text,
-            p,
-            "bytes_to_broker",
-            "Bytes forwarded from clients to brokers.",
-            &[("", self.bytes_to_broker.load(Relaxed))],
-        );
-        counter(
-            text,
-            p,
-            "bytes_to_client",
-            "Bytes forwarded from brokers to clients.",
-            &[("", self.bytes_to_client.load(Relaxed))],
-        );
-        let requests: Vec<(String, u64)> = self
+    /// The proxy's families as they are now, `buffered_bytes` (held for rewriting) last.
+    pub fn families(&self, buffered_bytes: usize) -> Vec<Family> {
+        let one = |value: &AtomicU64| vec![(vec![], Value::Count(value.load(Relaxed)))];
+        let labelled = |key: &'static str, rows: Vec<(String, u64)>| -> Samples {
+            rows.into_iter()
+                .map(|(label, n)| (vec![(key, label)], Value::Count(n)))
+                .collect()
+        };
+        let outcomes = |set: &[AtomicU64; 3]| {
+            let rows = OUTCOMES
+                .iter()
+                .zip(set)
+                .map(|(o, n)| ((*o).to_owned(), n.load(Relaxed)))
+                .collect();
+            labelled("outcome", rows)
+        };
+        let requests = self
             .requests
             .iter()
             .enumerate()
@@ -172,87 +160,161 @@ impl ProxyMetrics {
                 } else {
                     key.to_string()
                 };
-                (n > 0).then(|| (format!("api_key=\"{label}\""), n))
+                (n > 0).then_some((label, n))
             })
             .collect();
-        let requests: Vec<(&str, u64)> = requests.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        counter(
-            text,
-            p,
-            "requests",
-            "Client requests forwarded, by API key.",
-            &requests,
-        );
-        let outcomes = |set: &[AtomicU64; 3]| -> Vec<(String, u64)> {
-            OUTCOMES
-                .iter()
-                .zip(set)
-                .map(|(o, n)| (format!("outcome=\"{o}\""), n.load(Relaxed)))
-                .collect()
-        };
-        for (name, help, set) in [
-            (
-                "authentications",
-                "Broker SASL authentications, by outcome.",
-                &self.auth,
-            ),
-            (
-                "reauthentications",
-                "Broker SASL re-authentications (KIP-368), by outcome.",
-                &self.reauth,
-            ),
-        ] {
-            let rows = outcomes(set);
-            let rows: Vec<(&str, u64)> = rows.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-            counter(text, p, name, help, &rows);
-        }
-        let rows: Vec<(String, u64)> = TABLE
+        let rewrites = TABLE
             .iter()
             .map(|row| row.label)
             .chain(["other"])
             .zip(&self.rewrites)
-            .map(|(k, n)| (format!("api=\"{k}\""), n.load(Relaxed)))
+            .map(|(k, n)| (k.to_owned(), n.load(Relaxed)))
             .collect();
-        let rows: Vec<(&str, u64)> = rows.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        counter(
-            text,
-            p,
-            "responses_rewritten",
-            "Broker responses decoded and rewritten, by API.",
-            &rows,
-        );
-        counter(
-            text,
-            p,
-            "addresses_rewritten",
-            "Broker addresses replaced by local ones.",
-            &[("", self.addresses_rewritten.load(Relaxed))],
-        );
-        let rows: Vec<(String, u64)> = MISTAKES
+        let mistakes = MISTAKES
             .iter()
             .zip(&self.mistakes)
-            .map(|(k, n)| (format!("reason=\"{k}\""), n.load(Relaxed)))
+            .map(|(k, n)| ((*k).to_owned(), n.load(Relaxed)))
             .collect();
-        let rows: Vec<(&str, u64)> = rows.iter().map(|(l, n)| (l.as_str(), *n)).collect();
-        counter(
-            text,
-            p,
-            "client_errors",
-            "Client connections closed for a client mistake, by reason.",
-            &rows,
-        );
+        let open = self
+            .open
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .iter()
+            .map(|(listener, n)| (vec![("listener", listener.clone())], Value::Level(*n)))
+            .collect();
+        vec![
+            Family::gauge(
+                "connections",
+                "Open client connections, by listener (bootstrap or broker node id).",
+                open,
+            ),
+            Family::counter(
+                "connections_accepted",
+                "Client connections accepted.",
+                one(&self.connections_total),
+            ),
+            Family::counter(
+                "bytes_to_broker",
+                "Bytes forwarded from clients to brokers.",
+                one(&self.bytes_to_broker),
+            ),
+            Family::counter(
+                "bytes_to_client",
+                "Bytes forwarded from brokers to clients.",
+                one(&self.bytes_to_client),
+            ),
+            Family::counter(
+                "requests",
+                "Client requests forwarded, by API key.",
+                labelled("api_key", requests),
+            ),
+            Family::counter(
+                "authentications",
+                "Broker SASL authentications, by outcome.",
+                outcomes(&self.auth),
+            ),
+            Family::counter(
+                "reauthentications",
+                "Broker SASL re-authentications (KIP-368), by outcome.",
+                outcomes(&self.reauth),
+            ),
+            Family::counter(
+                "responses_rewritten",
+                "Broker responses decoded and rewritten, by API.",
+                labelled("api", rewrites),
+            ),
+            Family::counter(
+                "addresses_rewritten",
+                "Broker addresses replaced by local ones.",
+                one(&self.addresses_rewritten),
+            ),
+            Family::counter(
+                "client_errors",
+                "Client connections closed for a client mistake, by reason.",
+                labelled("reason", mistakes),
+            ),
+            Family::gauge(
+                "buffered_bytes",
+                "Bytes charged against --max-buffered-bytes by responses held whole for rewriting.",
+                vec![(
+                    vec![],
+                    Value::Level(i64::try_from(buffered_bytes).unwrap_or(i64::MAX)),
+                )],
+            ),
+        ]
     }
 }
 
-fn counter(text: &mut String, prefix: &str, name: &str, help: &str, rows: &[(&str, u64)]) {
-    let _ = writeln!(text, "# HELP {prefix}_{name} {help}");
-    let _ = writeln!(text, "# TYPE {prefix}_{name} counter");
-    for (labels, n) in rows {
-        if labels.is_empty() {
-            let _ = writeln!(text, "{prefix}_{name}_total {n}");
-        } else {
-            let _ = writeln!(text, "{prefix}_{name}_total{{{labels}}} {n}");
+/// A sample's value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) enum Value {
+    Count(u64),
+    Level(i64),
+}
+
+type Samples = Vec<(Vec<(&'static str, String)>, Value)>;
+
+/// One metric family's samples, read at scrape time.
+#[derive(Debug)]
+pub(crate) struct Family {
+    /// Without the `gcp_kafka_auth_proxy_` prefix the registry adds.
+    name: &'static str,
+    help: &'static str,
+    kind: MetricType,
+    samples: Samples,
+}
+
+impl Family {
+    fn counter(name: &'static str, help: &'static str, samples: Samples) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Counter,
+            samples,
         }
+    }
+
+    fn gauge(name: &'static str, help: &'static str, samples: Samples) -> Self {
+        Self {
+            name,
+            help,
+            kind: MetricType::Gauge,
+            samples,
+        }
+    }
+}
+
+/// Several proxies' families as one collector: each family once, with every proxy's samples,
+/// labelled `cluster="NAME"` first where a name is given (OpenMetrics allows a family's
+/// metadata only once). Every proxy lists the same families in the same order.
+#[derive(Debug)]
+pub(crate) struct ProxiesCollector(pub Vec<(Option<String>, Vec<Family>)>);
+
+impl Collector for ProxiesCollector {
+    fn encode(&self, mut encoder: DescriptorEncoder) -> Result<(), std::fmt::Error> {
+        let Some((_, first)) = self.0.first() else {
+            return Ok(());
+        };
+        for (i, family) in first.iter().enumerate() {
+            let mut metric =
+                encoder.encode_descriptor(family.name, family.help, None, family.kind)?;
+            for (cluster, families) in &self.0 {
+                for (labels, value) in &families[i].samples {
+                    let labels: Vec<(&str, &str)> = cluster
+                        .as_deref()
+                        .map(|c| ("cluster", c))
+                        .into_iter()
+                        .chain(labels.iter().map(|(k, v)| (*k, v.as_str())))
+                        .collect();
+                    let sample = metric.encode_family(&labels)?;
+                    match *value {
+                        Value::Count(n) => ConstCounter::new(n).encode(sample)?,
+                        Value::Level(n) => ConstGauge::new(n).encode(sample)?,
+                    }
+                }
+            }
+        }
+        Ok(())
     }
 }
 
@@ -260,14 +322,22 @@ fn counter(text: &mut String, prefix: &str, name: &str, help: &str, rows: &[(&st
 mod tests {
     use super::*;
 
+    /// One proxy's families as the health port encodes them.
+    fn render(m: &ProxyMetrics) -> String {
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry
+            .sub_registry_with_prefix("gcp_kafka_auth_proxy")
+            .register_collector(Box::new(ProxiesCollector(vec![(None, m.families(0))])));
+        crate::metrics::encode(&registry)
+    }
+
     #[test]
     fn every_rewritten_key_is_counted_under_its_label() {
         let m = ProxyMetrics::default();
         for row in TABLE {
             m.rewrite(row.key, 0);
         }
-        let mut text = String::new();
-        m.render_into(&mut text);
+        let text = render(&m);
         for row in TABLE {
             let line = format!(
                 "gcp_kafka_auth_proxy_responses_rewritten_total{{api=\"{}\"}} 1",
@@ -292,8 +362,7 @@ mod tests {
         m.opened("2");
         m.closed("bootstrap");
         m.rewrite(ApiKey::Metadata, 3);
-        let mut text = String::new();
-        m.render_into(&mut text);
+        let text = render(&m);
         for line in [
             "gcp_kafka_auth_proxy_connections{listener=\"2\"} 1",
             "gcp_kafka_auth_proxy_connections{listener=\"bootstrap\"} 0",
@@ -307,5 +376,51 @@ mod tests {
         ] {
             assert!(text.lines().any(|l| l == line), "missing {line}:\n{text}");
         }
+    }
+
+    /// Several proxies: each family's metadata once, then every proxy's samples, labelled
+    /// `cluster` first (as the `proxy` command's hand merge wrote them before).
+    #[test]
+    fn several_proxies_share_each_family_and_label_their_samples_by_cluster() {
+        let a = ProxyMetrics::default();
+        a.opened("bootstrap");
+        a.request(3);
+        let b = ProxyMetrics::default();
+        let mut registry = prometheus_client::registry::Registry::default();
+        registry
+            .sub_registry_with_prefix("gcp_kafka_auth_proxy")
+            .register_collector(Box::new(ProxiesCollector(vec![
+                (Some("c/a".to_owned()), a.families(5)),
+                (Some("c/b".to_owned()), b.families(0)),
+            ])));
+        let text = crate::metrics::encode(&registry);
+        for block in [
+            "# HELP gcp_kafka_auth_proxy_connections Open client connections, by listener (bootstrap or broker node id).
+# TYPE gcp_kafka_auth_proxy_connections gauge
+gcp_kafka_auth_proxy_connections{cluster=\"c/a\",listener=\"bootstrap\"} 1
+# HELP gcp_kafka_auth_proxy_connections_accepted Client connections accepted.
+# TYPE gcp_kafka_auth_proxy_connections_accepted counter
+gcp_kafka_auth_proxy_connections_accepted_total{cluster=\"c/a\"} 1
+gcp_kafka_auth_proxy_connections_accepted_total{cluster=\"c/b\"} 0
+",
+            "# HELP gcp_kafka_auth_proxy_requests Client requests forwarded, by API key.
+# TYPE gcp_kafka_auth_proxy_requests counter
+gcp_kafka_auth_proxy_requests_total{cluster=\"c/a\",api_key=\"3\"} 1
+# HELP gcp_kafka_auth_proxy_authentications ",
+            "# HELP gcp_kafka_auth_proxy_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.
+# TYPE gcp_kafka_auth_proxy_buffered_bytes gauge
+gcp_kafka_auth_proxy_buffered_bytes{cluster=\"c/a\"} 5
+gcp_kafka_auth_proxy_buffered_bytes{cluster=\"c/b\"} 0
+# EOF
+",
+        ] {
+            assert!(text.contains(block), "missing\n{block}in\n{text}");
+        }
+        assert!(
+            text.starts_with("# HELP gcp_kafka_auth_proxy_connections "),
+            "{text}"
+        );
+        assert_eq!(text.matches("# HELP ").count(), 11, "{text}");
+        assert_eq!(text.matches("# EOF").count(), 1, "{text}");
     }
 }

@@ -41,7 +41,7 @@
 //! address swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners
 //! and connections share), `run` (accept loops, broker listeners, the bootstrap probe),
 //! `nodes` (the node registry, behind an injected `Listeners`), `health` (readiness and the
-//! health routes, behind `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's
+//! health port, [`HealthPort`], over `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's
 //! Metadata), `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the
 //! proxy's own requests and frames), `connection` (one client and its broker connection),
 //! `metrics`. `fuzz_hooks` and `bench_hooks` are hidden entry points for the fuzz targets,
@@ -85,6 +85,7 @@ pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::Target;
 pub use errors::{CheckError, NotReady, ProbeError};
+pub use health::HealthPort;
 pub use limits::Limits;
 pub use nodes::BindError;
 use rewrite::PortMap;
@@ -167,10 +168,15 @@ impl Proxy {
         }
     }
 
-    /// `/healthz`, `/readyz` and `/metrics` (the provider's metrics and the proxy's), behind
-    /// the token endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
+    /// This proxy's [`HealthPort`]: `/healthz` (`/liveness`), `/readyz` (`/readiness`),
+    /// `/startup` and `/metrics` (the provider's metrics and the proxy's), behind the token
+    /// endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
     pub fn router(&self) -> Router {
-        health::router(self.shared.clone())
+        let port = HealthPort::new();
+        port.set_provider(self.shared.provider.clone());
+        // With one proxy, its label is shown nowhere.
+        port.set_proxies([(String::new(), self.status())]);
+        crate::endpoint::protect(port.router(), crate::endpoint::EndpointConfig::default())
     }
 
     /// Serves clients on `bootstrap` (and a listener per broker, on the same IP) until
@@ -301,12 +307,6 @@ impl ProxyStatus {
     pub fn readiness(&self) -> Result<String, NotReady> {
         readiness(&self.shared)
     }
-
-    /// Appends the proxy's own metric families (not the provider's) in OpenMetrics text,
-    /// without `# EOF`.
-    pub fn render_metrics_into(&self, text: &mut String) {
-        render_proxy_metrics(&self.shared, text);
-    }
 }
 
 /// What a client behind the proxy sets, for every client family (`client-config --client
@@ -349,30 +349,12 @@ fn readiness(shared: &Shared) -> Result<String, NotReady> {
     shared.readiness.status()
 }
 
-impl health::HealthSource for Shared {
-    fn readiness(&self) -> Result<String, String> {
-        readiness(self).map_err(|e| e.to_string())
+impl health::HealthSource for ProxyStatus {
+    fn readiness(&self) -> Result<String, NotReady> {
+        readiness(&self.shared)
     }
 
-    fn metrics_text(&self) -> String {
-        let mut text = self.provider.metrics().render();
-        if text.ends_with("# EOF\n") {
-            text.truncate(text.len() - "# EOF\n".len());
-        }
-        render_proxy_metrics(self, &mut text);
-        text.push_str("# EOF\n");
-        text
+    fn families(&self) -> Vec<metrics::Family> {
+        self.shared.metrics.families(self.shared.budget.in_use())
     }
-}
-
-/// The proxy's metric families, and the gauge of bytes held for rewriting.
-fn render_proxy_metrics(shared: &Shared, text: &mut String) {
-    use std::fmt::Write as _;
-    shared.metrics.render_into(text);
-    let p = "gcp_kafka_auth_proxy";
-    let _ = writeln!(
-        text,
-        "# HELP {p}_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.\n# TYPE {p}_buffered_bytes gauge\n{p}_buffered_bytes {}",
-        shared.budget.in_use()
-    );
 }

@@ -1,5 +1,5 @@
-//! The registry endpoint's counters, in a registry of their own, rendered after the
-//! provider's on the endpoint's `/metrics`.
+//! The registry endpoint's counters, registered beside the provider's in the one registry the
+//! endpoint's `/metrics` encodes.
 
 use std::time::Duration;
 
@@ -34,7 +34,6 @@ struct CacheLabels {
 
 #[derive(Debug)]
 pub(crate) struct RegistryMetrics {
-    registry: Registry,
     requests: Family<RequestLabels, Counter>,
     upstream: Family<UpstreamLabels, Histogram>,
     cache: Family<CacheLabels, Counter>,
@@ -42,32 +41,31 @@ pub(crate) struct RegistryMetrics {
 
 impl RegistryMetrics {
     pub(crate) fn new() -> Self {
-        let mut registry = Registry::with_prefix("gcp_kafka_auth_schema_registry");
-        let requests = Family::<RequestLabels, Counter>::default();
+        Self {
+            requests: Family::default(),
+            upstream: Family::new_with_constructor(|| Histogram::new(BUCKETS)),
+            cache: Family::default(),
+        }
+    }
+
+    /// Registers the families under `gcp_kafka_auth_schema_registry_` in `registry`.
+    pub(crate) fn register(&self, registry: &mut Registry) {
+        let registry = registry.sub_registry_with_prefix("gcp_kafka_auth_schema_registry");
         registry.register(
             "requests",
             "Schema registry requests answered by the local endpoint, by route and status",
-            requests.clone(),
+            self.requests.clone(),
         );
-        let upstream =
-            Family::<UpstreamLabels, Histogram>::new_with_constructor(|| Histogram::new(BUCKETS));
         registry.register(
             "upstream_duration_seconds",
             "Time from sending a request to Google's schema registry to its response head, by route",
-            upstream.clone(),
+            self.upstream.clone(),
         );
-        let cache = Family::<CacheLabels, Counter>::default();
         registry.register(
             "schema_cache_lookups",
             "GET /schemas/ids/N answers looked up in the local cache, by result (hit, miss)",
-            cache.clone(),
+            self.cache.clone(),
         );
-        Self {
-            registry,
-            requests,
-            upstream,
-            cache,
-        }
     }
 
     pub(crate) fn count_request(&self, route: &'static str, status: u16) {
@@ -85,18 +83,5 @@ impl RegistryMetrics {
     pub(crate) fn count_cache(&self, hit: bool) {
         let result = if hit { "hit" } else { "miss" };
         self.cache.get_or_create(&CacheLabels { result }).inc();
-    }
-
-    /// The families as OpenMetrics text without the closing `# EOF`, to follow the
-    /// provider's.
-    pub(crate) fn render_families(&self) -> String {
-        let mut text = String::new();
-        if prometheus_client::encoding::text::encode(&mut text, &self.registry).is_err() {
-            text.clear();
-        }
-        if text.ends_with("# EOF\n") {
-            text.truncate(text.len() - "# EOF\n".len());
-        }
-        text
     }
 }

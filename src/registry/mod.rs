@@ -386,14 +386,12 @@ impl Shared {
             .cloned()
     }
 
+    /// The provider's families and the endpoint's, in one registry encoded once.
     fn render_metrics(&self) -> String {
-        let mut text = self.provider.metrics().render();
-        if text.ends_with("# EOF\n") {
-            text.truncate(text.len() - "# EOF\n".len());
-        }
-        text.push_str(&self.metrics.render_families());
-        text.push_str("# EOF\n");
-        text
+        let mut registry = prometheus_client::registry::Registry::default();
+        self.provider.metrics().register(&mut registry);
+        self.metrics.register(&mut registry);
+        crate::metrics::encode(&registry)
     }
 }
 

@@ -102,6 +102,175 @@ async fn token_fails_with_the_reason_when_google_refuses() {
     );
 }
 
+// ---- the provider flags every command shares ---------------------------------------------
+
+/// The exact header and claims of a Kafka token, and its raw Google token.
+fn token_parts(token: &str) -> (String, serde_json::Value, String) {
+    let parts: Vec<&str> = token.trim().split('.').collect();
+    assert_eq!(parts.len(), 3, "{token}");
+    let header = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[0]).unwrap()).unwrap();
+    let claims = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(parts[1]).unwrap()).unwrap();
+    let raw = String::from_utf8(URL_SAFE_NO_PAD.decode(parts[2]).unwrap()).unwrap();
+    (header, claims, raw)
+}
+
+/// Checks the claims are exactly those of a token for `sub` issued within the last half
+/// minute, an hour of life (up to the second boundaries `iat` and the Google expiry fall on).
+fn assert_claims_for(claims: &serde_json::Value, sub: &str) {
+    let iat = claims["iat"].as_u64().unwrap();
+    assert!(iat.abs_diff(unix_now()) < 30, "{claims}");
+    let exp = claims["exp"].as_u64().unwrap();
+    assert!((iat + 3590..=iat + 3600).contains(&exp), "{claims}");
+    assert_eq!(
+        *claims,
+        serde_json::json!({"exp": exp, "iat": iat, "iss": "Google", "scope": "kafka", "sub": sub})
+    );
+}
+
+/// An access token the fake's metadata server issued (so its tokeninfo knows it).
+async fn metadata_server_token(fake: &FakeGoogle) -> String {
+    reqwest::Client::new()
+        .get(format!(
+            "{}/computeMetadata/v1/instance/service-accounts/default/token",
+            fake.base_url()
+        ))
+        .header("Metadata-Flavor", "Google")
+        .send()
+        .await
+        .unwrap()
+        .json::<serde_json::Value>()
+        .await
+        .unwrap()["access_token"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
+/// `token --credentials-file` and `token --token`, which only `proxy` and `schema-registry`
+/// took before: the file wins over the metadata server the ADC search would pick, and the
+/// fixed token is wrapped as is, with no other credentials reachable.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn token_takes_the_credentials_file_and_token_flags() {
+    const HEADER: &str = r#"{"typ":"JWT","alg":"GOOG_OAUTH2_TOKEN"}"#;
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let robot = "robot@test-project.iam.gserviceaccount.com";
+    let key = env.write_file("key.json", &fake.service_account_key_json(robot));
+    let key = key.to_str().unwrap().to_owned();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&env, &["token", "--credentials-file", &key]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let (header, claims, raw) = token_parts(&stdout);
+    assert_eq!(header, HEADER);
+    assert_claims_for(&claims, robot);
+    assert_eq!(fake.lookup(&raw).unwrap().principal, robot);
+
+    let google_token = metadata_server_token(&fake).await;
+    let env = SidecarEnv::new(&fake).set("GCE_METADATA_HOST", "127.0.0.1:9");
+    let given = google_token.clone();
+    let (code, stdout, stderr) =
+        tokio::task::spawn_blocking(move || run(&env, &["token", "--token", &given]))
+            .await
+            .unwrap();
+    assert_eq!(code, 0, "{stderr}");
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let (header, claims, raw) = token_parts(&stdout);
+    assert_eq!(header, HEADER);
+    assert_eq!(raw, google_token);
+    // Never refreshed, so it is given an hour from start; the principal is tokeninfo's.
+    assert_claims_for(&claims, MDS_EMAIL);
+    assert!(
+        !stderr.contains(&google_token),
+        "the token leaked: {stderr}"
+    );
+}
+
+/// The flags' refusals, the same words on `token` and `serve` as on `proxy`.
+#[test]
+fn token_and_serve_refuse_an_unreadable_credentials_file_and_an_empty_token() {
+    for command in ["token", "serve"] {
+        let base: &[&str] = if command == "token" {
+            &["token"]
+        } else {
+            &["serve", "--port", "0"]
+        };
+        let with =
+            |extra: &[&'static str]| -> Vec<&str> { base.iter().chain(extra).copied().collect() };
+        let (code, stdout, stderr) = run(
+            &empty_env(),
+            &with(&["--credentials-file", "/nonexistent/key.json"]),
+        );
+        assert_eq!((code, stdout.as_str()), (2, ""), "{command}: {stderr}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some(
+                "error: --credentials-file /nonexistent/key.json (GCP_KAFKA_AUTH_CREDENTIALS_FILE) cannot be read: No such file or directory (os error 2)"
+            ),
+            "{command}: {stderr}"
+        );
+        let env = empty_env().set("GCP_KAFKA_AUTH_TOKEN", " ");
+        let (code, stdout, stderr) = run(&env, base);
+        assert_eq!((code, stdout.as_str()), (2, ""), "{command}: {stderr}");
+        assert_eq!(
+            stderr.lines().last(),
+            Some(
+                "error: --token (GCP_KAFKA_AUTH_TOKEN) is empty: pass an access token, e.g. $(gcloud auth print-access-token)"
+            ),
+            "{command}: {stderr}"
+        );
+        let (code, _, stderr) = run(
+            &empty_env(),
+            &with(&["--credentials-file", "/k.json", "--token", "t"]),
+        );
+        assert_eq!(code, 2, "{command}: {stderr}");
+        assert!(
+            stderr.starts_with("error: the argument '--credentials-file <FILE>' cannot be used with '--token <ACCESS_TOKEN>'"),
+            "{command}: {stderr}"
+        );
+    }
+}
+
+/// `serve --credentials-file` and `serve --token`: the endpoint hands out tokens of that file's
+/// service account, or wraps the given token, instead of the metadata server's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_takes_the_credentials_file_and_token_flags() {
+    let fake = FakeGoogle::start().await;
+    let env = SidecarEnv::new(&fake);
+    let robot = "robot@test-project.iam.gserviceaccount.com";
+    let key = env.write_file("key.json", &fake.service_account_key_json(robot));
+    let sidecar = Sidecar::start(env, &["--credentials-file", key.to_str().unwrap()]);
+    let body: serde_json::Value = reqwest::get(sidecar.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, claims, raw) = token_parts(body["access_token"].as_str().unwrap());
+    assert_claims_for(&claims, robot);
+    assert_eq!(fake.lookup(&raw).unwrap().principal, robot);
+
+    let google_token = metadata_server_token(&fake).await;
+    let env = SidecarEnv::new(&fake).set("GCE_METADATA_HOST", "127.0.0.1:9");
+    let sidecar = Sidecar::start(env, &["--token", &google_token]);
+    let body: serde_json::Value = reqwest::get(sidecar.url("/"))
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let (_, claims, raw) = token_parts(body["access_token"].as_str().unwrap());
+    assert_eq!(raw, google_token);
+    assert_claims_for(&claims, MDS_EMAIL);
+    assert!(
+        !sidecar.logs().contains(&google_token),
+        "the token leaked: {}",
+        sidecar.logs()
+    );
+}
+
 /// Reads `path` until `stop`, recording every distinct content; panics on a read that is not
 /// one whole token.
 fn watch_file(path: PathBuf, stop: Arc<AtomicBool>) -> std::thread::JoinHandle<(u64, Vec<String>)> {

@@ -166,6 +166,44 @@ fn metadata_brokers(response: &MetadataResponse) -> Vec<(i32, String, i32, Optio
         .collect()
 }
 
+/// `Proxy::router` is the `proxy` command's health port (`HealthPort`): the Kubernetes probe
+/// paths answer here exactly as on `--http-port`, and `/metrics` is one exposition.
+#[tokio::test]
+async fn the_library_router_is_the_commands_health_port() {
+    let (_broker, proxy) = start(Script::default(), &[1]).await;
+    let ready = proxy.wait_readyz(200).await;
+    assert_eq!(
+        ready,
+        r#"{"detail":"bootstrap Metadata round trip succeeded; 1 brokers","status":"ready"}"#
+    );
+    assert_eq!(proxy.http("/readiness").await, (200, ready));
+    assert_eq!(
+        proxy.http("/startup").await,
+        (200, r#"{"status":"started"}"#.to_owned())
+    );
+    for path in ["/liveness", "/healthz"] {
+        assert_eq!(
+            proxy.http(path).await,
+            (200, r#"{"status":"ok"}"#.to_owned()),
+            "{path}"
+        );
+    }
+    let (status, metrics) = proxy.http("/metrics").await;
+    assert_eq!(status, 200);
+    assert_eq!(metrics.matches("# EOF\n").count(), 1, "{metrics}");
+    assert!(metrics.ends_with("# EOF\n"), "{metrics}");
+    assert!(
+        metrics.contains(
+            "\ngcp_kafka_auth_token_ready 1\n# HELP gcp_kafka_auth_token_expires_in_seconds "
+        ),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("\n# HELP gcp_kafka_auth_proxy_connections Open client connections, by listener (bootstrap or broker node id).\n"),
+        "{metrics}"
+    );
+}
+
 #[tokio::test]
 async fn metadata_is_rewritten_and_every_node_listener_is_bound_first() {
     let (broker, proxy) = start(Script::default(), &[1, 7]).await;

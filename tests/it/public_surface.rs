@@ -48,6 +48,7 @@ const ALLOWED: &[&str] = &[
     "pub use addresses::{BrokerAddress, PortError};",
     "pub use builder::{ProxyBuildError, ProxyBuilder};",
     "pub use errors::{CheckError, NotReady, ProbeError};",
+    "pub use health::HealthPort;",
     "pub use limits::Limits;",
     "pub use nodes::BindError;",
     "pub use sasl::SaslMechanism;",
