@@ -107,10 +107,36 @@ pub struct Answer {
     pub frame: Bytes,
 }
 
-/// The ports of every fake broker started in this process: none may reach a client.
+/// The ports of every fake broker listening in this process: none may reach a client.
 fn broker_ports() -> &'static Mutex<Vec<u16>> {
     static PORTS: OnceLock<Mutex<Vec<u16>>> = OnceLock::new();
     PORTS.get_or_init(|| Mutex::new(Vec::new()))
+}
+
+/// A fake broker's port in [`broker_ports`] for as long as its listener lives: when a test's
+/// runtime ends, the port is taken off the list before the listener lets it go, since the
+/// kernel may then give it to another test's proxy, whose clients see it as theirs.
+struct ListedPort(u16);
+
+impl ListedPort {
+    fn list(port: u16) -> Self {
+        broker_ports()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .push(port);
+        ListedPort(port)
+    }
+}
+
+impl Drop for ListedPort {
+    fn drop(&mut self) {
+        let mut ports = broker_ports()
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if let Some(i) = ports.iter().position(|p| *p == self.0) {
+            ports.swap_remove(i);
+        }
+    }
 }
 
 /// The fake broker.
@@ -137,12 +163,12 @@ impl FakeBroker {
             seen: Arc::new(Mutex::new(Vec::new())),
             answers: Arc::new(Mutex::new(Vec::new())),
         };
-        broker_ports()
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .push(broker.addr.port());
+        let listed = ListedPort::list(broker.addr.port());
         let server = broker.clone();
         tokio::spawn(async move {
+            // Dropped in reverse order when the runtime ends: off the list, then the port freed.
+            let listener = listener;
+            let _listed = listed;
             let mut next = 0u64;
             loop {
                 let Ok((stream, _)) = listener.accept().await else {
