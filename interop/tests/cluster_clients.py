@@ -182,3 +182,108 @@ def rd_consume(conf: dict, topic: str, prefix: str, partitions: int, group: str,
         c.close()
     return {"consumed": got, "redelivered": redelivered, "bad": bad,
             "next_offsets": {p: o + 1 for p, o in last_off.items()}, "committed": committed}
+
+
+class TokenRecorder:
+    """A forwarder between a client and a token endpoint (the sidecar's) that keeps every
+    `access_token` the client was handed, so a scenario can fingerprint exactly the tokens
+    the client held (issue 19: no credential of the client may reach a broker)."""
+
+    def __init__(self, upstream: str):
+        import http.server
+        import json as _json
+        import urllib.error
+        import urllib.request
+
+        self.upstream = upstream.rstrip("/")
+        self.tokens: list[str] = []
+        recorder = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def _forward(self):
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                headers = {k: v for k, v in self.headers.items()
+                           if k.lower() in ("content-type", "accept", "authorization")}
+                req = urllib.request.Request(recorder.upstream + self.path, data=body,
+                                             method=self.command, headers=headers)
+                try:
+                    with urllib.request.urlopen(req, timeout=20) as resp:
+                        status, ctype, data = resp.status, resp.headers.get("Content-Type"), \
+                            resp.read()
+                except urllib.error.HTTPError as e:
+                    status, ctype, data = e.code, e.headers.get("Content-Type"), e.read()
+                try:
+                    token = _json.loads(data).get("access_token")
+                except (ValueError, AttributeError):
+                    token = None
+                if token:
+                    with recorder._lock:
+                        recorder.tokens.append(token)
+                self.send_response(status)
+                self.send_header("Content-Type", ctype or "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
+
+            do_GET = do_POST = _forward
+
+            def log_message(self, *args):  # quiet: the client's and sidecar's logs say it
+                pass
+
+        self._lock = threading.Lock()
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True,
+                                       name="token-recorder")
+        self.thread.start()
+
+    @property
+    def url(self) -> str:
+        return f"http://localhost:{self.server.server_address[1]}"
+
+    def given(self) -> list[str]:
+        with self._lock:
+            return list(self.tokens)
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def client_token_fingerprints(tokens: list[str]) -> dict[str, str]:
+    """fingerprint -> what it is, for every token a client was given: the token text (what a
+    broker's validator logs as `presented_fp`, OAUTHBEARER) and, for a three-part Kafka
+    token, the Google access token inside it (the validators' `token_fp`; PLAIN's password)."""
+    from harness import split_kafka_token, token_fingerprint
+    out = {}
+    for t in tokens:
+        out[token_fingerprint(t)] = f"client token {t[:12]}..."
+        if t.count(".") == 2:
+            raw = split_kafka_token(t)[2]
+            out[token_fingerprint(raw)] = f"access token inside client token {t[:12]}..."
+    return out
+
+
+def assert_no_client_credential_reached_a_broker(decisions: list[dict], tokens: list[str],
+                                                 principal: str) -> tuple[int, int]:
+    """The credential-isolation check: none of the fingerprints of `tokens` (every credential
+    the client held) is among the fingerprints the brokers' validators logged for what was
+    presented to them over the scenario's window (`decisions`), and that window did record
+    the proxy's own accepted authentications as `User:<principal>` (so the check is not
+    vacuous). Returns (fingerprints checked, decisions seen)."""
+    assert tokens, "the client was given no token: nothing to check"
+    fps = client_token_fingerprints(tokens)
+    seen = {}
+    for d in decisions:
+        for k in ("presented_fp", "token_fp"):
+            if d.get(k):
+                seen.setdefault(d[k], d)
+    leaked = {fp: (what, seen[fp]) for fp, what in fps.items() if fp in seen}
+    assert not leaked, f"a broker was presented a credential of the client: {leaked}"
+    own = [d for d in decisions if d["decision"] == "accept"
+           and d.get("principal") == f"User:{principal}" and d.get("presented_fp")]
+    assert own, (f"the brokers' decision log recorded none of the proxy's own authentications "
+                 f"in the window ({len(decisions)} decisions): the isolation check would be "
+                 f"vacuous")
+    return len(fps), len(decisions)
+

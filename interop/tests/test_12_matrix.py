@@ -30,7 +30,8 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cluster import NODE_IDS
-from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
+from cluster_clients import (LEAK_MARK, RdLog, assert_no_client_credential_reached_a_broker,
+                             rd_brokers, rd_consume, rd_produce, run_java)
 from conftest import JVM_CLIENT_OPTS, PRINCIPAL, java_client, note
 from harness import JAVA, result_line, run_bounded, wait_until
 from matrix_clients import (assert_pinned_version, dump_batches, go_binary, kcat_binary,
@@ -293,22 +294,46 @@ TLS_ON_PLAINTEXT = ("the client started a TLS handshake, but this listener is pl
 def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdir, request):
     """A client that kept `security.protocol=SASL_SSL` (and its SASL settings) against the
     proxy: its TLS ClientHello reaches a plaintext listener, and the proxy's log says exactly
-    what is wrong and what to set instead; the client gets no metadata."""
+    what is wrong and what to set instead; the client gets no metadata. With SASL_PLAINTEXT
+    the same client fails at authentication (what librdkafka reports is asserted). The
+    password it was given reached no broker (by fingerprint in the validators' log)."""
     cluster = kafka_cluster
     d = row_dir(workdir, request)
+    # Before the proxy starts, so its own start-up authentications are in the window of the
+    # credential-isolation check below.
+    d0 = len(cluster.decision_log())
     # The proxy logs a repeated cause at WARN once per 10 s (with a `suppressed` count) and
     # every time at DEBUG: with its DEBUG lines on, every refused connection has its line.
     proxy = start_proxy(cluster, extra_args=["--log", "info,gcp_kafka_auth_handler::proxy=debug"])
     rdlog = RdLog()
     # The configuration a user had for Managed Kafka's PLAIN listener, left in place.
+    password = "not-a-real-token"
     conf = {"bootstrap.servers": proxy.bootstrap, "security.protocol": "SASL_SSL",
             "sasl.mechanism": "PLAIN", "sasl.username": PRINCIPAL,
-            "sasl.password": "not-a-real-token", "socket.timeout.ms": 5000,
+            "sasl.password": password, "socket.timeout.ms": 5000,
             **rdlog.conf(), "debug": "broker,security"}
     admin = AdminClient(conf)
     with pytest.raises(KafkaException) as err:
         admin.list_topics(timeout=8)
     rdlog.write(d / "librdkafka.client.log")
+    # The same user with TLS off (SASL_PLAINTEXT): librdkafka fails at authentication before
+    # it sends anything SASL (the proxy's ApiVersions answer offers no SaslHandshake), so its
+    # error string says that, not the proxy's hint (which kafka-clients gets, test_11).
+    sasl_hint = ("Failed to initialize SASL authentication: SASL Handshake not supported by "
+                 "broker (required by mechanism PLAIN)")
+    rdlog2 = RdLog()
+    admin2 = AdminClient({**conf, "security.protocol": "SASL_PLAINTEXT", **rdlog2.conf(),
+                          "debug": "broker,security"})
+    with pytest.raises(KafkaException):
+        admin2.list_topics(timeout=8)
+    # librdkafka's error_cb and log reach Python only when the client is polled.
+    for _ in range(10):
+        admin2.poll(0.2)
+    del admin2
+    rdlog2.write(d / "librdkafka-sasl-plaintext.client.log")
+    told = [e for e in rdlog2.errors if e.startswith("_AUTHENTICATION: ") and sasl_hint in e]
+    assert told, cluster.report("SASL_PLAINTEXT client", "client error", f"no librdkafka error "
+                                f"carries {sasl_hint!r}: {rdlog2.errors[:5]}", proxy=proxy)
     log = proxy.log_text()
     lines = [l for l in log.splitlines() if TLS_ON_PLAINTEXT in l]
     assert lines, cluster.report("SASL_SSL client", "proxy log",
@@ -332,9 +357,18 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
                          timeout=20, interval=0.5)
     lines = [l for l in proxy.log_text().splitlines() if TLS_ON_PLAINTEXT in l]
     assert not rdlog.leaks(), rdlog.leaks()
+    # Credential isolation, exact: the password the client was given was presented to no
+    # broker (by fingerprint, in every validator decision since before the proxy started),
+    # while the proxy's own authentications were recorded there.
+    decisions = cluster.decision_log()[d0:]
+    checked, seen = assert_no_client_credential_reached_a_broker(decisions, [password],
+                                                                 PRINCIPAL)
+    assert not [x for x in decisions if x["decision"] == "refuse"], decisions[-5:]
     note(f"matrix misconfigured client (SASL_SSL against the proxy): client error "
          f"{err.value.args[0].name()}; proxy logged {len(lines)}x (client_errors "
-         f"tls_on_plaintext = {counted[0]}): {lines[0].split('connection closed: ', 1)[-1]}")
+         f"tls_on_plaintext = {counted[0]}): {lines[0].split('connection closed: ', 1)[-1]}; "
+         f"with SASL_PLAINTEXT librdkafka reports: {told[0][:200]}; the client's password "
+         f"among none of {seen} broker decisions in the window")
 
 
 # ---- kafka-clients 3.9 and 4.x ---------------------------------------------------------
