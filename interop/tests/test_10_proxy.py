@@ -382,20 +382,30 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
 
 
 def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
-    """A node (the leader of partition 0) is stopped and started again while a Java producer
-    (acks=all, idempotent) and consumer group run through the proxy: the clients recover
-    through the proxy, every acknowledged record is consumed, in order, none lost; the
-    restarted node is authenticated to by the proxy again."""
+    """A node that leads a partition of the topic is stopped and started again while a Java
+    producer (acks=all, idempotent) and consumer group run through the proxy. Observed, not
+    implied: the cluster's leaders (sampled every 0.5 s) show every partition the node led
+    moved to another node while it was down; the client's own log shows it was told (a
+    NOT_LEADER / metadata error for each of those partitions, metadata refreshed); it recovers
+    through the proxy, every acknowledged record is consumed, in order, none lost; and after
+    the node returns the proxy authenticated to it again (its own log names the node; the
+    node's validator accepted the proxy's token)."""
+    from cluster_clients import (PROXY_AUTH_DEBUG, LeaderWatch, assert_leadership_moved,
+                                 client_saw_leader_change, pick_victim,
+                                 proxy_authentications_at)
     cluster = kafka_cluster
     topic = "interop-proxy-restart"
     cluster.create_topic(topic, partitions=PARTITIONS, replication=3)
-    victim = cluster.leaders(topic)[0]
-    proxy = start_proxy(cluster)
+    victim, leaders0 = pick_victim(cluster, [topic])
+    # DEBUG for the proxy's own modules: its "authenticated broker=<host>" lines name the
+    # node (its /metrics count authentications by outcome only, no node label).
+    proxy = start_proxy(cluster, extra_args=["--log", PROXY_AUTH_DEBUG])
     d0 = len(cluster.decision_log())
     # Long enough that the node is back (a start takes 5-25 s on a busy 2-core machine) well
     # before the clients stop, so they must reconnect to it through the proxy.
     soak = int(os.environ.get("INTEROP_RESTART_SOAK_SECS", "60"))
     events: dict = {}
+    watch = LeaderWatch(cluster, [topic]).start()
 
     def restart():
         try:
@@ -414,11 +424,14 @@ def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
     t = threading.Thread(target=restart, name="restart-node")
     t0 = time.monotonic()
     t.start()
-    status, res, log = java_via_proxy(
-        proxy, workdir, topic,
-        [f"topic={topic}", f"partitions={PARTITIONS}", "mode=soak", f"soakSecs={soak}",
-         "intervalMs=100", "timeoutSecs=120"], timeout=soak + 300)
-    t.join(timeout=200)
+    try:
+        status, res, log = java_via_proxy(
+            proxy, workdir, topic,
+            [f"topic={topic}", f"partitions={PARTITIONS}", "mode=soak", f"soakSecs={soak}",
+             "intervalMs=100", "timeoutSecs=120"], timeout=soak + 300)
+        t.join(timeout=200)
+    finally:
+        watch.stop()
     elapsed = time.monotonic() - t0
     assert "error" not in events and "in_sync_at" in events, cluster.report(
         "cluster", "restart node", f"{events}", proxy=proxy)
@@ -428,21 +441,42 @@ def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
     assert res["consumed"] == res["acked"] and res["mismatched"] == 0, res
     assert res["partitions_short_of_acked"] == 0, res
     assert_only_proxy_addresses(cluster, proxy, res, what, client_log=log)
+    # The cluster moved every partition the victim led to another node while it was down.
+    led = assert_leadership_moved(watch, victim, events, [topic])
+    # The client saw it: kafka-clients' Sender logged a metadata error (NOT_LEADER_OR_FOLLOWER
+    # or the like) for each of those partitions during the outage and refreshed metadata.
+    saw = client_saw_leader_change("kafka-clients", log.read_text(errors="replace"), topic,
+                                   led[topic], victim, proxy.broker_addresses()[victim],
+                                   events["stop_at"], events["started_at"])
+    assert set(saw["per_partition"]) >= led[topic], cluster.report(
+        what, "leader change", f"node {victim} led partitions {sorted(led[topic])}; the "
+        f"client reported a metadata error during the outage for {sorted(saw['per_partition'])}",
+        client_log=log, proxy=proxy)
     decisions = cluster.decision_log()[d0:]
     refused = [d for d in decisions if d["decision"] == "refuse"]
     assert not refused, cluster.report(what, "broker authentication", f"{refused[:3]}", proxy=proxy)
-    # The restarted node gets its preferred leaderships back within seconds
-    # (leader.imbalance.check.interval.seconds=5), so the proxy must have connected and
-    # authenticated to the new process.
-    after = [d for d in decisions
-             if d["node"] == victim and d["ts_ms"] >= events["stopped_at"] * 1000]
+    # After the node returned, the proxy authenticated to the new process: its validator
+    # accepted the proxy's token, and the proxy's own log names the node.
+    after = [d for d in decisions if d["node"] == victim and d["decision"] == "accept"
+             and d["ts_ms"] >= events["started_at"] * 1000]
     assert after, cluster.report(what, "reconnect", f"no authentication at node {victim} after "
                                  f"its restart", proxy=proxy)
+    proxy_says = proxy_authentications_at(proxy.log_text(), cluster.nodes[victim].host,
+                                          events["started_at"])
+    assert proxy_says, cluster.report(what, "reconnect", f"the proxy's log has no "
+                                      f"'authenticated broker={cluster.nodes[victim].host}' "
+                                      f"after the node's restart", proxy=proxy)
     assert not broker_refusals_in(proxy.log_text()), broker_refusals_in(proxy.log_text())
-    note(f"proxy, node {victim} (leader of partition 0) stopped (controlled shutdown "
+    outage = [ls.get(p) for ts, _, ls in watch.samples for p in sorted(led[topic])
+              if events["stopped_at"] <= ts <= events["started_at"]]
+    note(f"proxy, node {victim} (leader of {topic} partitions {sorted(led[topic])}, picked from "
+         f"{leaders0[topic]}) stopped (controlled shutdown "
          f"{events['stopped_at'] - events['stop_at']:.0f} s), started again "
-         f"{events['started_at'] - events['stopped_at']:.0f} s later, mid-run: Java "
+         f"{events['started_at'] - events['stopped_at']:.0f} s later, mid-run: leaders sampled "
+         f"while it was down {sorted(set(outage))} ({len(outage)} samples); the client logged "
+         f"{(lambda l: l[l.find('Received'):])(saw['per_partition'][min(saw['per_partition'])])[:200]}; Java "
          f"{res['consumed']}/{res['acked']} acknowledged records consumed in order "
          f"({res['redelivered']} redelivered after rebalances, 0 lost, 0 send failures); "
-         f"back in sync {events['in_sync_at'] - events['started_at']:.0f} s after start; "
-         f"{elapsed:.0f} s")
+         f"back in sync {events['in_sync_at'] - events['started_at']:.0f} s after start; the "
+         f"proxy authenticated to node {victim} {len(proxy_says)}x after its restart (its "
+         f"validator accepted {len(after)}); {elapsed:.0f} s")

@@ -9,7 +9,10 @@ client is left hanging.
   name the certificate problem and the fix (`--upstream-ca-file`), and no broker ever saw a
   SASL attempt.
 - A client configured for a direct connection (SASL_SSL, SASL_PLAINTEXT) is pointed at the
-  proxy: it fails, and the proxy's log tells the user what to change.
+  proxy: it fails, and the proxy's log tells the user what to change; kafka-clients' own
+  exception carries the hint (the SaslHandshake refusal), a bare SaslAuthenticate gets error
+  58 with it; none of the tokens the client was given (fingerprinted as the brokers'
+  validators log them) was presented to a broker, while the proxy's own were.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ import time
 import pytest
 
 from cluster import make_test_ca
-from conftest import note
+from conftest import PRINCIPAL, note
 from harness import http
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
@@ -101,6 +104,12 @@ def test_proxy_reports_broker_refusal(mechanism, reason, broker_message, kafka_c
     assert refused_lines, cluster.report(
         what, "proxy log", f"no line names the refusal with the broker's message "
         f"{broker_message!r}", proxy=proxy)
+    # The broker's own error code: SaslAuthenticate's SASL_AUTHENTICATION_FAILED (58), for
+    # OAUTHBEARER after the RFC 7628 error challenge was acknowledged, for PLAIN at once.
+    code58 = f"refused SASL/{mechanism.upper()} authentication (error 58)"
+    assert code58 in last and all(code58 in l for l in refused_lines), cluster.report(
+        what, "error code", f"/readyz or the proxy log does not carry {code58!r}: {last}; "
+        f"{refused_lines[:2]}", proxy=proxy)
     note(f"proxy refused ({mechanism}, principal {OTHER}): /readyz {history[-1][0]} "
          f"'{last.strip()[:200]}'; client connection {how}; brokers refused "
          f"{len(refusals)}x ({reason}); log: {refused_lines[0][:300]}")
@@ -141,17 +150,29 @@ def test_proxy_tells_a_misconfigured_client_what_to_change(security, hint, kafka
                                                            start_proxy, start_sidecar, workdir):
     """kafka-clients 4.x pointed at the proxy with a direct-connection configuration (SASL_SSL
     or SASL_PLAINTEXT, OAUTHBEARER through the sidecar): the client fails, the proxy's log
-    says what to change, and no credential of the client reaches a broker."""
-    from cluster_clients import run_java
+    says what to change, the client's own error says it too where the protocol can carry
+    text (the SaslHandshake refusal; a TLS handshake cannot), and no credential the client was
+    given reaches a broker (by fingerprint, in the brokers' decision log)."""
+    from cluster_clients import TokenRecorder, assert_no_client_credential_reached_a_broker, \
+        run_java
     cluster = kafka_cluster
+    # Before the proxy starts: its own start-up authentications are in the window, so the
+    # isolation check below has the proxy's tokens to tell the client's from.
+    d0 = len(cluster.decision_log())
     proxy = start_proxy(cluster, name=f"proxy-{security}-client")
     sidecar = start_sidecar()
-    d0 = len(cluster.decision_log())
-    status, res, log = run_java(
-        f"proxy-{security}-client", proxy.bootstrap, workdir,
-        [f"security={security}", f"tokenUrl={sidecar.url}", f"truststore={cluster.ca_file}",
-         "mode=describe", "timeoutSecs=15"], timeout=90,
-        extra_jvm=[f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={sidecar.url}"])
+    # The client fetches its token through the recorder: every token it was given is known.
+    recorder = TokenRecorder(sidecar.url)
+    try:
+        status, res, log = run_java(
+            f"proxy-{security}-client", proxy.bootstrap, workdir,
+            [f"security={security}", f"tokenUrl={recorder.url}",
+             f"truststore={cluster.ca_file}", "mode=describe", "timeoutSecs=15"], timeout=90,
+            extra_jvm=[f"-Dorg.apache.kafka.sasl.oauthbearer.allowed.urls={recorder.url}"])
+    finally:
+        recorder.stop()
+    time.sleep(1)
+    decisions = cluster.decision_log()[d0:]
     what = f"kafka-clients via proxy with security.protocol={security.upper()}"
     assert res is not None and status != 0 and not res["ok"], cluster.report(
         what, "describe", f"the client should have failed: {res}", client_log=log, proxy=proxy)
@@ -159,9 +180,112 @@ def test_proxy_tells_a_misconfigured_client_what_to_change(security, hint, kafka
     hints = [l for l in proxy.log_text().splitlines() if hint in l]
     assert hints, cluster.report(what, "proxy log", f"no line says {hint!r}", client_log=log,
                                  proxy=proxy)
-    # Whatever the brokers saw meanwhile was the proxy's own (accepted) authentication.
-    refused = [d for d in cluster.decision_log()[d0:] if d["decision"] == "refuse"]
+    # What the client itself reports.
+    client_text = " ".join(res["errors"])
+    if security == "sasl_plaintext":
+        # SaslHandshake has no error message; the proxy's refusal names the fix as the one
+        # mechanism offered, which kafka-clients prints in its exception.
+        assert "UnsupportedSaslMechanismException" in client_text and \
+            f"enabled mechanisms are [{hint}" in client_text, cluster.report(
+                what, "client error", f"the client's exception does not carry {hint!r}: "
+                f"{res['errors']}", client_log=log, proxy=proxy)
+    else:
+        # A TLS client cannot be told text by a plaintext peer: it reports the connection
+        # ending during its (TLS) authentication, and the proxy's log names the fix.
+        ended = [l for l in log.read_text(errors="replace").splitlines()
+                 if f"Connection to node -1 (localhost/{proxy.bootstrap})" in l
+                 and "terminated during authentication" in l]
+        assert ended, cluster.report(what, "client log", "no 'terminated during "
+                                     "authentication' for the proxy's address", client_log=log,
+                                     proxy=proxy)
+        client_text = ended[0].split(" - ", 1)[-1]
+    # Credential isolation, exact: none of the client's tokens was presented to a broker.
+    refused = [d for d in decisions if d["decision"] == "refuse"]
     assert not refused, cluster.report(what, "brokers", f"refused: {refused[:3]}", proxy=proxy)
-    note(f"proxy, kafka-clients with {security.upper()}: fails at describeCluster "
-         f"({res['errors'][0][:160] if res['errors'] else '?'}); proxy log: "
-         f"{hints[0].split(': ', 1)[-1][:200]}")
+    given = recorder.given()
+    checked, seen = assert_no_client_credential_reached_a_broker(decisions, given, PRINCIPAL)
+    note(f"proxy, kafka-clients with {security.upper()}: fails at describeCluster; the client "
+         f"reports: {client_text[:220]}; proxy log: {hints[0].split(': ', 1)[-1][:200]}; "
+         f"{len(given)} token(s) given to the client, {checked} fingerprints, none among "
+         f"{seen} broker decisions in the window (the proxy's own accepted)")
+
+
+def sasl_authenticate_probe(address: str, timeout: float = 10) -> tuple[int, str | None]:
+    """Sends SaslAuthenticate v1 (no SaslHandshake before it, as no client would) with an
+    OAUTHBEARER initial response; returns the answer's (error_code, error_message)."""
+    host, port = address.rsplit(":", 1)
+    client_id = b"interop-sasl-probe"
+    auth = b"n,,\x01auth=Bearer not-a-token\x01\x01"
+    body = struct.pack(">hhih", 36, 1, 11, len(client_id)) + client_id \
+        + struct.pack(">i", len(auth)) + auth
+    with socket.create_connection((host, int(port)), timeout=timeout) as s:
+        s.sendall(struct.pack(">i", len(body)) + body)
+        s.settimeout(timeout)
+        data = b""
+        while len(data) < 4 or len(data) < 4 + struct.unpack(">i", data[:4])[0]:
+            chunk = s.recv(65536)
+            if not chunk:
+                raise AssertionError(f"the proxy closed the connection without answering "
+                                     f"SaslAuthenticate (got {data!r})")
+            data += chunk
+    # size, correlation id, error_code, error_message (nullable string), ...
+    corr, code = struct.unpack(">ih", data[4:10])
+    assert corr == 11, corr
+    n = struct.unpack(">h", data[10:12])[0]
+    return code, (None if n < 0 else data[12:12 + n].decode("utf-8", "replace"))
+
+
+def test_proxy_refuses_client_sasl_with_the_hint(kafka_cluster, start_proxy, start_sidecar,
+                                                 workdir):
+    """The client side of a SASL refusal: a bare SaslAuthenticate (any client that skips the
+    handshake) gets SASL_AUTHENTICATION_FAILED (58) whose error_message is the hint.
+    librdkafka (confluent-kafka) with SASL_PLAINTEXT and OAUTHBEARER (a token from the
+    sidecar) fails at authentication before it sends anything SASL: the proxy's ApiVersions
+    answer does not offer SaslHandshake, so librdkafka reports "SASL Handshake not supported
+    by broker" and never sees the hint (kafka-clients, which sends SaslHandshake regardless,
+    does: the scenario above). Either way the token the client was given never reaches a
+    broker."""
+    from confluent_kafka.admin import AdminClient
+    from confluent_kafka import KafkaException
+    from cluster_clients import RdLog, assert_no_client_credential_reached_a_broker
+    cluster = kafka_cluster
+    hint = "the proxy authenticates for you: remove the SASL settings"
+    d0 = len(cluster.decision_log())
+    proxy = start_proxy(cluster, name="proxy-client-sasl")
+    sidecar = start_sidecar()
+    status, _, payload = sidecar.token_response()
+    assert status == 200 and payload.get("access_token"), (status, payload)
+    token = payload["access_token"]
+    rdlog = RdLog()
+    conf = {"bootstrap.servers": proxy.bootstrap, "security.protocol": "SASL_PLAINTEXT",
+            "sasl.mechanism": "OAUTHBEARER", "socket.timeout.ms": 5000,
+            "oauth_cb": lambda _cfg: (token, time.time() + 600), **rdlog.conf(),
+            "debug": "broker,security"}
+    admin = AdminClient(conf)
+    with pytest.raises(KafkaException) as err:
+        admin.list_topics(timeout=8)
+    # librdkafka's error_cb and log reach Python only when the client is polled.
+    for _ in range(10):
+        admin.poll(0.2)
+    del admin
+    rdlog.write(workdir / "librdkafka-sasl-plaintext.client.log")
+    what = "librdkafka via proxy with SASL_PLAINTEXT/OAUTHBEARER"
+    want = ("Failed to initialize SASL authentication: SASL Handshake not supported by broker "
+            "(required by mechanism OAUTHBEARER)")
+    told = [e for e in rdlog.errors if e.startswith("_AUTHENTICATION: ") and want in e]
+    assert told, cluster.report(what, "client error", f"no error_cb report says {want!r}: "
+                                f"{rdlog.errors[:5]}", proxy=proxy)
+    hinted = [e for e in rdlog.errors if hint in e]
+    code, message = sasl_authenticate_probe(proxy.bootstrap)
+    assert (code, message) == (58, f"{hint}, use security.protocol=PLAINTEXT"), cluster.report(
+        what, "SaslAuthenticate", f"answered error {code} {message!r}, want 58 (SASL_"
+        f"AUTHENTICATION_FAILED) with the hint", proxy=proxy)
+    time.sleep(1)
+    decisions = cluster.decision_log()[d0:]
+    checked, seen = assert_no_client_credential_reached_a_broker(decisions, [token], PRINCIPAL)
+    assert not [d for d in decisions if d["decision"] == "refuse"], decisions[-5:]
+    note(f"proxy, librdkafka with SASL_PLAINTEXT/OAUTHBEARER: list_topics fails "
+         f"({err.value.args[0].name()}); librdkafka reports: {told[0][:240]} (the hint in "
+         f"{len(hinted)} of its {len(rdlog.errors)} error reports); a bare "
+         f"SaslAuthenticate gets error {code}: {message!r}; the client's token ({checked} "
+         f"fingerprints) is among none of {seen} broker decisions in the window")

@@ -30,7 +30,10 @@ from confluent_kafka import Consumer, KafkaException, TopicPartition
 from confluent_kafka.admin import AdminClient
 
 from cluster import NODE_IDS
-from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
+from cluster_clients import (LEAK_MARK, PROXY_AUTH_DEBUG, LeaderWatch, RdLog,
+                             assert_leadership_moved, assert_no_client_credential_reached_a_broker,
+                             client_saw_leader_change, pick_victim, proxy_authentications_at,
+                             rd_brokers, rd_consume, rd_leader_changes, rd_produce, run_java)
 from conftest import JVM_CLIENT_OPTS, PRINCIPAL, java_client, note
 from harness import JAVA, result_line, run_bounded, wait_until
 from matrix_clients import (assert_pinned_version, dump_batches, go_binary, kcat_binary,
@@ -293,22 +296,46 @@ TLS_ON_PLAINTEXT = ("the client started a TLS handshake, but this listener is pl
 def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdir, request):
     """A client that kept `security.protocol=SASL_SSL` (and its SASL settings) against the
     proxy: its TLS ClientHello reaches a plaintext listener, and the proxy's log says exactly
-    what is wrong and what to set instead; the client gets no metadata."""
+    what is wrong and what to set instead; the client gets no metadata. With SASL_PLAINTEXT
+    the same client fails at authentication (what librdkafka reports is asserted). The
+    password it was given reached no broker (by fingerprint in the validators' log)."""
     cluster = kafka_cluster
     d = row_dir(workdir, request)
+    # Before the proxy starts, so its own start-up authentications are in the window of the
+    # credential-isolation check below.
+    d0 = len(cluster.decision_log())
     # The proxy logs a repeated cause at WARN once per 10 s (with a `suppressed` count) and
     # every time at DEBUG: with its DEBUG lines on, every refused connection has its line.
     proxy = start_proxy(cluster, extra_args=["--log", "info,gcp_kafka_auth_handler::proxy=debug"])
     rdlog = RdLog()
     # The configuration a user had for Managed Kafka's PLAIN listener, left in place.
+    password = "not-a-real-token"
     conf = {"bootstrap.servers": proxy.bootstrap, "security.protocol": "SASL_SSL",
             "sasl.mechanism": "PLAIN", "sasl.username": PRINCIPAL,
-            "sasl.password": "not-a-real-token", "socket.timeout.ms": 5000,
+            "sasl.password": password, "socket.timeout.ms": 5000,
             **rdlog.conf(), "debug": "broker,security"}
     admin = AdminClient(conf)
     with pytest.raises(KafkaException) as err:
         admin.list_topics(timeout=8)
     rdlog.write(d / "librdkafka.client.log")
+    # The same user with TLS off (SASL_PLAINTEXT): librdkafka fails at authentication before
+    # it sends anything SASL (the proxy's ApiVersions answer offers no SaslHandshake), so its
+    # error string says that, not the proxy's hint (which kafka-clients gets, test_11).
+    sasl_hint = ("Failed to initialize SASL authentication: SASL Handshake not supported by "
+                 "broker (required by mechanism PLAIN)")
+    rdlog2 = RdLog()
+    admin2 = AdminClient({**conf, "security.protocol": "SASL_PLAINTEXT", **rdlog2.conf(),
+                          "debug": "broker,security"})
+    with pytest.raises(KafkaException):
+        admin2.list_topics(timeout=8)
+    # librdkafka's error_cb and log reach Python only when the client is polled.
+    for _ in range(10):
+        admin2.poll(0.2)
+    del admin2
+    rdlog2.write(d / "librdkafka-sasl-plaintext.client.log")
+    told = [e for e in rdlog2.errors if e.startswith("_AUTHENTICATION: ") and sasl_hint in e]
+    assert told, cluster.report("SASL_PLAINTEXT client", "client error", f"no librdkafka error "
+                                f"carries {sasl_hint!r}: {rdlog2.errors[:5]}", proxy=proxy)
     log = proxy.log_text()
     lines = [l for l in log.splitlines() if TLS_ON_PLAINTEXT in l]
     assert lines, cluster.report("SASL_SSL client", "proxy log",
@@ -332,9 +359,18 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
                          timeout=20, interval=0.5)
     lines = [l for l in proxy.log_text().splitlines() if TLS_ON_PLAINTEXT in l]
     assert not rdlog.leaks(), rdlog.leaks()
+    # Credential isolation, exact: the password the client was given was presented to no
+    # broker (by fingerprint, in every validator decision since before the proxy started),
+    # while the proxy's own authentications were recorded there.
+    decisions = cluster.decision_log()[d0:]
+    checked, seen = assert_no_client_credential_reached_a_broker(decisions, [password],
+                                                                 PRINCIPAL)
+    assert not [x for x in decisions if x["decision"] == "refuse"], decisions[-5:]
     note(f"matrix misconfigured client (SASL_SSL against the proxy): client error "
          f"{err.value.args[0].name()}; proxy logged {len(lines)}x (client_errors "
-         f"tls_on_plaintext = {counted[0]}): {lines[0].split('connection closed: ', 1)[-1]}")
+         f"tls_on_plaintext = {counted[0]}): {lines[0].split('connection closed: ', 1)[-1]}; "
+         f"with SASL_PLAINTEXT librdkafka reports: {told[0][:200]}; the client's password "
+         f"among none of {seen} broker decisions in the window")
 
 
 # ---- kafka-clients 3.9 and 4.x ---------------------------------------------------------
@@ -483,11 +519,15 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
     topics = {n: f"interop-matrix-leader-{n}" for n in names}
     for t in topics.values():
         cluster.create_topic(t, partitions=PARTITIONS, replication=3)
-    victim = cluster.leaders(topics["franz-go"])[0]
+    # A node that leads at least one partition of every client's topic, so that every
+    # client has a leader change to live through.
+    victim, leaders0 = pick_victim(cluster, list(topics.values()))
     # Built before the clock starts, so every client produces across the whole restart.
     go_binary(workdir)
     node_modules()
-    proxy = start_proxy(cluster)
+    # DEBUG for the proxy's own modules: its "authenticated broker=<host>" lines name the
+    # node (its /metrics count authentications by outcome only, no node label).
+    proxy = start_proxy(cluster, extra_args=["--log", PROXY_AUTH_DEBUG])
     d0 = len(cluster.decision_log())
     soak = LEADER_CHANGE_SOAK
     results: dict = {}
@@ -526,6 +566,8 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
         try:
             time.sleep(10)
             events["stop_at"] = time.time()
+            # librdkafka's log lines from here on are what it was told after the stop began.
+            events["rd_mark"] = len(rdlog.lines)
             cluster.stop_node(victim)
             events["stopped_at"] = time.time()
             time.sleep(8)
@@ -549,10 +591,14 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
         guarded("librdkafka", librdkafka), guarded("restart", restart)]
     t0 = time.monotonic()
     soak_end = time.time() + soak
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(timeout=soak + 400)
+    watch = LeaderWatch(cluster, list(topics.values())).start()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(timeout=soak + 400)
+    finally:
+        watch.stop()
     elapsed = time.monotonic() - t0
     rdlog.write(d / "librdkafka.client.log")
     assert "error" not in events and "in_sync_at" in events, cluster.report(
@@ -609,13 +655,58 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
             summary[name] = f"{res['consumed']}/{res['acked']} ({res.get('redelivered', 0)} dup)"
     assert not failures, cluster.report("leader change", "clients", "\n".join(failures),
                                         proxy=proxy)
+    # Observed, not implied: the cluster moved every partition the victim led, of every
+    # client's topic, to another node while it was down (sampled every 0.5 s) ...
+    led = assert_leadership_moved(watch, victim, events, list(topics.values()))
+    # ... and each client saw it, in what it reported itself during the outage.
+    saw = {}
+    for name in names:
+        t = topics[name]
+        if name == "librdkafka":
+            # librdkafka's own metadata (debug=metadata): for each partition the victim led,
+            # a Metadata answer after the stop began named another leader.
+            after_mark = rd_leader_changes(rdlog.lines[events["rd_mark"]:], t)
+            before_mark = rd_leader_changes(rdlog.lines[:events["rd_mark"]], t)
+            got = {p for p, n in after_mark if p in led[t] and n not in (victim, -1)}
+            had = {p for p, n in before_mark if n == victim}
+            if got != led[t] or not led[t] <= had:
+                failures.append(f"librdkafka: node {victim} led {sorted(led[t])}; its metadata "
+                                f"named the victim before the stop for {sorted(had)} and another "
+                                f"leader after it for {sorted(got)}")
+            saw[name] = f"metadata moved {sorted(got)}"
+            continue
+        log = results[name][2]
+        found = client_saw_leader_change(
+            name, log.read_text(errors="replace"), t, led[t], victim,
+            proxy.broker_addresses()[victim], events["stop_at"], events["started_at"])
+        if name in ("franz-go", "kafkajs"):
+            # These name no partition at INFO: their report of the change is per topic.
+            if not found["topic"]:
+                failures.append(f"{name} ({log}): reported no retry / NOT_LEADER during the "
+                                f"outage of node {victim}")
+            saw[name] = f"{len(found['topic'])} reports"
+        else:
+            if not led[t] <= set(found["per_partition"]):
+                failures.append(f"{name} ({log}): node {victim} led {sorted(led[t])}, the "
+                                f"client reported an error / retry during the outage for "
+                                f"{sorted(found['per_partition'])}")
+            saw[name] = f"partitions {sorted(found['per_partition'])}"
+    assert not failures, cluster.report("leader change", "clients saw it", "\n".join(failures),
+                                        proxy=proxy)
     decisions = cluster.decision_log()[d0:]
     refused = [x for x in decisions if x["decision"] == "refuse"]
     assert not refused, refused[:3]
-    # Whether any client had reason to reach the restarted node before the soak ended depends
-    # on when its preferred leaderships came back: reported, not asserted.
-    after = [x for x in decisions if x["node"] == victim and x["ts_ms"] >= events["stopped_at"] * 1000]
+    # After the node returned, the proxy authenticated to the new process: its validator
+    # accepted the proxy's token, and the proxy's own log names the node.
+    after = [x for x in decisions if x["node"] == victim and x["decision"] == "accept"
+             and x["ts_ms"] >= events["started_at"] * 1000]
     log_text = proxy.log_text()
+    proxy_says = proxy_authentications_at(log_text, cluster.nodes[victim].host,
+                                          events["started_at"])
+    assert after and proxy_says, cluster.report(
+        "leader change", "reconnect", f"after node {victim} returned: {len(after)} accepted "
+        f"authentications at it, {len(proxy_says)} proxy log lines 'authenticated broker="
+        f"{cluster.nodes[victim].host}'", proxy=proxy)
     # SASL refusals only: while the node is down the proxy's dials to it are refused at TCP
     # ("Connection refused"), which is the restart, not a broker refusing the proxy.
     sasl_refusals = [l for l in log_text.splitlines()
@@ -623,14 +714,15 @@ def test_matrix_leader_change(kafka_cluster, start_proxy, workdir, request):
     assert not sasl_refusals, sasl_refusals[:5]
     warns = [l for l in log_text.splitlines() if re.search(r"^\S+\s+WARN\s", l)]
     down = [l for l in warns if "Connection refused" in l]
-    note(f"matrix leader change: node {victim} (leader of partition 0) stopped 10 s into a "
+    note(f"matrix leader change: node {victim} (leading {dict((n, sorted(led[topics[n]])) for n in names)}) stopped 10 s into a "
          f"{soak} s acks=all soak (its controlled shutdown took "
          f"{events['stopped_at'] - events['stop_at']:.0f} s), started again "
          f"{events['started_at'] - events['stopped_at']:.0f} s later, "
          f"{soak_end - events['started_at']:.0f} s before the producers stopped; acknowledged records consumed back, in order, none lost: "
          f"{summary}; proxy WARN lines {len(warns)}, {len(down)} of them dials refused while "
-         f"node {victim} was down; {len(after)} proxy authentications at node {victim} after its "
-         f"restart; {elapsed:.0f} s")
+         f"node {victim} was down; leaders while it was down were other nodes in every sample; "
+         f"each client saw the change: {saw}; after its restart the proxy authenticated to "
+         f"node {victim} {len(proxy_says)}x (validator accepted {len(after)}); {elapsed:.0f} s")
 
 
 # ---- the whole matrix: slow and many ---------------------------------------------------
