@@ -152,7 +152,10 @@ def test_proxy_slow_consumer_backlog(kafka_cluster, start_proxy, workdir, reques
         state["producing"] = False
         threads[0].join(timeout=30)
 
-        (d / "target.json").write_text(json.dumps(acked))
+        # Written whole and then renamed: the consumer polls for the file and must never read
+        # it half-written.
+        (d / "target.tmp").write_text(json.dumps(acked))
+        (d / "target.tmp").replace(d / "target.json")
         consumer.wait(timeout=600)
         threads[1].join(timeout=30)
     finally:
