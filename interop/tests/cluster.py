@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import socket
 import subprocess
 import threading
@@ -410,6 +411,20 @@ class Proxy:
         status, _, body = http("GET", f"http://127.0.0.1:{self.http_port}/metrics", timeout=5)
         assert status == 200, f"proxy /metrics answered {status}: {body[:300]!r}"
         return body.decode("utf-8", "replace")
+
+    def counter(self, name: str) -> dict[str, int]:
+        """A counter by outcome (`gcp_kafka_auth_proxy_<name>_total{outcome=...}`)."""
+        out: dict[str, int] = {}
+        for line in self.metrics().splitlines():
+            m = re.match(rf'^gcp_kafka_auth_proxy_{name}_total\{{outcome="(\w+)"\}} (\d+)$', line)
+            if m:
+                out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
+        return out
+
+    def open_connections(self) -> int:
+        """The client connections open now (the connections gauge, over all listeners)."""
+        return sum(int(float(line.rsplit(" ", 1)[1])) for line in self.metrics().splitlines()
+                   if line.startswith("gcp_kafka_auth_proxy_connections{"))
 
     def log_text(self) -> str:
         return self.proc.log.read_text(errors="replace")

@@ -30,6 +30,14 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def proc_status_kib(pid: int, key: str) -> int:
+    """One `/proc/PID/status` figure in KiB (`VmRSS`, `VmHWM`, ...)."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    raise AssertionError(f"/proc/{pid}/status has no {key}")
+
+
 def tail(path: Path | str, lines: int = 40) -> str:
     """The last `lines` lines of a log file (or a note that it is missing)."""
     p = Path(path)

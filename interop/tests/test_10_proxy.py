@@ -85,16 +85,6 @@ def problems_in(proxy_log: str, departures: tuple[float, float] | None = None) -
     return out[:5]
 
 
-def proxy_counter(proxy, name: str) -> dict[str, int]:
-    """A proxy counter by outcome (/metrics: `gcp_kafka_auth_proxy_<name>_total{outcome=...}`)."""
-    out: dict[str, int] = {}
-    for l in proxy.metrics().splitlines():
-        m = re.match(rf'^gcp_kafka_auth_proxy_{name}_total\{{outcome="(\w+)"\}} (\d+)$', l)
-        if m:
-            out[m.group(1)] = int(m.group(2))
-    return out
-
-
 def client_departures_in(proxy_log: str) -> int:
     return sum(1 for l in proxy_log.splitlines() if CLIENT_WENT_AWAY.search(l))
 
@@ -260,7 +250,7 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
         time.sleep(2)
         d0 = len(cluster.decision_log())
         m0 = cluster.auth_metrics()
-        pa0 = proxy_counter(proxy, "authentications")
+        pa0 = proxy.counter("authentications")
         rdlog = RdLog()
         conf = {"bootstrap.servers": proxy.bootstrap, **rdlog.conf()}
         rd: dict = {}
@@ -341,7 +331,7 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
     # No hidden reconnects: every new connection the brokers authenticated during the soak is
     # one the proxy opened and authenticated (its own count), and the clients closed none of
     # theirs (a reconnection kafka-clients retries silently shows here).
-    opened = proxy_counter(proxy, "authentications").get("ok", 0) - pa0.get("ok", 0)
+    opened = proxy.counter("authentications").get("ok", 0) - pa0.get("ok", 0)
     assert delta("successful-authentication-total") == opened > 0, cluster.report(
         "brokers", "new connections", f"brokers authenticated "
         f"{delta('successful-authentication-total')} new connections, the proxy opened "
@@ -362,7 +352,7 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
         f"over {opened} upstream connections, want {floor}..{ceiling}", proxy=proxy)
     assert_proxy_log_clean(cluster, proxy, what_j, closing)
     # The proxy's own count (/metrics: `..._reauthentications_total{outcome="..."}`).
-    proxy_reauth = proxy_counter(proxy, "reauthentications")
+    proxy_reauth = proxy.counter("reauthentications")
     # Only this proxy talked to the brokers' client listener during the soak, and its
     # upstream connections closed with its clients: the two counts are of the same events.
     assert proxy_reauth.get("ok", 0) == reauth and \

@@ -36,7 +36,7 @@ import pytest
 from cluster import NODE_IDS, start_cluster
 from conftest import ROOT
 from conftest import JAVA_BIN, PRINCIPAL, classpath, note
-from harness import Proc, free_port, result_line, run_bounded, tail, wait_until
+from harness import Proc, free_port, proc_status_kib, result_line, run_bounded, tail, wait_until
 
 sys.path.insert(0, str(ROOT / "bench"))
 import report  # noqa: E402  (bench/report.py: the figures' one renderer)
@@ -88,13 +88,6 @@ def proc_cpu_secs(pid: int) -> float:
     stat = Path(f"/proc/{pid}/stat").read_text()
     fields = stat[stat.rindex(")") + 2:].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-def proc_status_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"/proc/{pid}/status has no {key}")
 
 
 def loadavg() -> str:

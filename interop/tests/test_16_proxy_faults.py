@@ -371,15 +371,6 @@ def metadata_probe(port: int, timeout: float) -> tuple[str, float]:
     return ("closed" if not data else "response"), time.monotonic() - t0
 
 
-def auth_counts(proxy) -> dict[str, int]:
-    out: dict[str, int] = {}
-    for l in proxy.metrics().splitlines():
-        m = re.match(r'^\S*_authentications_total\{outcome="(\w+)"\} (\d+)$', l)
-        if m:
-            out[m.group(1)] = out.get(m.group(1), 0) + int(m.group(2))
-    return out
-
-
 def test_proxy_faults_token_source(kafka_cluster, fake_google, start_proxy, workdir):
     """The token source fails (503, then hanging) while the brokers re-authenticate every 20 s
     and the proxy's tokens live 30 s. While the cached token can still be served a new client
@@ -409,14 +400,14 @@ def test_proxy_faults_token_source(kafka_cluster, fake_google, start_proxy, work
                                  timeout=4)
             cached_ok = time.monotonic() - t0
             assert brokers == proxy.broker_addresses(), brokers
-            fails0 = auth_counts(proxy).get("failed", 0)
+            fails0 = proxy.counter("authentications").get("failed", 0)
             # Every token the proxy could hold has expired TOKEN_LIFETIME s after the fault.
             time.sleep(max(0.0, TOKEN_LIFETIME + 2 - (time.monotonic() - t_start)))
             probe, probe_secs = metadata_probe(proxy.listen_port, timeout=30)
             time.sleep(max(0.0, 35 - (time.monotonic() - t_start)))
             set_token_fault(fake_google, "hang")
             time.sleep(15)
-            fails1 = auth_counts(proxy).get("failed", 0)
+            fails1 = proxy.counter("authentications").get("failed", 0)
         finally:
             set_token_fault(fake_google, "none")
         t_healed = time.monotonic()

@@ -34,7 +34,7 @@ import pytest
 from confluent_kafka import Producer
 
 from conftest import note
-from harness import result_line, tail
+from harness import proc_status_kib, result_line, tail
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
 
@@ -54,18 +54,6 @@ PER_CONNECTION_REST = 96 << 10
 BOUND_CAP_KIB = 64 << 10
 
 
-def proc_kib(pid: int, key: str) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith(key + ":"):
-            return int(line.split()[1])
-    raise AssertionError(f"/proc/{pid}/status has no {key}")
-
-
-def gauge(proxy) -> int:
-    return sum(int(float(l.rsplit(" ", 1)[1])) for l in proxy.metrics().splitlines()
-               if l.startswith("gcp_kafka_auth_proxy_connections{"))
-
-
 def test_proxy_slow_consumer_backlog(kafka_cluster, start_proxy, workdir, request):
     cluster = kafka_cluster
     d = workdir / "backpressure"
@@ -76,7 +64,7 @@ def test_proxy_slow_consumer_backlog(kafka_cluster, start_proxy, workdir, reques
         "--connection-buffer-bytes", str(CONNECTION_BUFFER),
         "--max-buffered-bytes", str(MAX_BUFFERED)])
     pid = proxy.proc.popen.pid
-    idle_kib = proc_kib(pid, "VmRSS")
+    idle_kib = proc_status_kib(pid, "VmRSS")
 
     consumer_log = d / "consumer.log"
     consumer = subprocess.Popen(
@@ -121,7 +109,7 @@ def test_proxy_slow_consumer_backlog(kafka_cluster, start_proxy, workdir, reques
         def watcher():
             while consumer.poll() is None:
                 try:
-                    state["peak_conns"] = max(state["peak_conns"], gauge(proxy))
+                    state["peak_conns"] = max(state["peak_conns"], proxy.open_connections())
                 except (OSError, AssertionError):
                     pass
                 time.sleep(0.5)
@@ -163,7 +151,7 @@ def test_proxy_slow_consumer_backlog(kafka_cluster, start_proxy, workdir, reques
             os.kill(consumer.pid, signal.SIGCONT)
             consumer.kill()
             consumer.wait()
-    hwm_kib = proc_kib(pid, "VmHWM")
+    hwm_kib = proc_status_kib(pid, "VmHWM")
     res = result_line(consumer_log.read_text(errors="replace"))
     what = "slow consumer (librdkafka, fetch.max.bytes 50 MiB) via proxy"
 
