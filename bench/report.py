@@ -11,6 +11,11 @@ markers naming the run's JSON, committed under bench/results/:
     bench/report.py            check: every block equals what its JSON renders, every JSON it
                                names is committed, and each run's .md beside its JSON is current
     bench/report.py --write    re-render the blocks (and the .md files) from the JSON
+    bench/report.py --run R    render run R's .md beside it and print it with its goals
+
+Two kinds of run: `bench/kafka.sh`'s (the proxy against direct connections and kafka-proxy) and
+`bench/run.sh`'s (`"kind": "http-token-endpoint"`: the token endpoint against a bare hyper
+server); each renders its own table, header and goals.
 
 `bench/kafka.sh` writes a run's JSON (interop/tests/test_14_proxy_bench.py computes it) and its
 .md with `table()` from here, so the table a run prints, the one beside its JSON and the one in
@@ -45,7 +50,86 @@ def throughput_runs(summary: dict) -> list[str]:
     return [r for r in direct if not r.startswith("latency") and isinstance(direct[r], dict)]
 
 
+def median(values: list[float]) -> float:
+    v = sorted(values)
+    n = len(v)
+    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
+
+
+def is_http(summary: dict) -> bool:
+    """A run of bench/run.sh (the token endpoint against a bare hyper server), not bench/kafka.sh."""
+    return summary.get("kind") == "http-token-endpoint"
+
+
 def table(summary: dict) -> str:
+    """The run's figures table, whichever benchmark wrote it."""
+    return http_table(summary) if is_http(summary) else kafka_table(summary)
+
+
+HTTP_MODES = ("keep-alive", "close")
+HTTP_SERVERS = ("ours", "baseline")
+
+
+def http_medians(summary: dict) -> dict:
+    """Per mode and server, the median over rounds of each figure."""
+    out: dict = {}
+    for mode in HTTP_MODES:
+        for server in HTTP_SERVERS:
+            runs = [s for s in summary["samples"] if s["mode"] == mode and s["server"] == server]
+            out[mode, server] = {k: median([r[k] for r in runs]) for k in
+                                 ("requests_per_sec", "p50_us", "p99_us", "cpu_us_per_request")}
+    return out
+
+
+def http_ratio(m: dict, mode: str, key: str = "requests_per_sec") -> float:
+    return m[mode, "ours"][key] / m[mode, "baseline"][key]
+
+
+def spread(ms: list[float]) -> str:
+    return f"min {min(ms):.1f} / median {median(ms):.1f} / max {max(ms):.1f} ms"
+
+
+def http_table(summary: dict) -> str:
+    """The token endpoint's figures: medians over rounds per mode and server, then the facts."""
+    m = http_medians(summary)
+    peak = summary["peak_rss_kib"]
+    lines = ["| mode | server | requests/s | p50 | p99 | CPU per request | peak RSS |",
+             "|---|---|---:|---:|---:|---:|---:|"]
+    for mode in HTTP_MODES:
+        for server in HTTP_SERVERS:
+            f = m[mode, server]
+            lines.append(f"| {mode} | {server} | {f['requests_per_sec']:,.0f} | "
+                         f"{f['p50_us']:,.0f} µs | {f['p99_us']:,.0f} µs | "
+                         f"{f['cpu_us_per_request']:.1f} µs | {peak[server] / 1024:.1f} MB |")
+    up, cold = summary["upstream"], summary["cold_starts"]
+    musl = summary.get("musl_binary_mb")
+    lines += [
+        "",
+        "- throughput ours/baseline: " + ", ".join(
+            f"{mode} **{http_ratio(m, mode) * 100:.1f} %**" for mode in HTTP_MODES)
+        + "; CPU per request baseline/ours: " + ", ".join(
+            f"{mode} {100 / http_ratio(m, mode, 'cpu_us_per_request'):.0f} %" for mode in HTTP_MODES),
+        f"- response body: {summary['body_bytes']} bytes (the baseline answers the same size "
+        "and headers)",
+        f"- our RSS {summary['idle_rss_kib'] / 1024:.1f} MB idle with a warm cache, "
+        f"{peak['ours'] / 1024:.1f} MB peak under load; {summary['threads']} threads",
+        f"- upstream token calls during the load: {up['token_calls_during_load']:,} in "
+        f"{up['requests_during_load']:,} requests; the warm sidecar made "
+        f"{up['token_calls_of_the_warm_sidecar']} token call(s) since it started (tokens last "
+        f"{up['token_lifetime_secs']} s)",
+        f"- start → listening: {spread(cold['listening_ms'])} over "
+        f"{len(cold['listening_ms'])} cold starts; the bare hyper server, started the same way: "
+        f"{spread(cold['baseline_listening_ms'])}",
+        f"- start → first token served (cold cache): {spread(cold['first_token_ms'])}; upstream "
+        "calls per cold start: " + "/".join(map(str, cold["token_calls"])) + " token, "
+        + "/".join(map(str, cold["all_calls"])) + " in all",
+        f"- release binary, stripped: {summary['binary_mb']:.2f} MB"
+        + (f"; static musl binary: {musl:.2f} MB" if musl else "; static musl binary not built"),
+    ]
+    return "\n".join(lines) + "\n"
+
+
+def kafka_table(summary: dict) -> str:
     """The run's figures: medians over rounds per path, ratios against direct (and kafka-proxy)."""
     paths, ratios, added = summary["paths"], summary["ratios"], summary["added_latency_us"]
     names = path_names(summary)
@@ -90,12 +174,16 @@ def round_loads(summary: dict) -> list[float]:
     """The 1-minute load average when each round began: the first path's first run of it (the
     samples are listed path by path, each path's in round order)."""
     samples, rounds = summary["samples"], summary["rounds"]
+    if is_http(summary):
+        return [next(s["load1"] for s in samples if s["round"] == r) for r in range(1, rounds + 1)]
     first = [s for s in samples if s["path"] == path_names(summary)[0]]
     per_round = len(first) // rounds
     return [first[i * per_round]["load1"] for i in range(rounds)]
 
 
 def header(summary: dict, run: str) -> str:
+    if is_http(summary):
+        return http_header(summary, run)
     loads = " / ".join(f"{x:.2f}" for x in round_loads(summary))
     return (f"Run `{run}` ({summary['date']}): {summary['rounds']} rounds of "
             f"{summary['secs']} s measured after {summary['warmup_secs']} s of warm-up, "
@@ -105,8 +193,49 @@ def header(summary: dict, run: str) -> str:
             "Medians over rounds; MB = 10⁶ bytes of record payload.\n")
 
 
+def http_header(summary: dict, run: str) -> str:
+    mach = summary["machine"]
+    loads = " / ".join(f"{x:.2f}" for x in round_loads(summary))
+    return (f"Run `{run}` ({mach['date']}): {mach['cpus']} CPUs ({mach['cpu']}), Linux "
+            f"{mach['kernel']}, {mach['load_generator'].split(' Copyright')[0]}; `wrk -t{summary['wrk_threads']} "
+            f"-c{summary['wrk_connections']}`, POST `grant_type=client_credentials`; "
+            f"{summary['rounds']} round(s) of {summary['secs']} s per server and mode after "
+            f"{summary['warmup_secs']} s of warm-up, alternating; 1-minute load average {loads} "
+            f"at the rounds' starts and {mach['load_end'][0]:.2f} at the end; "
+            f"{len(summary['samples'])} runs, each with 0 errors (the benchmark refuses a run "
+            "with any). Medians over rounds.\n")
+
+
+def http_goals(summary: dict) -> str:
+    """The token endpoint's targets (issue 5) judged against this run's figures."""
+    m = http_medians(summary)
+    verdict = lambda ok: "met" if ok else "**missed**"  # noqa: E731
+    cold, up = summary["cold_starts"], summary["upstream"]
+    p99 = m["keep-alive", "ours"]["p99_us"]
+    rows = [(f"warm throughput ≥ 85 % of the baseline, {mode}", f"{http_ratio(m, mode) * 100:.1f} %",
+             verdict(http_ratio(m, mode) >= 0.85)) for mode in HTTP_MODES]
+    rows += [("p99 ≤ 1 ms at 16 keep-alive connections",
+              f"{p99 / 1000:.2f} ms (baseline {m['keep-alive', 'baseline']['p99_us'] / 1000:.2f})",
+              verdict(p99 <= 1000)),
+             ("peak RSS ≤ 10 MB", f"{summary['peak_rss_kib']['ours'] / 1024:.1f} MB",
+              verdict(summary["peak_rss_kib"]["ours"] <= 10 * 1024)),
+             ("listening within 20 ms of start",
+              f"median {median(cold['listening_ms']):.1f}, max {max(cold['listening_ms']):.1f} ms",
+              verdict(max(cold["listening_ms"]) <= 20)),
+             ("one upstream call per token lifetime at any rate",
+              f"{up['token_calls_during_load']} calls in {up['requests_during_load']:,} requests",
+              verdict(up["token_calls_during_load"] == 0)),
+             ("stripped release binary ≤ 8 MB", f"{summary['binary_mb']:.2f} MB",
+              verdict(summary["binary_mb"] <= 8))]
+    lines = ["| target | figure | verdict |", "|---|---|---|"]
+    lines += [f"| {g} | {f} | {v} |" for g, f, v in rows]
+    return "\n".join(lines) + "\n"
+
+
 def goals(summary: dict) -> str:
     """The proxy's goals (issue 15) judged against this run's figures."""
+    if is_http(summary):
+        return http_goals(summary)
     paths, ratios = summary["paths"], summary["ratios"]
     ours = paths["ours"]
     od = ratios.get("ours/direct", {})
@@ -183,7 +312,16 @@ def regenerate(text: str, problems: list[str]) -> str:
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--write", action="store_true", help="re-render instead of checking")
+    ap.add_argument("--run", metavar="RUN.json", help="render one run's .md beside it and print "
+                    "it (bench/run.sh does this after a run)")
     args = ap.parse_args()
+    if args.run:
+        run = Path(args.run).resolve()
+        summary = json.loads(run.read_text())
+        text = table(summary)
+        run.with_suffix(".md").write_text(text)
+        print(header(summary, str(run.relative_to(ROOT))) + "\n" + text + "\n" + goals(summary))
+        return 0
     problems: list[str] = []
     text = DOC.read_text()
     fresh = regenerate(text, problems)

@@ -2,7 +2,8 @@
 # The load benchmark: our release binary against a bare hyper server, both driven by wrk.
 # Usage: bench/run.sh [bench flags: --duration 10 --rounds 3 --connections 16 --threads 2 ...]
 # Set BENCH_MUSL=0 to skip the static musl build. Loopback only; about 3 minutes of load
-# after the builds. Results: docs/performance.md.
+# after the builds. The run: bench/results/http-<UTC time>.json, and its table beside it (.md)
+# rendered by bench/report.py; docs/performance.md quotes committed runs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,4 +39,11 @@ if [ "${BENCH_MUSL:-1}" != 0 ]; then
 fi
 
 step "benchmark"
-exec target/release/bench "${musl_args[@]}" "$@"
+mkdir -p bench/results
+run="bench/results/http-$(date -u +%Y%m%dT%H%M%SZ).json"
+target/release/bench "${musl_args[@]}" --out "$run" "$@"
+
+step "figures: ${run%.json}.md"
+python3 bench/report.py --run "$run"
+echo "to quote it: add a block for $run to docs/performance.md, run bench/report.py --write," \
+  "and commit the run's .json and .md" >&2

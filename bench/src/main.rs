@@ -10,9 +10,11 @@
 //!    limit;
 //! 3. drives both with `wrk` (POST `grant_type=client_credentials`, as the Kafka clients send),
 //!    keep-alive and then a new connection per request, alternating the servers every run;
-//! 4. prints requests/s, p50/p99 latency, CPU time per request (utime+stime from
-//!    `/proc/<pid>/stat`), peak RSS (`VmHWM`), the ratio ours/baseline, upstream token calls per
-//!    100,000 requests, and the size of the release binaries.
+//! 4. writes the run as JSON (`--out`, else stdout): every wrk run's requests/s, p50/p99
+//!    latency, the server's CPU time (utime+stime from `/proc/<pid>/stat`) and the load average
+//!    when it began; peak RSS (`VmHWM`); upstream token calls during the load; the cold starts;
+//!    the size of the release binaries. `bench/report.py` renders the table (medians over
+//!    rounds, ours/baseline) from it.
 //!
 //! Everything binds 127.0.0.1 and every run is bounded by `--duration`. The binaries are found
 //! next to this one (`target/release/`); `run.sh` builds them.
@@ -31,10 +33,16 @@ struct Settings {
     threads: u32,
     cold_starts: usize,
     musl_binary: Option<PathBuf>,
+    /// Where the run's JSON goes (stdout when unset).
+    out: Option<PathBuf>,
 }
 
+/// Seconds of load on each server, per mode, before the measured rounds.
+const WARMUP_S: u64 = 2;
+
 const USAGE: &str = "usage: bench [--duration SECS(10)] [--rounds N(3)] [--connections N(16)] \
-                     [--threads N(2)] [--cold-starts N(10)] [--musl-binary PATH]";
+                     [--threads N(2)] [--cold-starts N(10)] [--musl-binary PATH] \
+                     [--out RUN.json]";
 
 fn main() {
     let settings = parse_args();
@@ -105,7 +113,7 @@ fn main() {
     for mode in [Mode::KeepAlive, Mode::Close] {
         // Warm both up (connections, allocator, caches) before measuring.
         for (pid, addr) in [(ours.pid(), ours.addr), (baseline.pid(), baseline.addr)] {
-            let warm = wrk(&settings, &script, addr, mode, 2, pid);
+            let warm = wrk(&settings, &script, addr, mode, WARMUP_S, pid);
             if addr == ours.addr {
                 ours_requests += warm.requests;
             }
@@ -122,7 +130,8 @@ fn main() {
                     Server::Ours => (ours.pid(), ours.addr),
                     Server::Baseline => (baseline.pid(), baseline.addr),
                 };
-                let result = wrk(&settings, &script, addr, mode, settings.duration_s, pid);
+                let mut result = wrk(&settings, &script, addr, mode, settings.duration_s, pid);
+                result.round = round + 1;
                 eprintln!(
                     "  {:<10} {:<8} round {}: {:>8.0} req/s  p50 {:>6} µs  p99 {:>6} µs",
                     mode.name(),
@@ -144,115 +153,72 @@ fn main() {
     let baseline_peak_kb = status_kb(baseline.pid(), "VmHWM");
     let ours_threads = status_kb(ours.pid(), "Threads");
 
-    // 4. Report.
-    println!("## Figures\n");
-    for (what, value) in machine() {
-        println!("- {what}: {value}");
-    }
-    println!();
-    println!(
-        "{} rounds of {} s per server and mode, alternating; wrk -t{} -c{}; medians over rounds.\n",
-        settings.rounds, settings.duration_s, settings.threads, settings.connections
-    );
-    println!("| mode | server | requests/s | p50 | p99 | CPU per request | peak RSS |");
-    println!("|---|---|---:|---:|---:|---:|---:|");
-    let mut ratios = Vec::new();
-    for mode in [Mode::KeepAlive, Mode::Close] {
-        let mut rps = [0.0; 2];
-        for (i, server) in [Server::Ours, Server::Baseline].into_iter().enumerate() {
-            let runs: Vec<&RunResult> = results
-                .iter()
-                .filter(|(m, s, _)| *m == mode && *s == server)
-                .map(|(_, _, r)| r)
-                .collect();
-            rps[i] = median(runs.iter().map(|r| r.rps()).collect());
-            let p50 = median(runs.iter().map(|r| r.p50_us as f64).collect());
-            let p99 = median(runs.iter().map(|r| r.p99_us as f64).collect());
-            let cpu = median(runs.iter().map(|r| r.cpu_us_per_request()).collect());
-            let peak = match server {
-                Server::Ours => ours_peak_kb,
-                Server::Baseline => baseline_peak_kb,
-            };
-            println!(
-                "| {} | {} | {:.0} | {:.0} µs | {:.0} µs | {:.1} µs | {:.1} MB |",
-                mode.name(),
-                server.name(),
-                rps[i],
-                p50,
-                p99,
-                cpu,
-                peak as f64 / 1024.0
-            );
-        }
-        ratios.push((mode, rps[0] / rps[1]));
-    }
-    println!();
-    for (mode, ratio) in &ratios {
-        println!(
-            "- throughput ours/baseline, {}: **{:.1} %** (target ≥ 85 %)",
-            mode.name(),
-            ratio * 100.0
-        );
-    }
-    println!(
-        "- response body: {body_bytes} bytes (the baseline answers the same size and headers)"
-    );
-    println!(
-        "- our RSS: {:.1} MB idle with a warm cache, {:.1} MB peak (target ≤ 10 MB); {} threads",
-        idle_rss_kb as f64 / 1024.0,
-        ours_peak_kb as f64 / 1024.0,
-        ours_threads
-    );
-    let calls = load_after.token_calls - load_before.token_calls;
-    println!(
-        "- upstream token calls during load: {calls} in {ours_requests} requests = {:.2} per 100,000 \
-         (the warm sidecar's token lasts {} s; it made {} token call(s) since it started)",
-        calls as f64 * 100_000.0 / ours_requests.max(1) as f64,
-        fake.token_lifetime_s,
-        starts.last().map(|s| s.1).unwrap_or_default() + calls
-    );
-    let listen: Vec<f64> = starts
+    // 4. The run, as JSON: `bench/report.py` renders its table from this file, so the figures
+    //    a document quotes always have their run beside them.
+    let listening_ms: Vec<f64> = starts
         .iter()
         .map(|s| s.0.listening.as_secs_f64() * 1e3)
         .collect();
-    let first: Vec<f64> = starts
+    let first_token_ms: Vec<f64> = starts
         .iter()
         .map(|s| s.0.first_token.as_secs_f64() * 1e3)
         .collect();
-    println!(
-        "- start → listening: {} over {} cold starts (target ≤ 20 ms); the baseline, for the \
-         machine's process start-up cost at the time: {}",
-        spread(&listen),
-        starts.len(),
-        spread(&baseline_listen)
-    );
-    println!(
-        "- start → first token served (cold cache): {}; upstream calls \
-         per cold start: {} token, {} in all (token + service-account email)",
-        spread(&first),
-        starts
-            .iter()
-            .map(|s| s.1.to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-        starts
-            .iter()
-            .map(|s| s.2.to_string())
-            .collect::<Vec<_>>()
-            .join("/"),
-    );
-    println!(
-        "- release binary (stripped): {:.2} MB ({})",
-        file_mb(&ours_bin),
-        ours_bin.display()
-    );
-    match &settings.musl_binary {
-        Some(path) if path.exists() => println!(
-            "- static musl binary (stripped): {:.2} MB ({})",
-            file_mb(path),
-            path.display()
-        ),
-        _ => println!("- static musl binary: not built in this run (see run.sh output)"),
+    let samples: Vec<serde_json::Value> = results
+        .iter()
+        .map(|(mode, server, r)| {
+            serde_json::json!({
+                "mode": mode.name(),
+                "server": server.name(),
+                "round": r.round,
+                "load1": r.load1,
+                "requests": r.requests,
+                "duration_us": r.duration_us,
+                "requests_per_sec": r.rps(),
+                "p50_us": r.p50_us,
+                "p99_us": r.p99_us,
+                "cpu_us_per_request": r.cpu_us_per_request(),
+            })
+        })
+        .collect();
+    let summary = serde_json::json!({
+        "kind": "http-token-endpoint",
+        "machine": machine(),
+        "secs": settings.duration_s,
+        "warmup_secs": WARMUP_S,
+        "rounds": settings.rounds,
+        "wrk_threads": settings.threads,
+        "wrk_connections": settings.connections,
+        "samples": samples,
+        "peak_rss_kib": {"ours": ours_peak_kb, "baseline": baseline_peak_kb},
+        "idle_rss_kib": idle_rss_kb,
+        "threads": ours_threads,
+        "body_bytes": body_bytes,
+        "upstream": {
+            "token_calls_during_load": load_after.token_calls - load_before.token_calls,
+            "requests_during_load": ours_requests,
+            "token_lifetime_secs": fake.token_lifetime_s,
+            "token_calls_of_the_warm_sidecar":
+                starts.last().map(|s| s.1).unwrap_or_default()
+                    + (load_after.token_calls - load_before.token_calls),
+        },
+        "cold_starts": {
+            "listening_ms": listening_ms,
+            "first_token_ms": first_token_ms,
+            "token_calls": starts.iter().map(|s| s.1).collect::<Vec<_>>(),
+            "all_calls": starts.iter().map(|s| s.2).collect::<Vec<_>>(),
+            "baseline_listening_ms": baseline_listen,
+        },
+        "binary_mb": file_mb(&ours_bin),
+        "musl_binary_mb": settings.musl_binary.as_ref().filter(|p| p.exists()).map(|p| file_mb(p)),
+    });
+    let text = serde_json::to_string_pretty(&summary).expect("the run serialises") + "\n";
+    match &settings.out {
+        Some(path) => {
+            std::fs::write(path, text)
+                .unwrap_or_else(|e| panic!("write the run to {}: {e}", path.display()));
+            eprintln!("the run: {}", path.display());
+        }
+        None => print!("{text}"),
     }
 
     ours.stop();
@@ -269,6 +235,7 @@ fn parse_args() -> Settings {
         threads: 2,
         cold_starts: 10,
         musl_binary: None,
+        out: None,
     };
     let mut args = std::env::args().skip(1);
     while let Some(flag) = args.next() {
@@ -291,6 +258,7 @@ fn parse_args() -> Settings {
             "--threads" => settings.threads = number().clamp(1, 64) as u32,
             "--cold-starts" => settings.cold_starts = number().clamp(1, 50) as usize,
             "--musl-binary" => settings.musl_binary = Some(PathBuf::from(value)),
+            "--out" => settings.out = Some(PathBuf::from(value)),
             other => panic!("unknown flag {other}; {USAGE}"),
         }
     }
@@ -346,6 +314,10 @@ end
 
 /// One wrk run and the server's CPU time during it.
 struct RunResult {
+    /// The measured round, from 1 (0: warm-up).
+    round: usize,
+    /// The 1-minute load average when the run began.
+    load1: f64,
     requests: u64,
     duration_us: u64,
     p50_us: u64,
@@ -384,6 +356,7 @@ fn wrk(
         command.args(["-H", "Connection: close"]);
     }
     command.arg(format!("http://{addr}/"));
+    let load1 = load_average()[0];
     let cpu_before = cpu_ticks(pid);
     let output = command.output().expect("run wrk (apt-get install wrk)");
     let cpu_after = cpu_ticks(pid);
@@ -415,6 +388,8 @@ fn wrk(
         mode.name()
     );
     RunResult {
+        round: 0,
+        load1,
         requests: field("requests"),
         duration_us: field("duration_us"),
         p50_us: field("p50_us"),
@@ -698,27 +673,8 @@ fn file_mb(path: &Path) -> f64 {
     std::fs::metadata(path).map(|m| m.len()).unwrap_or(0) as f64 / 1e6
 }
 
-/// `min / median / max` of milliseconds.
-fn spread(ms: &[f64]) -> String {
-    let min = ms.iter().cloned().fold(f64::INFINITY, f64::min);
-    let max = ms.iter().cloned().fold(0.0, f64::max);
-    format!(
-        "min {min:.1} / median {:.1} / max {max:.1} ms",
-        median(ms.to_vec())
-    )
-}
-
-fn median(mut values: Vec<f64>) -> f64 {
-    values.sort_by(|a, b| a.total_cmp(b));
-    match values.len() {
-        0 => f64::NAN,
-        n if n % 2 == 1 => values[n / 2],
-        n => (values[n / 2 - 1] + values[n / 2]) / 2.0,
-    }
-}
-
 /// Date, machine and tools, for the record.
-fn machine() -> Vec<(&'static str, String)> {
+fn machine() -> serde_json::Value {
     let run = |program: &str, args: &[&str]| -> String {
         Command::new(program)
             .args(args)
@@ -743,21 +699,21 @@ fn machine() -> Vec<(&'static str, String)> {
     let cores = std::thread::available_parallelism()
         .map(|n| n.get())
         .unwrap_or(0);
-    vec![
-        ("date", run("date", &["-u", "+%Y-%m-%d %H:%M UTC"])),
-        (
-            "machine",
-            format!(
-                "{cores} cores (nproc), {cpu}, Linux {}",
-                run("uname", &["-r"])
-            ),
-        ),
-        ("load generator", run("wrk", &["--version"])),
-        (
-            "load average (1/5/15 min) at the end",
-            std::fs::read_to_string("/proc/loadavg")
-                .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-                .unwrap_or_default(),
-        ),
-    ]
+    serde_json::json!({
+        "date": run("date", &["-u", "+%Y-%m-%d %H:%M UTC"]),
+        "cpus": cores,
+        "cpu": cpu,
+        "kernel": run("uname", &["-r"]),
+        "load_generator": run("wrk", &["--version"]),
+        "load_end": load_average(),
+    })
+}
+
+/// The 1-, 5- and 15-minute load averages.
+fn load_average() -> [f64; 3] {
+    let text = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    let mut fields = text
+        .split_whitespace()
+        .map(|f| f.parse().unwrap_or(f64::NAN));
+    [(); 3].map(|()| fields.next().unwrap_or(f64::NAN))
 }
