@@ -8,6 +8,7 @@ pub mod completions;
 pub mod config_file;
 pub mod credentials;
 pub mod doctor;
+pub mod endpoint_errors;
 pub mod healthcheck;
 pub mod proxy;
 pub mod proxy_errors;

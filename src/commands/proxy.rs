@@ -14,18 +14,18 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::{ArgAction, Args, ValueEnum};
-use gcp_kafka_auth_handler::endpoint::{self, EndpointConfig};
+use gcp_kafka_auth_handler::endpoint;
 use gcp_kafka_auth_handler::proxy::cluster_name::{self, ClusterName, LookupError, LookupOptions};
 use gcp_kafka_auth_handler::proxy::dial::ForwardProxy;
 use gcp_kafka_auth_handler::proxy::{HealthPort, Proxy, SaslMechanism};
 use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 
 use crate::commands::args::{LogArgs, ProviderArgs, parse_duration};
-use crate::commands::proxy_errors;
 use crate::commands::proxy_listen::{bind, max_connections, refuse_remote};
 use crate::commands::proxy_plan::{ClusterArg, Target, parse_cluster_arg, plans};
 use crate::commands::proxy_stop::Stop;
 use crate::commands::schema_registry::{self, RegistryFlags};
+use crate::commands::{endpoint_errors, proxy_errors};
 
 #[derive(Debug, Args)]
 pub struct ProxyArgs {
@@ -329,7 +329,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
         tracing::info!(address = %listener.local_addr()?, "admin server: POST http://{}/quitquitquit stops the proxy", listener.local_addr()?);
         Some(tokio::spawn(server::serve(
             vec![listener],
-            endpoint::protect(stop.admin_router(), EndpointConfig::default()),
+            endpoint::protect(stop.admin_router(), endpoint_errors::endpoint_config()),
             server::Limits {
                 max_connections: 8,
                 ..server::Limits::default()
@@ -347,9 +347,9 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     // Loopback: the token endpoint's Host check against DNS rebinding. Elsewhere (a pod's
     // address, for kubelet probes) any Host, but browsers are refused everywhere.
     let ops_guard = if args.http_address.is_loopback() {
-        EndpointConfig::default()
+        endpoint_errors::endpoint_config()
     } else {
-        EndpointConfig::default().allow_any_host()
+        endpoint_errors::endpoint_config().allow_any_host()
     };
     let ops = tokio::spawn(server::serve(
         vec![http],
@@ -373,7 +373,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
             tracing::info!(address = %local, "token endpoint is http://{local}");
             Some(tokio::spawn(server::serve(
                 listeners,
-                provider.router(),
+                provider.router_with(endpoint_errors::endpoint_config()),
                 server::Limits::default(),
                 stop.stopped(),
                 args.max_sigterm_delay,
