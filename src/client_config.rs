@@ -170,6 +170,7 @@ pub struct ClientConfig {
     client: Client,
     version: Option<KafkaVersion>,
     url: String,
+    version_hint: Option<String>,
 }
 
 impl ClientConfig {
@@ -180,6 +181,7 @@ impl ClientConfig {
             client,
             version: None,
             url: DEFAULT_URL.to_owned(),
+            version_hint: None,
         }
     }
 
@@ -192,6 +194,15 @@ impl ClientConfig {
     /// For a sidecar at `url` instead of [`DEFAULT_URL`].
     pub fn with_url(mut self, url: impl Into<String>) -> Self {
         self.url = url.into();
+        self
+    }
+
+    /// How the configuration for no particular Kafka version tells its reader to get the
+    /// kafka-clients 3.1–3.3 variant, in the comment `kafka-clients 3.1-3.3 need another
+    /// handler class: {hint}` (default: the class to set, [`SECURED_HANDLER_CLASS`]). For a
+    /// program that asks for the version with a setting of its own, such as a command-line flag.
+    pub fn with_version_hint(mut self, hint: impl Into<String>) -> Self {
+        self.version_hint = Some(hint.into());
         self
     }
 
@@ -211,7 +222,8 @@ impl ClientConfig {
             }
             return Ok(librdkafka(&self.url));
         }
-        let java = JavaRules::new(self.version)?;
+        let mut java = JavaRules::new(self.version)?;
+        java.version_hint = self.version_hint.clone();
         Ok(match self.client {
             Client::Java => java_properties(&java, &self.url),
             Client::KafkaCli => kafka_cli(&java, &self.url),
@@ -230,6 +242,8 @@ struct JavaRules {
     allowed_urls: AllowedUrls,
     /// No version was given.
     versionless: bool,
+    /// What the version-less configuration says to do for 3.1–3.3 (default: the class).
+    version_hint: Option<String>,
 }
 
 #[derive(PartialEq)]
@@ -250,6 +264,7 @@ impl JavaRules {
                 handler: HANDLER_CLASS,
                 allowed_urls: AllowedUrls::Required,
                 versionless: true,
+                version_hint: None,
             });
         };
         if !v.at_least(3, 1, 0) {
@@ -270,6 +285,7 @@ impl JavaRules {
                 AllowedUrls::Unknown
             },
             versionless: false,
+            version_hint: None,
         })
     }
 
@@ -307,7 +323,11 @@ impl JavaRules {
     /// Comment lines for the version-less configuration: how to get the 3.1–3.3 variant.
     fn version_hint(&self) -> Option<String> {
         self.versionless.then(|| {
-            "kafka-clients 3.1-3.3 need another handler class: add --kafka-version 3.3.".to_owned()
+            let hint = match &self.version_hint {
+                Some(hint) => hint.clone(),
+                None => format!("set sasl.login.callback.handler.class={SECURED_HANDLER_CLASS}."),
+            };
+            format!("kafka-clients 3.1-3.3 need another handler class: {hint}")
         })
     }
 
@@ -514,6 +534,34 @@ mod tests {
                 "{bad}"
             );
         }
+    }
+
+    #[test]
+    fn the_version_hint_names_the_class_unless_the_program_words_it() {
+        let hint_line = |config: ClientConfig| {
+            config
+                .render()
+                .unwrap()
+                .lines()
+                .find(|l| l.contains("3.1-3.3"))
+                .map(str::to_owned)
+        };
+        assert_eq!(
+            hint_line(ClientConfig::new(Client::Java)).as_deref(),
+            Some(
+                "# kafka-clients 3.1-3.3 need another handler class: set sasl.login.callback.handler.class=org.apache.kafka.common.security.oauthbearer.secured.OAuthBearerLoginCallbackHandler."
+            )
+        );
+        assert_eq!(
+            hint_line(ClientConfig::new(Client::BeamPython).with_version_hint("add --v 3.3."))
+                .as_deref(),
+            Some("# kafka-clients 3.1-3.3 need another handler class: add --v 3.3.")
+        );
+        // A configuration for a version has no hint.
+        let for_version = ClientConfig::new(Client::Java)
+            .with_kafka_version(v("3.9"))
+            .with_version_hint("add --v 3.3.");
+        assert_eq!(hint_line(for_version), None);
     }
 
     #[test]

@@ -25,9 +25,14 @@ use crate::provider::ImpersonationChain;
 /// What `doctor` is asked to check beyond ADC.
 #[derive(Debug, Clone, Default)]
 pub struct Options {
-    /// `--principal` (else `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL` from the environment).
+    /// The principal (`sub`) to check instead of the one the credentials name (else
+    /// `GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL` from the environment).
     pub principal: Option<String>,
-    /// `--impersonate-service-account`.
+    /// Where [`principal`](Self::principal) came from, as [`Report::principal_from`] says
+    /// it: `from {this}` (default `doctor::Options::principal`). For a program that takes
+    /// the principal from settings of its own, such as a command-line flag.
+    pub principal_origin: Option<String>,
+    /// The service account (and delegates) to impersonate with the credentials found.
     pub impersonate: Option<ImpersonationChain>,
 }
 
@@ -174,14 +179,22 @@ impl Report {
 /// Runs every check against the credentials `env` describes.
 pub async fn examine(env: Env, options: Options) -> Report {
     let mut report = Report::default();
-    let override_principal = match options
-        .principal
-        .clone()
-        .or_else(|| env.get(PRINCIPAL_OVERRIDE_VAR).map(str::to_owned))
-    {
+    let given = match &options.principal {
+        Some(p) => Some((
+            p.clone(),
+            options
+                .principal_origin
+                .clone()
+                .unwrap_or_else(|| "doctor::Options::principal".to_owned()),
+        )),
+        None => env
+            .get(PRINCIPAL_OVERRIDE_VAR)
+            .map(|p| (p.to_owned(), PRINCIPAL_OVERRIDE_VAR.to_owned())),
+    };
+    let override_principal = match given {
         None => None,
-        Some(p) => match Principal::new(p) {
-            Ok(p) => Some(p),
+        Some((p, origin)) => match Principal::new(p) {
+            Ok(p) => Some((p, origin)),
             Err(e) => return report.fail("principal", &CredentialError::from(e)),
         },
     };
@@ -249,8 +262,8 @@ pub async fn examine(env: Env, options: Options) -> Report {
     };
     report.google_token_lifetime_secs = Some(token.seconds_left());
     let principal = match override_principal {
-        Some(p) => {
-            report.principal_from = Some(format!("from {PRINCIPAL_OVERRIDE_VAR} or --principal"));
+        Some((p, origin)) => {
+            report.principal_from = Some(format!("from {origin}"));
             p
         }
         None => match source.principal(&token).await {

@@ -137,16 +137,33 @@ fn no_ipv6(err: &io::Error) -> bool {
     }
 }
 
+/// A loopback address [`bind_loopback`] could not listen on because another process holds
+/// the port there. The `io::Error` (kind `AddrInUse`) it returns then carries this, so that a
+/// program can word the fix in its own terms:
+///
+/// ```
+/// # fn word(err: std::io::Error) -> String {
+/// use gcp_kafka_auth_handler::server::PortTaken;
+/// match err.get_ref().and_then(|e| e.downcast_ref::<PortTaken>()) {
+///     Some(taken) => format!("port {} is taken; pass another --port", taken.addr.port()),
+///     None => err.to_string(),
+/// }
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "cannot listen on {addr}: another process holds it (an earlier sidecar, or one squatting the port to receive client secrets: find it with `ss -ltnp 'sport = :{port}'`); stop it, pick another port, or bind one address yourself and give that listener to server::serve",
+    port = .addr.port()
+)]
+pub struct PortTaken {
+    /// The address held by another process.
+    pub addr: SocketAddr,
+}
+
 /// "cannot listen on ADDR: ..." with, for a taken port, who may hold it and what to do.
 fn annotate_bind_error(err: io::Error, addr: SocketAddr) -> io::Error {
     if err.kind() == io::ErrorKind::AddrInUse {
-        return io::Error::new(
-            err.kind(),
-            format!(
-                "cannot listen on {addr}: another process holds it (an earlier sidecar, or one squatting the port to receive client secrets: find it with `ss -ltnp 'sport = :{port}'`); stop it, pick another --port, or pass --bind to listen on one address only",
-                port = addr.port()
-            ),
-        );
+        return io::Error::new(err.kind(), PortTaken { addr });
     }
     io::Error::new(err.kind(), format!("cannot listen on {addr}: {err}"))
 }
@@ -347,5 +364,27 @@ pub fn shutdown_signal() -> impl Future<Output = ()> + Send + 'static {
         } else {
             std::future::pending::<()>().await;
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_taken_loopback_port_is_a_typed_error_in_library_terms() {
+        let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = squatter.local_addr().unwrap();
+        let err = bind_loopback(addr.port()).await.unwrap_err();
+        assert_eq!(err.kind(), io::ErrorKind::AddrInUse);
+        let taken = err.get_ref().and_then(|e| e.downcast_ref::<PortTaken>());
+        assert_eq!(taken, Some(&PortTaken { addr }));
+        assert_eq!(
+            err.to_string(),
+            format!(
+                "cannot listen on {addr}: another process holds it (an earlier sidecar, or one squatting the port to receive client secrets: find it with `ss -ltnp 'sport = :{port}'`); stop it, pick another port, or bind one address yourself and give that listener to server::serve",
+                port = addr.port()
+            )
+        );
     }
 }

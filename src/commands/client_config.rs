@@ -67,6 +67,10 @@ impl From<ClientName> for Client {
     }
 }
 
+/// How the configuration for no particular version says to get the kafka-clients 3.1–3.3
+/// variant: with the flag (the library names the handler class to set instead).
+const VERSION_HINT: &str = "add --kafka-version 3.3.";
+
 fn parse_version(text: &str) -> Result<KafkaVersion, String> {
     text.parse().map_err(|e| format!("{e}"))
 }
@@ -94,7 +98,9 @@ pub fn run(args: &ClientConfigArgs) -> ExitCode {
         return ExitCode::SUCCESS;
     }
     let url = args.url.as_deref().unwrap_or(DEFAULT_URL);
-    let mut config = ClientConfig::new(args.client.into()).with_url(url);
+    let mut config = ClientConfig::new(args.client.into())
+        .with_url(url)
+        .with_version_hint(VERSION_HINT);
     if let Some(version) = args.kafka_version {
         config = config.with_kafka_version(version);
     }
@@ -107,5 +113,23 @@ pub fn run(args: &ClientConfigArgs) -> ExitCode {
             eprintln!("error: {err}");
             ExitCode::from(2)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_version_hint_names_the_flag() {
+        let text = ClientConfig::new(Client::Java)
+            .with_version_hint(VERSION_HINT)
+            .render()
+            .unwrap();
+        assert!(
+            text.lines().any(|l| l
+                == "# kafka-clients 3.1-3.3 need another handler class: add --kafka-version 3.3."),
+            "{text}"
+        );
     }
 }

@@ -22,6 +22,10 @@ pub struct DoctorArgs {
     pub impersonation: ImpersonationArgs,
 }
 
+/// Where the report says a given principal came from: the flag or its variable (clap reads
+/// both into `--principal`; the library, told nothing, names `doctor::Options::principal`).
+const PRINCIPAL_ORIGIN: &str = "GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL or --principal";
+
 /// Examines the process environment and prints the report.
 pub fn run(args: DoctorArgs) -> ExitCode {
     let runtime = tokio::runtime::Builder::new_current_thread()
@@ -30,6 +34,7 @@ pub fn run(args: DoctorArgs) -> ExitCode {
         .expect("the tokio runtime starts");
     let options = doctor::Options {
         principal: args.principal,
+        principal_origin: Some(PRINCIPAL_ORIGIN.to_owned()),
         impersonate: args.impersonation.impersonate_service_account,
     };
     let report = runtime.block_on(doctor::examine(Env::from_process(), options));

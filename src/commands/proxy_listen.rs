@@ -5,14 +5,13 @@
 use std::net::{IpAddr, SocketAddr};
 
 use anyhow::anyhow;
-use gcp_kafka_auth_handler::server;
 use tokio::net::TcpListener;
 
 /// Binds `addr`; 127.0.0.1 also binds ::1 on the same port, so no other local process can
 /// squat the half of `localhost` left free.
 pub async fn bind(addr: SocketAddr) -> std::io::Result<Vec<TcpListener>> {
     if addr.ip() == std::net::Ipv4Addr::LOCALHOST {
-        server::bind_loopback(addr.port()).await
+        super::endpoint_errors::bind_loopback(addr.port()).await
     } else {
         TcpListener::bind(addr).await.map(|l| vec![l])
     }

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use anyhow::Context as _;
 use clap::Args;
-use gcp_kafka_auth_handler::endpoint::EndpointConfig;
 use gcp_kafka_auth_handler::registry::{RegistryError, RegistryName, SchemaRegistryEndpoint};
 use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 use tokio::net::TcpListener;
@@ -121,12 +120,12 @@ pub async fn prepare(
     allowed_hosts: &[String],
 ) -> anyhow::Result<Prepared> {
     let listeners = if listen.ip() == Ipv4Addr::LOCALHOST {
-        server::bind_loopback(listen.port()).await
+        super::endpoint_errors::bind_loopback(listen.port()).await
     } else {
         TcpListener::bind(listen).await.map(|l| vec![l])
     }
     .with_context(|| format!("cannot listen on {listen} for the schema registry endpoint"))?;
-    let mut config = EndpointConfig::default();
+    let mut config = super::endpoint_errors::endpoint_config();
     if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
         config = config.with_allowed_host(listen.ip().to_string());
     }
@@ -137,8 +136,9 @@ pub async fn prepare(
         );
         config = config.with_allowed_host(host);
     }
-    let mut builder =
-        SchemaRegistryEndpoint::builder(provider, name.clone()).with_endpoint_config(config);
+    let mut builder = SchemaRegistryEndpoint::builder(provider, name.clone())
+        .with_endpoint_config(config)
+        .with_error_wording(registry_errors::registry_message);
     if let Some(url) = endpoint_url {
         builder = builder.with_endpoint(url);
     }

@@ -126,7 +126,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
     let listeners = match args.bind {
-        None => server::bind_loopback(args.port).await?,
+        None => super::endpoint_errors::bind_loopback(args.port).await?,
         Some(ip) => {
             let addr = SocketAddr::new(ip, args.port);
             vec![
@@ -208,7 +208,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// IP literal cannot be rebound by DNS.
 fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     let security = &args.security;
-    let mut config = EndpointConfig::default();
+    let mut config = super::endpoint_errors::endpoint_config();
     if let Some(ip) = args.bind
         && !ip.is_unspecified()
         && !ip.is_loopback()

@@ -21,9 +21,10 @@ pub(crate) enum EndpointError {
     },
     UnsupportedGrantType(String),
     Token(TokenError),
-    /// `Host` is well-formed but neither loopback nor allowed (DNS rebinding defence).
+    /// `Host` is well-formed but neither loopback nor allowed (DNS rebinding defence), with
+    /// the description the endpoint's config words it in.
     HostNotAllowed {
-        host: String,
+        description: String,
     },
     /// The request is malformed (Host missing, repeated or invalid; a body that cannot be
     /// read; a client secret in the URL): 400 `invalid_request` with what is wrong.
@@ -34,7 +35,7 @@ pub(crate) enum EndpointError {
     },
     /// Client authentication is on and the request did not pass it.
     InvalidClient {
-        reason: &'static str,
+        reason: std::borrow::Cow<'static, str>,
     },
     /// The request did not finish within the per-request deadline.
     DeadlineExceeded {
@@ -73,14 +74,9 @@ impl EndpointError {
                     grant.escape_debug()
                 ),
             ),
-            Self::HostNotAllowed { host } => (
-                StatusCode::FORBIDDEN,
-                "access_denied",
-                format!(
-                    "Host `{}` is not a loopback name or address; to answer it, start the sidecar with --allowed-host (GCP_KAFKA_AUTH_ALLOWED_HOSTS)",
-                    host.chars().take(100).collect::<String>().escape_debug()
-                ),
-            ),
+            Self::HostNotAllowed { description } => {
+                (StatusCode::FORBIDDEN, "access_denied", description.clone())
+            }
             Self::InvalidRequest(description) => (
                 StatusCode::BAD_REQUEST,
                 "invalid_request",
@@ -96,7 +92,7 @@ impl EndpointError {
             Self::InvalidClient { reason } => (
                 StatusCode::UNAUTHORIZED,
                 "invalid_client",
-                (*reason).to_owned(),
+                reason.clone().into_owned(),
             ),
             Self::DeadlineExceeded { deadline } => (
                 StatusCode::SERVICE_UNAVAILABLE,

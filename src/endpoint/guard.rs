@@ -43,6 +43,31 @@ pub struct EndpointConfig {
     any_host: bool,
     client: Option<Arc<ClientCredentials>>,
     authenticate_operations: bool,
+    /// How a [`ConfigRefusal`] reads in an answer: its `Display` (this config's method
+    /// names) unless the program serving the endpoint names its own settings.
+    wording: Option<fn(&ConfigRefusal) -> String>,
+}
+
+/// A refusal whose fix is a setting of the [`EndpointConfig`]. Its `Display` names the
+/// `EndpointConfig` method; a program that sets the config from settings of its own (the
+/// `gcp-kafka-auth-handler` binary from its flags) words it in those terms with
+/// [`EndpointConfig::with_refusal_wording`].
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigRefusal {
+    /// `Host` is neither a loopback name or address nor one of the allowed hosts.
+    #[error(
+        "Host `{host}` is not a loopback name or address; to answer it, add it with EndpointConfig::with_allowed_host"
+    )]
+    HostNotAllowed {
+        /// The `Host` value as answered: its first 100 characters, escaped.
+        host: String,
+    },
+    /// The client id or secret presented is not the one configured.
+    #[error(
+        "the client id or secret does not match the endpoint's EndpointConfig::with_client_credentials"
+    )]
+    ClientCredentialsMismatch,
 }
 
 impl EndpointConfig {
@@ -76,6 +101,22 @@ impl EndpointConfig {
     pub fn with_authenticated_operations(mut self) -> Self {
         self.authenticate_operations = true;
         self
+    }
+
+    /// How refusals whose fix is a setting of this config read in answers (default: their
+    /// `Display`, naming this config's methods): for a program whose users set the endpoint
+    /// up through settings of its own, such as command-line flags.
+    pub fn with_refusal_wording(mut self, wording: fn(&ConfigRefusal) -> String) -> Self {
+        self.wording = Some(wording);
+        self
+    }
+
+    /// `refusal` in this config's wording.
+    pub(crate) fn word(&self, refusal: &ConfigRefusal) -> String {
+        match self.wording {
+            Some(wording) => wording(refusal),
+            None => refusal.to_string(),
+        }
     }
 
     /// Whether `/readyz` and `/metrics` require the client credentials.
@@ -199,7 +240,17 @@ pub(crate) fn refusal(
         )));
     }
     if let Some(h) = candidates.into_iter().find(|h| !config.host_is_allowed(h)) {
-        return Some(EndpointError::HostNotAllowed { host: h.to_owned() });
+        let refusal = ConfigRefusal::HostNotAllowed {
+            host: h
+                .chars()
+                .take(100)
+                .collect::<String>()
+                .escape_debug()
+                .to_string(),
+        };
+        return Some(EndpointError::HostNotAllowed {
+            description: config.word(&refusal),
+        });
     }
     // RFC 6749 §2.3.1: client credentials must not travel in the request URI, which ends up in
     // access logs, proxies and shell history. Refused on every path and method.
@@ -224,20 +275,22 @@ pub(crate) fn authenticate(
     };
     let presented = match headers.get(header::AUTHORIZATION) {
         Some(value) => Some(parse_basic(value.as_bytes()).ok_or(EndpointError::InvalidClient {
-            reason: "the Authorization header is not HTTP Basic credentials (Basic base64(id:secret))",
+            reason: "the Authorization header is not HTTP Basic credentials (Basic base64(id:secret))".into(),
         })?),
         None => form_client_credentials(form),
     };
     let Some((id, secret)) = presented else {
         return Err(EndpointError::InvalidClient {
-            reason: "client authentication is required: send the configured client id and secret (HTTP Basic, or client_id and client_secret form fields)",
+            reason: "client authentication is required: send the configured client id and secret (HTTP Basic, or client_id and client_secret form fields)".into(),
         });
     };
     if expected.matches(&id, &secret) || matches_form_decoded(expected, &id, &secret) {
         Ok(())
     } else {
         Err(EndpointError::InvalidClient {
-            reason: "the client id or secret does not match the sidecar's --client-id/--client-secret",
+            reason: config
+                .word(&ConfigRefusal::ClientCredentialsMismatch)
+                .into(),
         })
     }
 }
@@ -458,6 +511,50 @@ mod tests {
             );
         }
         assert!(authenticate(&EndpointConfig::default(), &none, b"").is_ok());
+    }
+
+    #[test]
+    fn refusals_that_name_a_setting_take_the_configs_wording() {
+        let description = |config: &EndpointConfig, host: &str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::HOST, host.parse().unwrap());
+            match refusal(config, &headers, &http::Uri::from_static("/")) {
+                Some(EndpointError::HostNotAllowed { description }) => description,
+                other => panic!("{other:?}"),
+            }
+        };
+        let mismatch = |config: &EndpointConfig| {
+            let mut headers = HeaderMap::new();
+            let wrong = format!("Basic {}", STANDARD.encode("app:wrong"));
+            headers.insert(header::AUTHORIZATION, wrong.parse().unwrap());
+            match authenticate(config, &headers, b"") {
+                Err(EndpointError::InvalidClient { reason }) => reason.into_owned(),
+                other => panic!("{other:?}"),
+            }
+        };
+        let library =
+            EndpointConfig::default().with_client_credentials(ClientCredentials::new("app", "s"));
+        assert_eq!(
+            description(&library, "evil.example:80"),
+            "Host `evil.example:80` is not a loopback name or address; to answer it, add it with EndpointConfig::with_allowed_host"
+        );
+        assert_eq!(
+            mismatch(&library),
+            "the client id or secret does not match the endpoint's EndpointConfig::with_client_credentials"
+        );
+        let program = library.with_refusal_wording(|refusal| match refusal {
+            ConfigRefusal::HostNotAllowed { host } => format!("{host}: pass --allow"),
+            other => format!("flags: {other}"),
+        });
+        // The Host reaches the wording cut to 100 characters.
+        assert_eq!(
+            description(&program, &"a".repeat(120)),
+            format!("{}: pass --allow", "a".repeat(100))
+        );
+        assert_eq!(
+            mismatch(&program),
+            "flags: the client id or secret does not match the endpoint's EndpointConfig::with_client_credentials"
+        );
     }
 
     #[test]

@@ -34,7 +34,7 @@ pub(crate) use error::EndpointError;
 /// The `Host` and browser checks, also in front of the schema registry endpoint.
 #[cfg(feature = "schema-registry")]
 pub(crate) use guard::refusal;
-pub use guard::{ClientCredentials, EndpointConfig, host_without_port};
+pub use guard::{ClientCredentials, ConfigRefusal, EndpointConfig, host_without_port};
 /// The client-authentication parsers, public for the fuzz targets in `fuzz/` only: not part of
 /// the API, free to change in any release.
 #[doc(hidden)]

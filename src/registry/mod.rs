@@ -169,6 +169,7 @@ pub struct Builder {
     cache_bytes: usize,
     max_request_bytes: usize,
     timeout: Duration,
+    wording: fn(&RegistryError) -> String,
 }
 
 impl Builder {
@@ -213,6 +214,14 @@ impl Builder {
         self
     }
 
+    /// How a [`RegistryError`] reads in the endpoint's answers to clients (default: its
+    /// `Display`, naming this builder's methods): for a program whose users set the endpoint
+    /// up through settings of its own, such as command-line flags.
+    pub fn with_error_wording(mut self, wording: fn(&RegistryError) -> String) -> Self {
+        self.wording = wording;
+        self
+    }
+
     /// The endpoint.
     pub fn build(self) -> Result<SchemaRegistryEndpoint, RegistryError> {
         let client = reqwest::Client::builder()
@@ -231,6 +240,7 @@ impl Builder {
                 cache: SchemaCache::new(self.cache_entries, self.cache_bytes),
                 metrics: metrics::RegistryMetrics::new(),
                 max_request_bytes: self.max_request_bytes,
+                wording: self.wording,
                 told_about_authorization: AtomicBool::new(false),
             }),
         })
@@ -255,6 +265,8 @@ struct Shared {
     cache: SchemaCache,
     metrics: metrics::RegistryMetrics,
     max_request_bytes: usize,
+    /// How a [`RegistryError`] reads in an answer.
+    wording: fn(&RegistryError) -> String,
     /// Whether "the Authorization header is not needed" was logged at info level yet.
     told_about_authorization: AtomicBool,
 }
@@ -272,6 +284,7 @@ impl SchemaRegistryEndpoint {
             cache_bytes: 32 * 1024 * 1024,
             max_request_bytes: DEFAULT_MAX_REQUEST_BYTES,
             timeout: Duration::from_secs(60),
+            wording: |err| err.to_string(),
         }
     }
 
@@ -570,7 +583,11 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
     let base = match shared.api().await {
         Ok(base) => base,
         Err(err) => {
-            return confluent_error(StatusCode::SERVICE_UNAVAILABLE, 50003, &err.to_string());
+            return confluent_error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                50003,
+                &(shared.wording)(&err),
+            );
         }
     };
     let url = format!("{base}/v1/{}{path_and_query}", shared.name);
@@ -607,14 +624,14 @@ async fn forward_parts(shared: &Shared, parts: http::request::Parts, body: Body)
         }
         Err(err) => {
             // The URL holds no secret (the token travels in a header).
-            let url = url.split('?').next().unwrap_or_default();
+            let unreachable = RegistryError::Unreachable {
+                url: url.split('?').next().unwrap_or_default().to_owned(),
+                detail: error_chain(&err),
+            };
             return confluent_error(
                 StatusCode::BAD_GATEWAY,
                 50003,
-                &format!(
-                    "cannot reach the schema registry at {url}: {} (set --schema-registry-endpoint for a private endpoint)",
-                    error_chain(&err)
-                ),
+                &(shared.wording)(&unreachable),
             );
         }
     };

@@ -377,3 +377,37 @@ async fn impersonated_file_workforce_user_and_aws_reports() {
         assert!(!run.stdout.contains(secret));
     }
 }
+
+/// The library names where a given principal came from in its own terms; the binary (above)
+/// names its flag.
+#[tokio::test]
+async fn the_library_names_the_principals_origin_in_its_own_terms() {
+    use gcp_kafka_auth_handler::{Env, doctor};
+    let fake = FakeGoogle::start().await;
+    let principal = federated_principal("lib");
+    let plain = SidecarEnv::new(&fake);
+    let with_var =
+        SidecarEnv::new(&fake).set("GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL", principal.clone());
+    let given = doctor::Options {
+        principal: Some(principal.clone()),
+        ..doctor::Options::default()
+    };
+    let named = doctor::Options {
+        principal_origin: Some("the app's settings".to_owned()),
+        ..given.clone()
+    };
+    for (env, options, from) in [
+        (&plain, given, "from doctor::Options::principal"),
+        (&plain, named, "from the app's settings"),
+        (
+            &with_var,
+            doctor::Options::default(),
+            "from GOOGLE_MANAGED_KAFKA_AUTH_PRINCIPAL",
+        ),
+    ] {
+        let report = doctor::examine(Env::from_pairs(env.vars.clone()), options).await;
+        assert!(report.can_serve(), "{}", report.to_text());
+        assert_eq!(report.principal.as_deref(), Some(principal.as_str()));
+        assert_eq!(report.principal_from.as_deref(), Some(from));
+    }
+}

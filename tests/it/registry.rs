@@ -10,7 +10,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use fake_google::{FakeGoogle, Fault, ManagedKafkaFault};
-use gcp_kafka_auth_handler::registry::{Builder, SchemaRegistryEndpoint};
+use gcp_kafka_auth_handler::registry::{Builder, RegistryError, SchemaRegistryEndpoint};
 use gcp_kafka_auth_handler::{Env, KafkaTokenProvider};
 use serde_json::{Value, json};
 
@@ -682,7 +682,7 @@ async fn foreign_hosts_and_browsers_are_refused_before_google_is_called() {
     assert_eq!(response.header("content-type"), Some(CONFLUENT));
     assert_eq!(
         response.json(),
-        json!({"error_code": 403, "message": "Host `evil.example:8081` is not a loopback name or address; to answer it, start the sidecar with --allowed-host (GCP_KAFKA_AUTH_ALLOWED_HOSTS)"})
+        json!({"error_code": 403, "message": "Host `evil.example:8081` is not a loopback name or address; to answer it, add it with EndpointConfig::with_allowed_host"})
     );
     let response = raw_request(
         local.addr,
@@ -785,6 +785,13 @@ async fn the_schema_registry_command_serves_localhost_8081_style_and_names_a_mis
         ],
     );
     let port = sidecar.addr.port();
+    // The binary's refusal names its flag, where the library's names EndpointConfig.
+    let refused = raw_request(sidecar.addr, &get_with_host("evil.example:8081", "")).await;
+    assert_eq!(refused.status, 403);
+    assert_eq!(
+        refused.json(),
+        json!({"error_code": 403, "message": "Host `evil.example:8081` is not a loopback name or address; to answer it, start the sidecar with --allowed-host (GCP_KAFKA_AUTH_ALLOWED_HOSTS)"})
+    );
     for host in ["127.0.0.1", "[::1]"] {
         let answer = reqwest::get(format!("http://{host}:{port}/subjects"))
             .await
@@ -1007,8 +1014,23 @@ async fn no_token_is_503_and_an_unreachable_registry_502_in_confluent_shape() {
     assert!(
         message.starts_with(&format!(
             "cannot reach the schema registry at http://{closed}{PREFIX}/subjects: "
-        )) && message.ends_with("(set --schema-registry-endpoint for a private endpoint)"),
+        )) && message.ends_with("(set a private endpoint with Builder::with_endpoint)"),
         "{message}"
+    );
+    // A program words it in its own terms (the binary names --schema-registry-endpoint).
+    let worded = serve(&google, |b| {
+        b.with_endpoint(format!("http://{closed}"))
+            .with_error_wording(|err| match err {
+                RegistryError::Unreachable { url, .. } => format!("{url} is down: use --flag"),
+                other => other.to_string(),
+            })
+    })
+    .await;
+    let (status, _, body) = call(&worded, "GET", "/subjects", None).await;
+    assert_eq!(status, 502);
+    assert_eq!(
+        body["message"],
+        format!("http://{closed}{PREFIX}/subjects is down: use --flag")
     );
 }
 

@@ -173,6 +173,17 @@ async fn client_authentication_accepts_both_alphabets_and_form_fields_and_nothin
         );
         let body: serde_json::Value = response.json().await.unwrap();
         assert_eq!(body["error"], "invalid_client", "{authorization:?}");
+        // A well-formed pair that does not match names the flags that set it.
+        if authorization
+            .as_deref()
+            .is_some_and(|a| a.starts_with("Basic "))
+        {
+            assert_eq!(
+                body["error_description"],
+                "the client id or secret does not match the sidecar's --client-id/--client-secret",
+                "{authorization:?}"
+            );
+        }
     }
     // Health endpoints need no client credentials.
     let health = client.get(sidecar.url("/healthz")).send().await.unwrap();
