@@ -48,6 +48,30 @@ pub(crate) struct Upstream {
     pub max_frame: usize,
 }
 
+/// The broker dialer every connection and the bootstrap probe open broker connections with:
+/// how to reach and authenticate to brokers, the provider whose tokens authenticate them, the
+/// bootstrap servers, and the metrics each attempt's outcome is counted in.
+pub(crate) struct Dialer {
+    pub upstream: Upstream,
+    pub provider: KafkaTokenProvider,
+    pub bootstrap: Vec<(String, u16)>,
+    pub metrics: Arc<ProxyMetrics>,
+}
+
+impl Dialer {
+    /// [`Upstream::open`] with this dialer's provider and metrics.
+    pub async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        seq: &mut Sequence,
+    ) -> Result<(Box<dyn Io>, Session), UpstreamError> {
+        self.upstream
+            .open(&self.provider, &self.metrics, host, port, seq)
+            .await
+    }
+}
+
 pub(super) fn out_of_descriptors(err: &io::Error) -> bool {
     #[cfg(unix)]
     {
