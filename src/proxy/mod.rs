@@ -84,12 +84,12 @@ use tokio::sync::{mpsc, watch};
 pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
 use connection::{ConnectionContext, Target};
-pub use errors::{CheckError, NotReady, ProbeError};
+pub use errors::{CheckError, MetadataError, NotReady, ProbeError};
 pub use health::HealthPort;
 pub use limits::Limits;
 pub use nodes::BindError;
 pub use sasl::SaslMechanism;
-pub use wire::{TlsProblem, UpstreamError, UpstreamHint};
+pub use wire::{DecodeError, TlsProblem, UpstreamError, UpstreamHint};
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
