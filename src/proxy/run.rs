@@ -37,7 +37,8 @@ pub(super) struct Listening {
 }
 
 /// The registry's [`Listeners`]: binds on the proxy's addresses and starts an accept loop.
-/// Weak, as the registry is inside the context the accept loops hand out.
+/// Weak: the registry lives in the context [`Listening`] owns, so a strong reference would
+/// be a cycle that outlives the proxy.
 struct BrokerListeners(Weak<Listening>);
 
 impl Listeners for BrokerListeners {
