@@ -3,20 +3,18 @@
 use std::collections::HashMap;
 use std::net::IpAddr;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 
+use super::connection::ConnectionContext;
 use super::health::Readiness;
-use super::nodes::Nodes;
-use super::state::Shared;
 use super::{
     DEFAULT_BROKER_PORT_BASE, Limits, Proxy, SaslMechanism, dial, dial_gate, frame, limits,
     log_limit, metrics, run, upstream,
 };
 use crate::KafkaTokenProvider;
-use crate::connection_slots::Connections;
 
 /// The smallest connection buffer: a request header with a client id must fit.
 const MIN_CONNECTION_BUFFER: usize = 4096;
@@ -264,8 +262,8 @@ impl ProxyBuilder {
         };
         let (shutdown_tx, shutdown) = watch::channel(false);
         let (tracker, tracker_rx) = mpsc::channel(1);
-        let shared = Arc::new(Shared {
-            provider: self.provider,
+        let metrics = Arc::new(metrics::ProxyMetrics::default());
+        let dialer = upstream::Dialer {
             upstream: upstream::Upstream {
                 tls,
                 resolve: Arc::new(self.resolve),
@@ -275,31 +273,35 @@ impl ProxyBuilder {
                 // Set-up answers (ApiVersions, SASL) are small; never hold more for them.
                 max_frame: self.max_frame_bytes.min(self.limits.max_rewritten_response),
             },
+            provider: self.provider,
             bootstrap,
-            ports: std::sync::OnceLock::new(),
-            broker_port_base: self.broker_port_base,
-            advertised_host: self.advertised_host,
-            nodes: Nodes::default(),
-            metrics: metrics::ProxyMetrics::default(),
-            max_frame: self.max_frame_bytes,
-            budget: limits::Budget::new(self.limits.max_buffered_bytes),
-            limits: self.limits,
-            connections: Arc::new(Semaphore::new(self.limits.max_connections)),
-            slots: Connections::new(),
-            dial_gate: dial_gate::DialGate::default(),
-            log_limit: log_limit::LogLimit::default(),
-            shutdown,
-            readiness: Readiness::default(),
-            tracker: Mutex::new(Some(tracker)),
-            bind_ips: Mutex::new(Vec::new()),
-            listen: run::listen,
-        });
+            metrics: metrics.clone(),
+        };
+        let listening = run::Listening::new(
+            &self.advertised_host,
+            self.broker_port_base,
+            tracker,
+            |brokers| ConnectionContext {
+                dialer,
+                brokers,
+                dial_gate: dial_gate::DialGate::default(),
+                readiness: Arc::new(Readiness::default()),
+                metrics,
+                limits: self.limits,
+                max_frame: self.max_frame_bytes,
+                budget: limits::Budget::new(self.limits.max_buffered_bytes),
+                log_limit: log_limit::LogLimit::default(),
+                shutdown,
+            },
+        );
         Ok(Proxy {
-            shared,
+            listening,
             shutdown_tx,
             tracker_rx,
             drain_timeout: self.drain_timeout,
             probe_interval: self.probe_interval,
+            broker_port_base: self.broker_port_base,
+            advertised_host: self.advertised_host,
         })
     }
 }

@@ -42,16 +42,21 @@ use tokio::io::{
     AsyncRead, AsyncReadExt as _, AsyncWrite, AsyncWriteExt as _, ReadHalf, WriteHalf,
 };
 use tokio::net::TcpStream;
-use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::dial_gate::DialGate;
 use super::frame::{self, FrameError};
-use super::limits::{BudgetError, DRAIN_AFTER_CLIENT_STOPPED, REWRITTEN_WRITE_TIMEOUT};
-use super::metrics::{AuthOutcome, ClientMistake};
+use super::health::Readiness;
+use super::limits::{
+    Budget, BudgetError, DRAIN_AFTER_CLIENT_STOPPED, Limits, REWRITTEN_WRITE_TIMEOUT,
+};
+use super::log_limit::LogLimit;
+use super::metrics::{AuthOutcome, ClientMistake, ProxyMetrics};
+use super::nodes::Registry;
 use super::rewrite::{self, RewriteError};
 use super::sasl::{self, Conversation, Exchange, OwnRequest};
-use super::state::Shared;
-use super::upstream::Session;
+use super::upstream::{Dialer, Session};
 use super::versions::{self, Admission, Handling};
 use super::wire::{Io, Sequence, UpstreamError};
 use crate::connection_slots::ConnectionSlot;
@@ -74,6 +79,27 @@ impl Target {
             Self::Node(id) => id.to_string(),
         }
     }
+}
+
+/// What a connection is handed by the accept loop that took it: what it opens broker
+/// connections with, the node registry it looks brokers up in and records the brokers an
+/// answer names with, what it counts and is bounded by, and the shutdown signal. Nothing of
+/// the listeners' (the connection limit, the drain tracker, the addresses to bind) nor of the
+/// proxy's own (its probe, its readiness checks).
+pub(crate) struct ConnectionContext {
+    pub dialer: Dialer,
+    pub brokers: Registry,
+    /// Backs off from a broker address that keeps failing, for all connections together.
+    pub dial_gate: DialGate,
+    /// Told whether the clients' broker connections open (readiness reports the last failure).
+    pub readiness: Arc<Readiness>,
+    pub metrics: Arc<ProxyMetrics>,
+    pub limits: Limits,
+    pub max_frame: usize,
+    /// Responses held whole, all connections together.
+    pub budget: Budget,
+    pub log_limit: LogLimit,
+    pub shutdown: watch::Receiver<bool>,
 }
 
 /// A request whose response is awaited, in request order.
@@ -150,8 +176,8 @@ impl ConnError {
 
 /// Logs `line` at WARN at most once per cause and interval (with the count suppressed since),
 /// at DEBUG otherwise.
-fn log_limited(shared: &Shared, cause: &'static str, line: &str) {
-    match shared.log_limit.allow(cause) {
+fn log_limited(ctx: &ConnectionContext, cause: &'static str, line: &str) {
+    match ctx.log_limit.allow(cause) {
         Some(suppressed) => tracing::warn!(suppressed, "{line}"),
         None => tracing::debug!("{line}"),
     }
@@ -159,23 +185,23 @@ fn log_limited(shared: &Shared, cause: &'static str, line: &str) {
 
 /// Serves one accepted client until either side closes.
 pub(crate) async fn serve(
-    shared: Arc<Shared>,
+    ctx: Arc<ConnectionContext>,
     client: TcpStream,
     target: Target,
     slot: Arc<ConnectionSlot>,
 ) {
     let label = target.label();
-    shared.metrics.opened(&label);
+    ctx.metrics.opened(&label);
     let peer = client
         .peer_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    let result = serve_inner(&shared, client, target, &slot).await;
-    shared.metrics.closed(&label);
+    let result = serve_inner(&ctx, client, target, &slot).await;
+    ctx.metrics.closed(&label);
     match result {
         Ok(()) => tracing::debug!(client = %peer, listener = %label, "connection closed"),
         Err(err) => {
-            if let Some(suppressed) = shared.log_limit.allow(err.cause()) {
+            if let Some(suppressed) = ctx.log_limit.allow(err.cause()) {
                 tracing::warn!(
                     client = %peer,
                     listener = %label,
@@ -190,18 +216,18 @@ pub(crate) async fn serve(
 }
 
 async fn serve_inner(
-    shared: &Arc<Shared>,
+    ctx: &ConnectionContext,
     client: TcpStream,
     target: Target,
     slot: &Arc<ConnectionSlot>,
 ) -> Result<(), ConnError> {
     let _ = client.set_nodelay(true);
     let (client_r, client_w) = client.into_split();
-    let (tx, rx) = mpsc::channel(shared.limits.max_in_flight);
+    let (tx, rx) = mpsc::channel(ctx.limits.max_in_flight);
     let (reader_tx, reader_rx) = oneshot::channel();
-    let cap = shared.limits.connection_buffer;
+    let cap = ctx.limits.connection_buffer;
     let requests = Requests {
-        shared,
+        ctx,
         target,
         client_r,
         buf: BytesMut::with_capacity(cap),
@@ -214,10 +240,10 @@ async fn serve_inner(
         first: true,
         evicted: false,
         accepted: Instant::now(),
-        shutdown: shared.shutdown.clone(),
+        shutdown: ctx.shutdown.clone(),
     }
     .run();
-    let responses = responses(shared, reader_rx, client_w, rx, slot);
+    let responses = responses(ctx, reader_rx, client_w, rx, slot);
     tokio::pin!(requests, responses);
     tokio::select! {
         r = &mut requests => match r {
@@ -238,13 +264,13 @@ async fn serve_inner(
 
 /// Connects and authenticates to the broker this listener stands for.
 async fn open_upstream(
-    shared: &Arc<Shared>,
+    ctx: &ConnectionContext,
     target: Target,
     seq: &mut Sequence,
 ) -> Result<(Box<dyn Io>, String, Session), ConnError> {
     let candidates = match target {
-        Target::Bootstrap => shared.bootstrap.clone(),
-        Target::Node(id) => match shared.nodes.address(id) {
+        Target::Bootstrap => ctx.dialer.bootstrap.clone(),
+        Target::Node(id) => match ctx.brokers.address(id) {
             Some(a) => vec![(a.host, a.port)],
             None => {
                 return Err(ConnError::Protocol(format!(
@@ -255,20 +281,16 @@ async fn open_upstream(
     };
     let mut last = None;
     for (host, port) in candidates {
-        shared.dial_gate.admit(&host, port).await?;
-        match shared
-            .upstream
-            .open(&shared.provider, &shared.metrics, &host, port, seq)
-            .await
-        {
+        ctx.dial_gate.admit(&host, port).await?;
+        match ctx.dialer.open(&host, port, seq).await {
             Ok((stream, session)) => {
-                shared.dial_gate.succeeded(&host, port);
-                shared.readiness.upstream_succeeded();
+                ctx.dial_gate.succeeded(&host, port);
+                ctx.readiness.upstream_succeeded();
                 return Ok((stream, host, session));
             }
             Err(e) => {
                 tracing::debug!("broker {host}:{port}: {e}");
-                shared.dial_gate.failed(&host, port, &e);
+                ctx.dial_gate.failed(&host, port, &e);
                 last = Some(e);
             }
         }
@@ -279,7 +301,7 @@ async fn open_upstream(
             "no bootstrap servers configured".to_owned(),
         ));
     };
-    shared.readiness.upstream_failed(err.clone());
+    ctx.readiness.upstream_failed(err.clone());
     Err(ConnError::Upstream(err))
 }
 
@@ -311,7 +333,7 @@ struct Broker {
 
 /// Client → broker.
 struct Requests<'a, R> {
-    shared: &'a Arc<Shared>,
+    ctx: &'a ConnectionContext,
     target: Target,
     client_r: R,
     /// The client's bytes not yet written to the broker: `[..ready]` are whole requests
@@ -338,14 +360,14 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             let rest = &self.buf[self.ready..];
             if self.first && rest.len() >= 4 {
                 if let Some(mistake) = frame::classify_first_bytes(rest) {
-                    self.shared.metrics.mistake(match mistake {
+                    self.ctx.metrics.mistake(match mistake {
                         FrameError::TlsClientHello => ClientMistake::TlsOnPlaintext,
                         _ => ClientMistake::Http,
                     });
                     return Err(mistake.into());
                 }
             }
-            let total = match frame::declared_len(rest, self.shared.max_frame) {
+            let total = match frame::declared_len(rest, self.ctx.max_frame) {
                 Ok(Some(total)) => total,
                 Ok(None) => {
                     if !self.fill().await? {
@@ -354,7 +376,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     continue;
                 }
                 Err(e) => {
-                    self.shared.metrics.mistake(ClientMistake::Framing);
+                    self.ctx.metrics.mistake(ClientMistake::Framing);
                     return Err(e.into());
                 }
             };
@@ -368,12 +390,12 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             let peek = match frame::peek_request(&rest[..head]) {
                 Ok(peek) => peek,
                 Err(e) => {
-                    self.shared.metrics.mistake(ClientMistake::Framing);
+                    self.ctx.metrics.mistake(ClientMistake::Framing);
                     return Err(e.into());
                 }
             };
             self.first = false;
-            self.shared.metrics.request(peek.api_key);
+            self.ctx.metrics.request(peek.api_key);
             let admission = versions::admit(peek.api_key, peek.api_version);
             match admission {
                 Admission::Forward => self.forward(peek, total, head).await?,
@@ -386,7 +408,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     }
                 }
                 Admission::Sasl => {
-                    self.shared.metrics.mistake(ClientMistake::Sasl);
+                    self.ctx.metrics.mistake(ClientMistake::Sasl);
                     tracing::warn!(
                         "a client sent {} (its SASL credentials are not forwarded): {SASL_REFUSAL}",
                         if peek.api_key == ApiKey::SaslHandshake as i16 {
@@ -400,26 +422,26 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     return self.stop().await;
                 }
                 Admission::Hidden(key) => {
-                    self.shared.metrics.mistake(ClientMistake::Hidden);
+                    self.ctx.metrics.mistake(ClientMistake::Hidden);
                     let line = format!(
                         "a client sent {key:?} v{}, which the proxy answers itself with an error: {}",
                         peek.api_version,
                         hidden_reason(key)
                     );
-                    log_limited(self.shared, "hidden key", &line);
+                    log_limited(self.ctx, "hidden key", &line);
                     self.skip(total).await?;
                     if !self.answer(admission, peek, false).await? {
                         return self.stop().await;
                     }
                 }
                 Admission::NotOffered => {
-                    self.shared.metrics.mistake(ClientMistake::NotOffered);
+                    self.ctx.metrics.mistake(ClientMistake::NotOffered);
                     let line = format!(
                         "a client sent API key {} v{}, which the proxy does not offer (unknown to it, or a version it cannot check for broker addresses); not forwarded, closing the connection as a broker does",
                         describe_key(peek.api_key),
                         peek.api_version
                     );
-                    log_limited(self.shared, "key not offered", &line);
+                    log_limited(self.ctx, "key not offered", &line);
                     self.queue(InFlight::Close).await?;
                     return self.stop().await;
                 }
@@ -503,13 +525,13 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         self.flush().await?;
         let mut left = total - buffered;
         while left > 0 {
-            let read = tokio::time::timeout(self.shared.limits.idle_timeout, self.read_client());
+            let read = tokio::time::timeout(self.ctx.limits.idle_timeout, self.read_client());
             let n = match read.await {
                 Ok(n) => n?,
                 Err(_) => {
                     return Err(ConnError::Protocol(format!(
                         "no byte of a request's body for {:?}; closing",
-                        self.shared.limits.idle_timeout
+                        self.ctx.limits.idle_timeout
                     )));
                 }
             };
@@ -567,7 +589,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 return Ok(false);
             }
             let reauth_at = self.broker.as_ref().and_then(|b| b.reauth_at);
-            let limits = &self.shared.limits;
+            let limits = &self.ctx.limits;
             let deadline = if self.first {
                 self.accepted + limits.first_request_timeout
             } else {
@@ -625,7 +647,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             return Ok(());
         }
         let mut seq = Sequence::default();
-        let (stream, host, session) = open_upstream(self.shared, self.target, &mut seq).await?;
+        let (stream, host, session) = open_upstream(self.ctx, self.target, &mut seq).await?;
         let (r, w) = tokio::io::split(stream);
         if let Some(reader_tx) = self.reader_tx.take() {
             reader_tx.send(r).map_err(|_| {
@@ -655,7 +677,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             .as_mut()
             .expect("requests are buffered as ready only once the broker connection is open");
         broker.w.write_all(&self.buf[..self.ready]).await?;
-        self.shared
+        self.ctx
             .metrics
             .bytes_to_broker
             .fetch_add(self.ready as u64, Ordering::Relaxed);
@@ -699,7 +721,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
     /// KIP-368 re-authentication on the same connection, between client requests.
     async fn reauthenticate(&mut self) -> Result<(), ConnError> {
         self.flush().await?;
-        let shared = self.shared;
+        let ctx = self.ctx;
         let broker = self
             .broker
             .as_mut()
@@ -707,8 +729,14 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         let session = broker.session;
         let host = broker.host.clone();
         let result = async {
-            let token = shared.provider.token().await.map_err(UpstreamError::from)?;
-            let conversation = Conversation::new(shared.upstream.sasl, &host, session.sasl, &token);
+            let token = ctx
+                .dialer
+                .provider
+                .token()
+                .await
+                .map_err(UpstreamError::from)?;
+            let conversation =
+                Conversation::new(ctx.dialer.upstream.sasl, &host, session.sasl, &token);
             let mut queue = Queue {
                 tx: &self.tx,
                 slot: self.slot,
@@ -719,15 +747,15 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         .await;
         match &result {
             Ok(lifetime) => {
-                shared.metrics.auth(true, AuthOutcome::Ok);
+                ctx.metrics.auth(true, AuthOutcome::Ok);
                 tracing::debug!(broker = %host, session_lifetime_ms = lifetime, "re-authenticated");
                 broker.reauth_at = reauth_deadline(*lifetime);
                 broker.early_from = early_reauth_from(*lifetime);
             }
             Err(ConnError::Upstream(UpstreamError::Refused { .. })) => {
-                shared.metrics.auth(true, AuthOutcome::Refused)
+                ctx.metrics.auth(true, AuthOutcome::Refused)
             }
-            Err(_) => shared.metrics.auth(true, AuthOutcome::Failed),
+            Err(_) => ctx.metrics.auth(true, AuthOutcome::Failed),
         }
         result.map(|_| ())
     }
@@ -821,13 +849,13 @@ fn cut_short() -> ConnError {
 
 /// Broker → client.
 async fn responses(
-    shared: &Arc<Shared>,
+    ctx: &ConnectionContext,
     reader: oneshot::Receiver<ReadHalf<Box<dyn Io>>>,
     mut client_w: impl AsyncWrite + Unpin,
     mut rx: mpsc::Receiver<InFlight>,
     slot: &ConnectionSlot,
 ) -> Result<(), ConnError> {
-    let cap = shared.limits.connection_buffer;
+    let cap = ctx.limits.connection_buffer;
     let mut buf = BytesMut::with_capacity(cap);
     let mut reader = Some(reader);
     let mut up_r: Option<ReadHalf<Box<dyn Io>>> = None;
@@ -856,7 +884,7 @@ async fn responses(
         };
         let (proxy_id, client) = match entry {
             InFlight::Local { frame, close } => {
-                write_client(shared, &mut client_w, &frame).await?;
+                write_client(ctx, &mut client_w, &frame).await?;
                 if close {
                     let _ = client_w.shutdown().await;
                     return Ok(());
@@ -876,7 +904,7 @@ async fn responses(
             } => (proxy_id, Some((client_id, api_key, api_version))),
             InFlight::Own { proxy_id, reply } => {
                 let up = broker_reader(&mut up_r, &mut reader).await?;
-                let (frame, _held) = read_whole(shared, up, &mut buf, &SaslAnswer).await?;
+                let (frame, _held) = read_whole(ctx, up, &mut buf, &SaslAnswer).await?;
                 check_correlation(&frame, proxy_id)?;
                 let _ = reply.send(frame.freeze());
                 done(slot);
@@ -887,15 +915,15 @@ async fn responses(
         let up = broker_reader(&mut up_r, &mut reader).await?;
         match versions::handling(api_key, api_version) {
             Handling::Opaque => {
-                forward_opaque(shared, up, &mut client_w, &mut buf, proxy_id, client_id).await?;
+                forward_opaque(ctx, up, &mut client_w, &mut buf, proxy_id, client_id).await?;
             }
             Handling::Rewrite(key) => {
-                let (frame, _held) = read_whole(shared, up, &mut buf, &key).await?;
+                let (frame, _held) = read_whole(ctx, up, &mut buf, &key).await?;
                 check_correlation(&frame, proxy_id)?;
-                let out = rewritten(shared, key, api_version, client_id, frame).await?;
+                let out = rewritten(ctx, key, api_version, client_id, frame).await?;
                 match tokio::time::timeout(
                     REWRITTEN_WRITE_TIMEOUT,
-                    write_client(shared, &mut client_w, &out),
+                    write_client(ctx, &mut client_w, &out),
                 )
                 .await
                 {
@@ -952,13 +980,12 @@ fn check_correlation(frame: &[u8], proxy_id: i32) -> Result<(), ConnError> {
 }
 
 async fn write_client(
-    shared: &Shared,
+    ctx: &ConnectionContext,
     client_w: &mut (impl AsyncWrite + Unpin),
     bytes: &[u8],
 ) -> std::io::Result<()> {
     client_w.write_all(bytes).await?;
-    shared
-        .metrics
+    ctx.metrics
         .bytes_to_client
         .fetch_add(bytes.len() as u64, Ordering::Relaxed);
     Ok(())
@@ -970,27 +997,27 @@ async fn write_client(
 /// then neither held in memory nor delayed until its last byte has crossed the broker
 /// connection.
 async fn forward_opaque(
-    shared: &Shared,
+    ctx: &ConnectionContext,
     up_r: &mut (impl AsyncRead + Unpin),
     client_w: &mut (impl AsyncWrite + Unpin),
     buf: &mut BytesMut,
     proxy_id: i32,
     client_id: i32,
 ) -> Result<(), ConnError> {
-    let cap = shared.limits.connection_buffer;
+    let cap = ctx.limits.connection_buffer;
     while buf.len() < frame::SIZE_LEN + 4 {
         if read_broker(up_r, buf, cap).await? == 0 {
             return Err(cut_short());
         }
     }
-    let total = frame::declared_len(buf, shared.max_frame)?.expect("the size prefix is in");
+    let total = frame::declared_len(buf, ctx.max_frame)?.expect("the size prefix is in");
     check_correlation(&buf[..total.min(buf.len())], proxy_id)?;
     frame::set_response_correlation_id(buf, client_id);
     let mut left = total;
     loop {
         let n = left.min(buf.len());
         if n > 0 {
-            write_client(shared, client_w, &buf[..n]).await?;
+            write_client(ctx, client_w, &buf[..n]).await?;
             buf.advance(n);
             left -= n;
         }
@@ -1016,19 +1043,19 @@ impl std::fmt::Debug for SaslAnswer {
 /// within the size limit and the process-wide budget, which stays held until the returned
 /// permit is dropped.
 async fn read_whole(
-    shared: &Shared,
+    ctx: &ConnectionContext,
     up_r: &mut (impl AsyncRead + Unpin),
     buf: &mut BytesMut,
     what: &(dyn std::fmt::Debug + Sync),
 ) -> Result<(BytesMut, OwnedSemaphorePermit), ConnError> {
-    let cap = shared.limits.connection_buffer;
+    let cap = ctx.limits.connection_buffer;
     while buf.len() < frame::SIZE_LEN {
         if read_broker(up_r, buf, cap).await? == 0 {
             return Err(cut_short());
         }
     }
-    let total = frame::declared_len(buf, shared.max_frame)?.expect("the size prefix is in");
-    let limit = shared.limits.max_rewritten_response;
+    let total = frame::declared_len(buf, ctx.max_frame)?.expect("the size prefix is in");
+    let limit = ctx.limits.max_rewritten_response;
     if total > limit {
         return Err(BudgetError::TooLarge {
             what: format!("{what:?}"),
@@ -1037,7 +1064,7 @@ async fn read_whole(
         }
         .into());
     }
-    let held = shared.budget.hold(total).await;
+    let held = ctx.budget.hold(total).await;
     let mut frame = BytesMut::with_capacity(total);
     let take = total.min(buf.len());
     frame.extend_from_slice(&buf[..take]);
@@ -1054,7 +1081,7 @@ async fn read_whole(
 /// Decodes, rewrites and re-encodes one response; makes sure every broker it names has a
 /// local listener before the client can learn its port.
 async fn rewritten(
-    shared: &Arc<Shared>,
+    ctx: &ConnectionContext,
     key: ApiKey,
     version: i16,
     client_id: i32,
@@ -1068,9 +1095,9 @@ async fn rewritten(
         })?;
     }
     let body = frame_bytes.split_off(header_end).freeze();
-    let rewritten = rewrite::rewrite(key, version, body, shared.ports())?;
-    shared.observe(&rewritten.brokers)?;
-    shared.metrics.rewrite(key, rewritten.brokers.len());
+    let rewritten = rewrite::rewrite(key, version, body, ctx.brokers.ports())?;
+    ctx.brokers.observe(&rewritten.brokers)?;
+    ctx.metrics.rewrite(key, rewritten.brokers.len());
     if let Some(report) = &rewritten.api_versions {
         if !report.removed.is_empty() {
             tracing::debug!(removed = ?report.removed, capped = ?report.capped, "ApiVersions filtered");

@@ -345,7 +345,14 @@ mod tests {
             Ok("bootstrap Metadata round trip succeeded; 3 brokers".to_owned())
         );
         r.probe_failed(ProbeError::Metadata(
-            "bootstrap server b:9092: Metadata failed: eof".to_owned(),
+            super::super::errors::MetadataError::Exchange {
+                host: "b".to_owned(),
+                port: 9092,
+                error: Arc::new(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "eof",
+                )),
+            },
         ));
         assert_eq!(
             status(&r),
@@ -364,7 +371,7 @@ mod tests {
             let n = calls.len();
             async move {
                 if n <= 3 {
-                    Err(ProbeError::Metadata(format!("try {n}")))
+                    Err(ProbeError::NoBrokers)
                 } else {
                     Ok(2)
                 }

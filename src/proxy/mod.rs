@@ -38,12 +38,13 @@
 //!
 //! Private modules, by job: `frame` (framing, header peek), `versions` (the table of
 //! rewritten keys, one row each, and ApiVersions filtering), `rewrite` (dispatch by row; the
-//! address swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `state` (what listeners
-//! and connections share), `run` (accept loops, broker listeners, the bootstrap probe),
-//! `nodes` (the node registry, behind an injected `Listeners`), `health` (readiness and the
+//! address swaps are in `addresses`), `builder` ([`ProxyBuilder`]), `run` (accept loops and
+//! their state, broker listeners, the bootstrap probe), `nodes` (the node registry and port
+//! map, binding through an injected `Listeners`), `health` (readiness and the
 //! health port, [`HealthPort`], over `HealthSource`), `upstream` (TCP, TLS, ApiVersions, the probe's
 //! Metadata), `sasl` (the SASL conversation, sans-IO, one file per mechanism), `wire` (the
-//! proxy's own requests and frames), `connection` (one client and its broker connection),
+//! proxy's own requests and frames), `connection` (one client and its broker connection,
+//! handed a `ConnectionContext`: the dialer, the registry, metrics, limits, shutdown),
 //! `metrics`. `fuzz_hooks` and `bench_hooks` are hidden entry points for the fuzz targets,
 //! property tests and benchmarks, in plain bytes and integers, free to change.
 
@@ -67,7 +68,6 @@ mod nodes;
 mod rewrite;
 mod run;
 mod sasl;
-mod state;
 mod upstream;
 mod versions;
 mod wire;
@@ -83,15 +83,13 @@ use tokio::sync::{mpsc, watch};
 
 pub use addresses::{BrokerAddress, PortError};
 pub use builder::{ProxyBuildError, ProxyBuilder};
-use connection::Target;
-pub use errors::{CheckError, NotReady, ProbeError};
+use connection::{ConnectionContext, Target};
+pub use errors::{CheckError, MetadataError, NotReady, ProbeError};
 pub use health::HealthPort;
 pub use limits::Limits;
 pub use nodes::BindError;
-use rewrite::PortMap;
 pub use sasl::SaslMechanism;
-use state::Shared;
-pub use wire::{TlsProblem, UpstreamError, UpstreamHint};
+pub use wire::{DecodeError, TlsProblem, UpstreamError, UpstreamHint};
 
 /// The default bootstrap listener.
 pub const DEFAULT_LISTEN: SocketAddr = SocketAddr::new(IpAddr::V4(Ipv4Addr::LOCALHOST), 9092);
@@ -100,19 +98,22 @@ pub const DEFAULT_BROKER_PORT_BASE: u16 = 9093;
 
 /// The Kafka-protocol proxy; see the [module documentation](self).
 pub struct Proxy {
-    shared: Arc<Shared>,
+    /// The accept loops' state, holding the context every connection is handed.
+    listening: Arc<run::Listening>,
     shutdown_tx: watch::Sender<bool>,
     tracker_rx: mpsc::Receiver<()>,
     drain_timeout: Duration,
     probe_interval: Duration,
+    broker_port_base: u16,
+    advertised_host: String,
 }
 
 impl std::fmt::Debug for Proxy {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Proxy")
-            .field("bootstrap", &self.shared.bootstrap)
-            .field("broker_port_base", &self.shared.broker_port_base)
-            .field("advertised_host", &self.shared.advertised_host)
+            .field("bootstrap", &self.serving().dialer.bootstrap)
+            .field("broker_port_base", &self.broker_port_base)
+            .field("advertised_host", &self.advertised_host)
             .finish_non_exhaustive()
     }
 }
@@ -130,25 +131,29 @@ pub enum ProxyError {
 }
 
 impl Proxy {
+    /// What this proxy's connections are handed: its dialer, registry, readiness and metrics.
+    fn serving(&self) -> &ConnectionContext {
+        &self.listening.serving
+    }
+
     /// The start-up probe once, without binding listeners (`proxy --check`): waits for a
     /// token, then connects to a bootstrap server, authenticates and asks Metadata. `Ok`
     /// lists the brokers and the local port each would get; `Err` says what failed (no
     /// credentials, unreachable bootstrap, TLS, SASL refusal, a node id without a port) and
     /// how to fix it.
     pub async fn check(&self) -> Result<Vec<(BrokerAddress, u16)>, CheckError> {
-        self.shared
-            .provider
-            .token()
-            .await
-            .map_err(|error| CheckError::Token {
-                token_source: self.shared.provider.describe_source(),
-                error,
-            })?;
-        let brokers = run::probe_brokers(&self.shared).await?;
+        let serving = self.serving();
+        let provider = &serving.dialer.provider;
+        provider.token().await.map_err(|error| CheckError::Token {
+            token_source: provider.describe_source(),
+            error,
+        })?;
+        let max_answer = serving.limits.max_rewritten_response;
+        let brokers = run::probe_brokers(&serving.dialer, max_answer).await?;
         brokers
             .into_iter()
             .map(|b| {
-                let port = self.shared.ports().port(b.node_id)?;
+                let port = serving.brokers.ports().port(b.node_id)?;
                 Ok((b, port))
             })
             .collect()
@@ -157,14 +162,20 @@ impl Proxy {
     /// Whether the proxy is ready (a token is cached and the bootstrap Metadata probe
     /// succeeded), with what was checked; or why not.
     pub fn readiness(&self) -> Result<String, NotReady> {
-        readiness(&self.shared)
+        let serving = self.serving();
+        readiness(&serving.dialer.provider, &serving.readiness)
     }
 
     /// A handle on this proxy's readiness and metrics that stays usable while [`run`](Self::run)
     /// owns the proxy (for a health port serving several proxies).
     pub fn status(&self) -> ProxyStatus {
+        let serving = self.serving();
         ProxyStatus {
-            shared: self.shared.clone(),
+            provider: serving.dialer.provider.clone(),
+            bootstrap: serving.dialer.bootstrap.clone(),
+            readiness: serving.readiness.clone(),
+            metrics: serving.metrics.clone(),
+            budget: serving.budget.clone(),
         }
     }
 
@@ -173,7 +184,7 @@ impl Proxy {
     /// endpoint's checks: loopback `Host`s only, browsers refused, `nosniff`.
     pub fn router(&self) -> Router {
         let port = HealthPort::new();
-        port.set_provider(self.shared.provider.clone());
+        port.set_provider(self.serving().dialer.provider.clone());
         // With one proxy, its label is shown nowhere.
         port.set_proxies([(String::new(), self.status())]);
         crate::endpoint::protect(port.router(), crate::endpoint::EndpointConfig::default())
@@ -210,18 +221,15 @@ impl Proxy {
             ips.push(listener.local_addr()?.ip());
         }
         *self
-            .shared
+            .listening
             .bind_ips
             .lock()
             .unwrap_or_else(|p| p.into_inner()) = ips.clone();
+        let serving = self.listening.serving.clone();
         // A node id whose port would be the bootstrap port is refused when first seen.
-        let _ = self.shared.ports.set(PortMap::new(
-            &self.shared.advertised_host,
-            self.shared.broker_port_base,
-            local.port(),
-        ));
+        serving.brokers.reserve_bootstrap_port(local.port());
         let Some(tracker) = self
-            .shared
+            .listening
             .tracker
             .lock()
             .unwrap_or_else(|p| p.into_inner())
@@ -232,14 +240,14 @@ impl Proxy {
         tracing::info!(
             listen = %local,
             also = ?&ips[1..],
-            bootstrap = ?self.shared.bootstrap,
-            broker_port_base = self.shared.broker_port_base,
-            advertised_host = %self.shared.advertised_host,
-            sasl = self.shared.upstream.sasl.name(),
-            tls = self.shared.upstream.tls.is_some(),
+            bootstrap = ?serving.dialer.bootstrap,
+            broker_port_base = self.broker_port_base,
+            advertised_host = %self.advertised_host,
+            sasl = serving.dialer.upstream.sasl.name(),
+            tls = serving.dialer.upstream.tls.is_some(),
             "proxy listening; clients set only bootstrap.servers={local}"
         );
-        if self.shared.upstream.tls.is_none() {
+        if serving.dialer.upstream.tls.is_none() {
             tracing::warn!(
                 "--upstream-tls=false: broker connections are plaintext and tokens cross the network readable; use this only with a local test broker"
             );
@@ -248,7 +256,7 @@ impl Proxy {
             .into_iter()
             .map(|listener| {
                 tokio::spawn(run::accept_loop(
-                    self.shared.clone(),
+                    self.listening.clone(),
                     listener,
                     Target::Bootstrap,
                     tracker.clone(),
@@ -256,10 +264,18 @@ impl Proxy {
             })
             .collect();
         drop(tracker);
-        let shared = self.shared.clone();
         let interval = self.probe_interval;
         let probe = tokio::spawn(async move {
-            health::probe_loop(&shared.readiness, interval, || run::probe(&shared)).await
+            let max_answer = serving.limits.max_rewritten_response;
+            health::probe_loop(&serving.readiness, interval, || {
+                run::probe(
+                    &serving.dialer,
+                    &serving.brokers,
+                    &serving.readiness,
+                    max_answer,
+                )
+            })
+            .await
         });
         shutdown.await;
         tracing::info!("shutting down: no new connections; answering requests in flight");
@@ -269,7 +285,7 @@ impl Proxy {
             let _ = accept.await;
         }
         drop(
-            self.shared
+            self.listening
                 .tracker
                 .lock()
                 .unwrap_or_else(|p| p.into_inner())
@@ -291,13 +307,17 @@ impl Proxy {
 /// A proxy's readiness and metrics, from [`Proxy::status`].
 #[derive(Clone)]
 pub struct ProxyStatus {
-    shared: Arc<Shared>,
+    provider: crate::KafkaTokenProvider,
+    bootstrap: Vec<(String, u16)>,
+    readiness: Arc<health::Readiness>,
+    metrics: Arc<metrics::ProxyMetrics>,
+    budget: limits::Budget,
 }
 
 impl std::fmt::Debug for ProxyStatus {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ProxyStatus")
-            .field("bootstrap", &self.shared.bootstrap)
+            .field("bootstrap", &self.bootstrap)
             .finish_non_exhaustive()
     }
 }
@@ -305,8 +325,20 @@ impl std::fmt::Debug for ProxyStatus {
 impl ProxyStatus {
     /// As [`Proxy::readiness`].
     pub fn readiness(&self) -> Result<String, NotReady> {
-        readiness(&self.shared)
+        readiness(&self.provider, &self.readiness)
     }
+}
+
+fn readiness(
+    provider: &crate::KafkaTokenProvider,
+    readiness: &health::Readiness,
+) -> Result<String, NotReady> {
+    if !provider.is_ready() {
+        return Err(NotReady::NoToken {
+            token_source: provider.describe_source(),
+        });
+    }
+    readiness.status()
 }
 
 /// What a client behind the proxy sets, for every client family (`client-config --client
@@ -340,21 +372,12 @@ security.protocol=PLAINTEXT
     )
 }
 
-fn readiness(shared: &Shared) -> Result<String, NotReady> {
-    if !shared.provider.is_ready() {
-        return Err(NotReady::NoToken {
-            token_source: shared.provider.describe_source(),
-        });
-    }
-    shared.readiness.status()
-}
-
 impl health::HealthSource for ProxyStatus {
     fn readiness(&self) -> Result<String, NotReady> {
-        readiness(&self.shared)
+        readiness(&self.provider, &self.readiness)
     }
 
     fn families(&self) -> Vec<metrics::Family> {
-        self.shared.metrics.families(self.shared.budget.in_use())
+        self.metrics.families(self.budget.in_use())
     }
 }

@@ -15,6 +15,7 @@ use rustls::pki_types::ServerName;
 use tokio::io::AsyncWriteExt as _;
 use tokio::net::TcpStream;
 
+use super::errors::MetadataError;
 use super::metrics::{AuthOutcome, ProxyMetrics};
 use super::rewrite::BrokerAddress;
 use super::sasl::{self, Conversation, Exchange, OwnRequest, SaslMechanism, SaslVersions};
@@ -46,6 +47,30 @@ pub(crate) struct Upstream {
     pub sasl: SaslMechanism,
     pub connect_timeout: Duration,
     pub max_frame: usize,
+}
+
+/// The broker dialer every connection and the bootstrap probe open broker connections with:
+/// how to reach and authenticate to brokers, the provider whose tokens authenticate them, the
+/// bootstrap servers, and the metrics each attempt's outcome is counted in.
+pub(crate) struct Dialer {
+    pub upstream: Upstream,
+    pub provider: KafkaTokenProvider,
+    pub bootstrap: Vec<(String, u16)>,
+    pub metrics: Arc<ProxyMetrics>,
+}
+
+impl Dialer {
+    /// [`Upstream::open`] with this dialer's provider and metrics.
+    pub async fn open(
+        &self,
+        host: &str,
+        port: u16,
+        seq: &mut Sequence,
+    ) -> Result<(Box<dyn Io>, Session), UpstreamError> {
+        self.upstream
+            .open(&self.provider, &self.metrics, host, port, seq)
+            .await
+    }
 }
 
 pub(super) fn out_of_descriptors(err: &io::Error) -> bool {
@@ -270,7 +295,8 @@ impl Upstream {
             during: "ApiVersions",
         };
         let frame = socket.exchange(&request).await?;
-        let (got, versions) = decode_response::<ApiVersionsRequest>(frame, 0).map_err(protocol)?;
+        let (got, versions) =
+            decode_response::<ApiVersionsRequest>(frame, 0).map_err(|e| protocol(e.to_string()))?;
         check_id(got, id).map_err(protocol)?;
         let range = |key: ApiKey| {
             versions
@@ -335,26 +361,28 @@ impl Exchange for Socket<'_> {
 }
 
 /// The readiness probe's round trip on an authenticated connection to bootstrap server
-/// `host:port`: Metadata with no topics, answered within `max_answer` bytes. `Err` is the
-/// reason, naming the server.
+/// `host:port`: Metadata with no topics, answered within `max_answer` bytes. `Err` says
+/// why, naming the server.
 pub(crate) async fn probe_metadata(
     stream: &mut Box<dyn Io>,
     host: &str,
     port: u16,
     seq: &mut Sequence,
     max_answer: usize,
-) -> Result<Vec<BrokerAddress>, String> {
+) -> Result<Vec<BrokerAddress>, MetadataError> {
     let id = seq.next_id();
     let request = encode_request(
         &MetadataRequest::default().with_topics(Some(Vec::new())),
         PROBE_METADATA_VERSION,
         id,
     );
+    let mut too_large = None;
     let answer = async {
         stream.write_all(&request).await?;
         read_frame(stream, |size| {
             let len = u32::from_be_bytes(size) as usize;
             if len > max_answer {
+                too_large = Some(len);
                 return Err(io::Error::other(format!("a {len}-byte Metadata answer")));
             }
             Ok(len)
@@ -362,11 +390,27 @@ pub(crate) async fn probe_metadata(
         .await
     }
     .await;
-    let frame =
-        answer.map_err(|e| format!("bootstrap server {host}:{port}: Metadata failed: {e}"))?;
+    let frame = answer.map_err(|error| match too_large {
+        Some(size) => MetadataError::TooLarge {
+            host: host.to_owned(),
+            port,
+            size,
+            limit: max_answer,
+        },
+        None => MetadataError::Exchange {
+            host: host.to_owned(),
+            port,
+            error: Arc::new(error),
+        },
+    })?;
     let (_, metadata): (i32, MetadataResponse) =
-        decode_response::<MetadataRequest>(frame, PROBE_METADATA_VERSION)
-            .map_err(|e| format!("bootstrap server {host}:{port}: {e}"))?;
+        decode_response::<MetadataRequest>(frame, PROBE_METADATA_VERSION).map_err(|error| {
+            MetadataError::Decode {
+                host: host.to_owned(),
+                port,
+                error,
+            }
+        })?;
     Ok(metadata
         .brokers
         .iter()

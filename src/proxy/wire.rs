@@ -153,6 +153,31 @@ pub enum UpstreamError {
     },
 }
 
+/// A broker's answer that does not decode as the response the proxy asked for.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum DecodeError {
+    /// The response header does not decode.
+    #[error("bad response header: {detail}")]
+    Header {
+        /// The decoder's complaint.
+        detail: String,
+    },
+    /// The response body does not decode as the request's response.
+    #[error("bad {} response: {detail}", api_name(*.api_key))]
+    Body {
+        /// The request's API key.
+        api_key: i16,
+        /// The decoder's complaint.
+        detail: String,
+    },
+}
+
+/// An API key as the decode errors name it.
+fn api_name(api_key: i16) -> String {
+    format!("{:?}", ApiKey::try_from(api_key))
+}
+
 /// The correlation ids the proxy uses on a broker connection: its own sequence, so its own
 /// requests can never collide with a client's.
 #[derive(Debug, Default)]
@@ -194,12 +219,18 @@ pub(crate) fn encode_request<R: Request>(
 pub(crate) fn decode_response<R: Request>(
     frame: Bytes,
     version: i16,
-) -> Result<(i32, R::Response), String> {
+) -> Result<(i32, R::Response), DecodeError> {
     let mut buf = frame.slice(frame::SIZE_LEN..);
-    let header = ResponseHeader::decode(&mut buf, R::Response::header_version(version))
-        .map_err(|e| format!("bad response header: {e:#}"))?;
-    let body = R::Response::decode(&mut buf, version)
-        .map_err(|e| format!("bad {:?} response: {e:#}", ApiKey::try_from(R::KEY)))?;
+    let header =
+        ResponseHeader::decode(&mut buf, R::Response::header_version(version)).map_err(|e| {
+            DecodeError::Header {
+                detail: format!("{e:#}"),
+            }
+        })?;
+    let body = R::Response::decode(&mut buf, version).map_err(|e| DecodeError::Body {
+        api_key: R::KEY,
+        detail: format!("{e:#}"),
+    })?;
     Ok((header.correlation_id, body))
 }
 

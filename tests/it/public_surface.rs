@@ -47,12 +47,12 @@ const ALLOWED: &[&str] = &[
     "hidden pub mod fuzz_hooks;",
     "pub use addresses::{BrokerAddress, PortError};",
     "pub use builder::{ProxyBuildError, ProxyBuilder};",
-    "pub use errors::{CheckError, NotReady, ProbeError};",
+    "pub use errors::{CheckError, MetadataError, NotReady, ProbeError};",
     "pub use health::HealthPort;",
     "pub use limits::Limits;",
     "pub use nodes::BindError;",
     "pub use sasl::SaslMechanism;",
-    "pub use wire::{TlsProblem, UpstreamError, UpstreamHint};",
+    "pub use wire::{DecodeError, TlsProblem, UpstreamError, UpstreamHint};",
 ];
 
 #[test]

@@ -221,7 +221,7 @@ impl Conversation {
     fn check_handshake(&self, frame: Bytes) -> Result<(), UpstreamError> {
         let (got, response) =
             decode_response::<SaslHandshakeRequest>(frame, self.versions.handshake)
-                .map_err(|d| self.protocol(d))?;
+                .map_err(|e| self.protocol(e.to_string()))?;
         check_id(got, self.pending).map_err(|d| self.protocol(d))?;
         let response: SaslHandshakeResponse = response;
         if response.error_code != 0 {
@@ -242,7 +242,7 @@ impl Conversation {
     fn decode_authenticate(&self, frame: Bytes) -> Result<SaslAuthenticateResponse, UpstreamError> {
         let (got, response) =
             decode_response::<SaslAuthenticateRequest>(frame, self.versions.authenticate)
-                .map_err(|d| self.protocol(d))?;
+                .map_err(|e| self.protocol(e.to_string()))?;
         check_id(got, self.pending).map_err(|d| self.protocol(d))?;
         Ok(response)
     }
