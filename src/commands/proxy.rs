@@ -18,6 +18,7 @@ use std::process::ExitCode;
 
 use anyhow::Context as _;
 
+use crate::commands::endpoint_errors::Port;
 pub use crate::commands::proxy_args::ProxyArgs;
 use crate::commands::proxy_errors;
 use crate::commands::proxy_listen::{bind, max_connections, refuse_remote};
@@ -61,7 +62,7 @@ pub async fn run(args: ProxyArgs) -> anyhow::Result<ExitCode> {
     // refused, and the health port answers while the credentials load.
     let mut listeners = Vec::new();
     for plan in &plans {
-        let bound = bind(plan.listen)
+        let bound = bind(plan.listen, Port::ProxyListen)
             .await
             .with_context(|| format!("cannot listen on {} for {}", plan.listen, plan.label))?;
         listeners.push(bound);

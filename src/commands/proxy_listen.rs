@@ -7,11 +7,14 @@ use std::net::{IpAddr, SocketAddr};
 use anyhow::anyhow;
 use tokio::net::TcpListener;
 
-/// Binds `addr`; 127.0.0.1 also binds ::1 on the same port, so no other local process can
+use crate::commands::endpoint_errors::Port;
+
+/// Binds `addr` for `port` (the Kafka listener or the token endpoint, whose flag a taken
+/// port names); 127.0.0.1 also binds ::1 on the same port, so no other local process can
 /// squat the half of `localhost` left free.
-pub async fn bind(addr: SocketAddr) -> std::io::Result<Vec<TcpListener>> {
+pub async fn bind(addr: SocketAddr, port: Port) -> std::io::Result<Vec<TcpListener>> {
     if addr.ip() == std::net::Ipv4Addr::LOCALHOST {
-        super::endpoint_errors::bind_loopback(addr.port()).await
+        super::endpoint_errors::bind_loopback(addr.port(), port).await
     } else {
         TcpListener::bind(addr).await.map(|l| vec![l])
     }

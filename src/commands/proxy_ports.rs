@@ -13,6 +13,7 @@ use gcp_kafka_auth_handler::proxy::{HealthPort, ProxyStatus};
 use gcp_kafka_auth_handler::{KafkaTokenProvider, endpoint, server};
 use tokio::task::JoinHandle;
 
+use crate::commands::endpoint_errors::Port;
 use crate::commands::proxy_args::ProxyArgs;
 use crate::commands::proxy_listen::bind;
 use crate::commands::proxy_stop::Stop;
@@ -44,7 +45,10 @@ impl Ports {
             tracing::info!(target: super::PROXY_LOG_TARGET, address = %listener.local_addr()?, "admin server: POST http://{}/quitquitquit stops the proxy", listener.local_addr()?);
             Some(tokio::spawn(server::serve(
                 vec![listener],
-                endpoint::protect(stop.admin_router(), endpoint_errors::endpoint_config()),
+                endpoint::protect(
+                    stop.admin_router(),
+                    endpoint_errors::endpoint_config(Port::ProxyAdmin),
+                ),
                 server::Limits {
                     max_connections: 8,
                     ..server::Limits::default()
@@ -62,9 +66,9 @@ impl Ports {
         // Loopback: the token endpoint's Host check against DNS rebinding. Elsewhere (a pod's
         // address, for kubelet probes) any Host, but browsers are refused everywhere.
         let ops_guard = if args.http_address.is_loopback() {
-            endpoint_errors::endpoint_config()
+            endpoint_errors::endpoint_config(Port::ProxyHealth)
         } else {
-            endpoint_errors::endpoint_config().allow_any_host()
+            endpoint_errors::endpoint_config(Port::ProxyHealth).allow_any_host()
         };
         let ops = tokio::spawn(server::serve(
             vec![http],
@@ -96,14 +100,14 @@ impl Ports {
         self.health.set_provider(provider.clone());
         if let Some(addr) = args.token_endpoint {
             // 127.0.0.1 (the default) holds ::1 on the same port too, as `serve` does.
-            let listeners = bind(addr)
+            let listeners = bind(addr, Port::ProxyTokenEndpoint)
                 .await
                 .with_context(|| format!("cannot listen on --token-endpoint {addr}"))?;
             let local = listeners[0].local_addr()?;
             tracing::info!(target: super::PROXY_LOG_TARGET, address = %local, "token endpoint is http://{local}");
             self.token = Some(tokio::spawn(server::serve(
                 listeners,
-                provider.router_with(endpoint_errors::endpoint_config()),
+                provider.router_with(endpoint_errors::endpoint_config(Port::ProxyTokenEndpoint)),
                 server::Limits::default(),
                 stop.stopped(),
                 args.max_sigterm_delay,
@@ -117,6 +121,7 @@ impl Ports {
                 args.registry.schema_registry_endpoint.as_deref(),
                 args.quota_project.as_deref(),
                 &[],
+                Port::ProxySchemaRegistry,
             )
             .await?;
             self.registry = Some(tokio::spawn(schema_registry::serve(

@@ -12,6 +12,7 @@ use gcp_kafka_auth_handler::{KafkaTokenProvider, server};
 use tokio::net::TcpListener;
 
 use crate::commands::args::{LogArgs, ProviderArgs, parse_duration};
+use crate::commands::endpoint_errors::Port;
 use crate::commands::registry_errors;
 
 #[derive(Debug, Args)]
@@ -109,7 +110,8 @@ pub struct Prepared {
     pub endpoint: SchemaRegistryEndpoint,
 }
 
-/// Binds `listen` (both loopback families for 127.0.0.1), builds the endpoint and checks
+/// Binds `listen` (both loopback families for 127.0.0.1), builds the endpoint (a taken port
+/// and a refused `Host` worded for `port`, the command serving it) and checks
 /// that the registry exists and may be read, retrying what may pass (5xx, network) twice.
 pub async fn prepare(
     provider: KafkaTokenProvider,
@@ -118,14 +120,15 @@ pub async fn prepare(
     endpoint_url: Option<&str>,
     quota_project: Option<&str>,
     allowed_hosts: &[String],
+    port: Port,
 ) -> anyhow::Result<Prepared> {
     let listeners = if listen.ip() == Ipv4Addr::LOCALHOST {
-        super::endpoint_errors::bind_loopback(listen.port()).await
+        super::endpoint_errors::bind_loopback(listen.port(), port).await
     } else {
         TcpListener::bind(listen).await.map(|l| vec![l])
     }
     .with_context(|| format!("cannot listen on {listen} for the schema registry endpoint"))?;
-    let mut config = super::endpoint_errors::endpoint_config();
+    let mut config = super::endpoint_errors::endpoint_config(port);
     if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
         config = config.with_allowed_host(listen.ip().to_string());
     }
@@ -219,6 +222,7 @@ pub async fn run(args: SchemaRegistryArgs) -> anyhow::Result<()> {
         args.schema_registry_endpoint.as_deref(),
         args.quota_project.as_deref(),
         &args.allowed_hosts,
+        Port::SchemaRegistry,
     )
     .await?;
     serve(prepared, shutdown, args.shutdown_timeout).await?;

@@ -11,6 +11,7 @@ use gcp_kafka_auth_handler::files;
 use gcp_kafka_auth_handler::server;
 
 use crate::commands::args::{LogArgs, ProviderArgs, Secret, parse_duration};
+use crate::commands::endpoint_errors::Port;
 use crate::commands::schema_registry::{self, RegistryFlags};
 
 #[derive(Debug, Args)]
@@ -126,7 +127,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     // clients (tens of milliseconds), and clients that connect meanwhile wait in the backlog
     // instead of being refused.
     let listeners = match args.bind {
-        None => super::endpoint_errors::bind_loopback(args.port).await?,
+        None => super::endpoint_errors::bind_loopback(args.port, Port::Serve).await?,
         Some(ip) => {
             let addr = SocketAddr::new(ip, args.port);
             vec![
@@ -177,6 +178,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
                 args.registry.schema_registry_endpoint.as_deref(),
                 args.quota_project.as_deref(),
                 &args.security.allowed_hosts,
+                Port::ServeSchemaRegistry,
             )
             .await?;
             Some(tokio::spawn(schema_registry::serve(
@@ -208,7 +210,7 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
 /// IP literal cannot be rebound by DNS.
 fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     let security = &args.security;
-    let mut config = super::endpoint_errors::endpoint_config();
+    let mut config = super::endpoint_errors::endpoint_config(Port::Serve);
     if let Some(ip) = args.bind
         && !ip.is_unspecified()
         && !ip.is_loopback()

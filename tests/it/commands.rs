@@ -1,6 +1,6 @@
 //! The subcommands beyond `serve`, through the real binary: `token` (once and `--output`),
 //! `client-config` (golden files checked against the client rules), `healthcheck`,
-//! `completions`.
+//! `completions`, and `proxy`'s words for a taken port.
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -797,6 +797,43 @@ async fn healthcheck_exits_0_when_ready_and_1_otherwise() {
             && stdout.contains(MDS_EMAIL),
         "{stdout}"
     );
+}
+
+// ---- a taken port ---------------------------------------------------------------------------
+
+/// `proxy` has no `--port` or `--bind` (those are `serve`'s): a taken Kafka port names the flag
+/// that moves it, `--listen`, and the start fails with exit status 2 before anything else.
+#[tokio::test]
+async fn proxy_names_listen_when_its_kafka_port_is_taken() {
+    let squatter = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = squatter.local_addr().unwrap().port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut command = tokio::process::Command::from(command(
+        &empty_env(),
+        &[
+            "proxy",
+            "--bootstrap-server",
+            "127.0.0.1:1",
+            "--listen",
+            &listen,
+            "--log",
+            "off",
+        ],
+    ));
+    command.kill_on_drop(true).stdout(Stdio::null());
+    let output = tokio::time::timeout(Duration::from_secs(15), command.output())
+        .await
+        .expect("`proxy` on a taken port still running after 15 s")
+        .unwrap();
+    let stderr = String::from_utf8(output.stderr).unwrap();
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert_eq!(
+        stderr,
+        format!(
+            "error: cannot listen on {listen} for 127.0.0.1:1: cannot listen on {listen}: another process holds it (an earlier sidecar, or one squatting the port to intercept its clients: find it with `ss -ltnp 'sport = :{port}'`); stop it, or pick another port with --listen\n"
+        )
+    );
+    drop(squatter);
 }
 
 // ---- completions ----------------------------------------------------------------------------
