@@ -75,7 +75,7 @@ fn host_not_allowed(port: Port, host: &str) -> String {
             "use localhost, 127.0.0.1 or the --schema-registry-listen address in the URL, or serve the registry with `schema-registry --allowed-host`"
         }
         Port::ProxyTokenEndpoint => {
-            "use localhost or 127.0.0.1 in the URL, or serve tokens with `serve --allowed-host`"
+            "use localhost, 127.0.0.1 or the --token-endpoint address in the URL, or serve tokens with `serve --allowed-host`"
         }
         Port::ProxyHealth => "use localhost or the --http-address in the URL",
         Port::ProxyAdmin => "use 127.0.0.1 or localhost in the URL",
@@ -163,7 +163,7 @@ mod tests {
         // proxy has none.
         assert_eq!(
             host_refusal(Port::ProxyTokenEndpoint),
-            "Host `evil.example:8081` is not a loopback name or address, and proxy has no --allowed-host to answer it: use localhost or 127.0.0.1 in the URL, or serve tokens with `serve --allowed-host`"
+            "Host `evil.example:8081` is not a loopback name or address, and proxy has no --allowed-host to answer it: use localhost, 127.0.0.1 or the --token-endpoint address in the URL, or serve tokens with `serve --allowed-host`"
         );
         assert_eq!(
             host_refusal(Port::ProxySchemaRegistry),
