@@ -196,7 +196,7 @@ def header(summary: dict, run: str) -> str:
 def http_header(summary: dict, run: str) -> str:
     mach = summary["machine"]
     loads = " / ".join(f"{x:.2f}" for x in round_loads(summary))
-    return (f"Run `{run}` ({mach['date']}): {mach['cpus']} CPUs ({mach['cpu']}), Linux "
+    return (f"Run `{run}` ({mach['date']}, commit {mach['commit']}): {mach['cpus']} CPUs ({mach['cpu']}), Linux "
             f"{mach['kernel']}, {mach['load_generator'].split(' Copyright')[0]}; `wrk -t{summary['wrk_threads']} "
             f"-c{summary['wrk_connections']}`, POST `grant_type=client_credentials`; "
             f"{summary['rounds']} round(s) of {summary['secs']} s per server and mode after "

@@ -706,7 +706,27 @@ fn machine() -> serde_json::Value {
         "kernel": run("uname", &["-r"]),
         "load_generator": run("wrk", &["--version"]),
         "load_end": load_average(),
+        "commit": commit(),
     })
+}
+
+/// The commit `run.sh` built the binaries from, `-dirty` when the sources had uncommitted
+/// changes (bench/results/ aside).
+fn commit() -> String {
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let head = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = git(&["status", "--porcelain", "--", ".", ":!bench/results"]);
+    if dirty.is_empty() {
+        head
+    } else {
+        head + "-dirty"
+    }
 }
 
 /// The 1-, 5- and 15-minute load averages.
