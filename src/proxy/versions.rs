@@ -409,6 +409,7 @@ fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
                 if range.max < entry.max_version {
                     report.capped.push(entry.api_key);
                 }
+                entry.min_version = range.min;
                 entry.max_version = range.max;
                 true
             }
@@ -754,5 +755,25 @@ mod tests {
             "DescribeConfigs v0 is undecodable"
         );
         assert_eq!(admit(32, 4), Admission::Forward);
+    }
+
+    /// A raised minimum reaches the answer: offered DescribeConfigs v1–4 from a Kafka 3.x
+    /// broker's v0–4 is sent as v1–4, so no client picks v0, which the proxy cannot decode.
+    #[test]
+    fn filter_writes_the_offered_minimum() {
+        let mut response = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::DescribeConfigs as i16)
+                .with_min_version(0)
+                .with_max_version(4),
+        ]);
+        let report = filter(&mut response);
+        let left: Vec<(i16, i16, i16)> = response
+            .api_keys
+            .iter()
+            .map(|e| (e.api_key, e.min_version, e.max_version))
+            .collect();
+        assert_eq!(left, [(32, 1, 4)]);
+        assert_eq!(report, FilterReport::default());
     }
 }
