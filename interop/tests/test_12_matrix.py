@@ -297,8 +297,9 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     """A client that kept `security.protocol=SASL_SSL` (and its SASL settings) against the
     proxy: its TLS ClientHello reaches a plaintext listener, and the proxy's log says exactly
     what is wrong and what to set instead; the client gets no metadata. With SASL_PLAINTEXT
-    the same client fails at authentication (what librdkafka reports is asserted). The
-    password it was given reached no broker (by fingerprint in the validators' log)."""
+    the same client fails at authentication, and librdkafka's own error names the fix (the
+    proxy's SaslHandshake refusal). The password it was given reached no broker (by
+    fingerprint in the validators' log)."""
     cluster = kafka_cluster
     d = row_dir(workdir, request)
     # Before the proxy starts, so its own start-up authentications are in the window of the
@@ -318,11 +319,13 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     with pytest.raises(KafkaException) as err:
         admin.list_topics(timeout=8)
     rdlog.write(d / "librdkafka.client.log")
-    # The same user with TLS off (SASL_PLAINTEXT): librdkafka fails at authentication before
-    # it sends anything SASL (the proxy's ApiVersions answer offers no SaslHandshake), so its
-    # error string says that, not the proxy's hint (which kafka-clients gets, test_11).
-    sasl_hint = ("Failed to initialize SASL authentication: SASL Handshake not supported by "
-                 "broker (required by mechanism PLAIN)")
+    # The same user with TLS off (SASL_PLAINTEXT): the proxy offers SaslHandshake (as a broker
+    # does on a PLAINTEXT listener) and refuses it with the fix as the "mechanisms", which
+    # librdkafka prints in its own error (joined by ","; test_11 asserts kafka-clients' and
+    # the OAUTHBEARER case).
+    sasl_hint = ("SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism: "
+                 "broker's supported mechanisms: the proxy authenticates for you,remove the "
+                 "SASL settings,use security.protocol=PLAINTEXT")
     rdlog2 = RdLog()
     admin2 = AdminClient({**conf, "security.protocol": "SASL_PLAINTEXT", **rdlog2.conf(),
                           "debug": "broker,security"})
@@ -369,7 +372,7 @@ def test_matrix_misconfigured_sasl_ssl_client(kafka_cluster, start_proxy, workdi
     note(f"matrix misconfigured client (SASL_SSL against the proxy): client error "
          f"{err.value.args[0].name()}; proxy logged {len(lines)}x (client_errors "
          f"tls_on_plaintext = {counted[0]}): {lines[0].split('connection closed: ', 1)[-1]}; "
-         f"with SASL_PLAINTEXT librdkafka reports: {told[0][:200]}; the client's password "
+         f"with SASL_PLAINTEXT librdkafka reports: {told[0][:300]}; the client's password "
          f"among none of {seen} broker decisions in the window")
 
 

@@ -1231,12 +1231,17 @@ fn sasl_refusal(peek: frame::RequestPeek) -> Option<Bytes> {
     if peek.api_key == ApiKey::SaslHandshake as i16 {
         // UNSUPPORTED_SASL_MECHANISM. SaslHandshake has no error message, but clients print
         // the mechanisms the broker offers ("enabled mechanisms are [...]", librdkafka's
-        // "broker's supported mechanisms: ..."): the one offered is the fix, so the client's
-        // own error says it, not only the proxy's log.
+        // "broker's supported mechanisms: ..."): the ones offered are the fix, in parts that
+        // fit librdkafka's budget (`versions::SASL_HINT_MECHANISMS`), so the client's own
+        // error says it, not only the proxy's log.
         let version = peek.api_version.clamp(0, 1);
         let body = SaslHandshakeResponse::default()
             .with_error_code(ResponseError::UnsupportedSaslMechanism.code())
-            .with_mechanisms(vec![StrBytes::from_static_str(SASL_REFUSAL)]);
+            .with_mechanisms(
+                versions::SASL_HINT_MECHANISMS
+                    .map(StrBytes::from_static_str)
+                    .into(),
+            );
         response_frame(ApiKey::SaslHandshake, version, peek.correlation_id, &body)
     } else {
         let version = peek.api_version.clamp(0, 2);

@@ -9,13 +9,18 @@
 //!   `node_endpoints` (Produce v10+, Fetch v16+) are not offered ([`CLAMPED`]), so the hot
 //!   path never decodes a record-carrying response; the proxy still rewrites them should a
 //!   client send one anyway.
+//! - The SASL keys (SaslHandshake 17, SaslAuthenticate 36) are offered at the versions the
+//!   proxy answers itself ([`ANSWERED_LOCALLY`]), as a Kafka broker offers them on every
+//!   listener, PLAINTEXT ones included. They are never forwarded ([`Admission::Sasl`]): the
+//!   proxy authenticates for the client, and a client that kept its SASL settings is told so
+//!   in its own error ([`SASL_HINT_MECHANISMS`]).
 //! - Every other key known to the pinned `kafka-protocol` crate is offered up to the crate's
 //!   maximum (later versions have not been reviewed for addresses); its minimum is the
 //!   broker's.
-//! - Unknown keys (future or proprietary, e.g. ≥ 10000), the SASL keys (17, 36: the proxy
-//!   authenticates for the client) and the delegation-token keys (38–41: tokens would be
-//!   issued to the proxy's identity) are removed, and so is DescribeQuorum (55): from v2
-//!   (KIP-853) it lists the controllers' listener addresses, which the proxy does not front.
+//! - Unknown keys (future or proprietary, e.g. ≥ 10000) and the delegation-token keys (38–41:
+//!   tokens would be issued to the proxy's identity) are removed, and so is DescribeQuorum
+//!   (55): from v2 (KIP-853) it lists the controllers' listener addresses, which the proxy
+//!   does not front.
 
 use bytes::{Bytes, BytesMut};
 use kafka_protocol::ResponseError;
@@ -245,10 +250,46 @@ fn api_versions_range() -> Versions {
         .decoded
 }
 
+/// The keys the proxy always answers itself, never forwarding them, and the versions it
+/// answers: offered at exactly these, whatever the broker's range (which no client request
+/// of these keys reaches). SaslHandshake and SaslAuthenticate: the proxy authenticates for the
+/// client, and a client's own credentials must never reach a broker. A Kafka broker offers
+/// both on every listener, PLAINTEXT ones included (asked on the interop cluster's PLAINTEXT
+/// listener, Kafka 4.x: SaslHandshake 0–1, SaslAuthenticate 0–2; a SaslHandshake there is
+/// answered ILLEGAL_SASL_STATE); hidden, librdkafka with `security.protocol=SASL_PLAINTEXT`
+/// stopped before sending anything SASL ("SASL Handshake not supported by broker (required by
+/// mechanism OAUTHBEARER)"), so the proxy's answer, and its hint, never reached the user.
+pub const ANSWERED_LOCALLY: &[(ApiKey, Versions)] = &[
+    (ApiKey::SaslHandshake, v(0, 1)),
+    (ApiKey::SaslAuthenticate, v(0, 2)),
+];
+
+/// The range offered for a key in [`ANSWERED_LOCALLY`].
+fn answered_locally(key: ApiKey) -> Option<Versions> {
+    ANSWERED_LOCALLY
+        .iter()
+        .find(|(k, _)| *k == key)
+        .map(|&(_, range)| range)
+}
+
+/// The "mechanisms" of the proxy's SaslHandshake answer (UNSUPPORTED_SASL_MECHANISM): the fix,
+/// in three parts. SaslHandshake has no error message, but clients print the broker's
+/// mechanisms: kafka-clients joins them with ", " ("enabled mechanisms are [the proxy
+/// authenticates for you, remove the SASL settings, use security.protocol=PLAINTEXT]"),
+/// librdkafka with "," ("broker's supported mechanisms: the proxy authenticates for
+/// you,remove the SASL settings,use security.protocol=PLAINTEXT"). In parts because librdkafka
+/// (2.12–2.16, `rd_kafka_broker_handle_SaslHandshake`) prints at most 32 bytes per mechanism
+/// in all (a buffer of 1 + 32 × count, NUL included): the whole sentence as one mechanism
+/// was cut to "the proxy authenticates for you:". `tests::sasl_hint_fits_librdkafka` holds
+/// the parts to that budget and to the words of the proxy's log line.
+pub const SASL_HINT_MECHANISMS: [&str; 3] = [
+    "the proxy authenticates for you",
+    "remove the SASL settings",
+    "use security.protocol=PLAINTEXT",
+];
+
 /// Keys never offered to clients.
 pub const HIDDEN: &[ApiKey] = &[
-    ApiKey::SaslHandshake,
-    ApiKey::SaslAuthenticate,
     ApiKey::CreateDelegationToken,
     ApiKey::RenewDelegationToken,
     ApiKey::ExpireDelegationToken,
@@ -292,8 +333,9 @@ pub enum Admission {
     Forward,
     /// ApiVersions above what the proxy decodes: KIP-511's answer at v0, made locally.
     ApiVersionsTooNew,
-    /// SaslHandshake or SaslAuthenticate: the proxy authenticates for the client, and a
-    /// client's own credentials are never forwarded.
+    /// SaslHandshake or SaslAuthenticate ([`ANSWERED_LOCALLY`]): the proxy authenticates for
+    /// the client, and a client's own credentials are never forwarded. Answered with an error
+    /// that names the fix, then the connection is closed.
     Sasl,
     /// A key [`HIDDEN`] from ApiVersions (delegation tokens, DescribeQuorum): answered
     /// locally with an error, since a broker would issue a token to the proxy's identity or
@@ -330,6 +372,9 @@ pub fn offered(api_key: i16, broker: Versions) -> Option<Versions> {
     let key = ApiKey::try_from(api_key).ok()?;
     if HIDDEN.contains(&key) || broker.min > broker.max {
         return None;
+    }
+    if let Some(local) = answered_locally(key) {
+        return Some(local);
     }
     let ceiling = match row(key) {
         Some(row) if row.offer == Offer::BelowDecoded => row.decoded.min - 1,
@@ -409,6 +454,7 @@ fn filter_keys(response: &mut ApiVersionsResponse) -> FilterReport {
                 if range.max < entry.max_version {
                     report.capped.push(entry.api_key);
                 }
+                entry.min_version = range.min;
                 entry.max_version = range.max;
                 true
             }
@@ -574,9 +620,14 @@ mod tests {
         assert_eq!(offered(78, v(1, 1)), Some(v(1, 1)));
         // An opaque key keeps the broker's minimum, capped at the crate's reviewed maximum.
         assert_eq!(offered(19, v(2, 99)), Some(v(2, 7)), "CreateTopics");
-        for hidden in [17, 36, 38, 39, 40, 41, 55] {
+        for hidden in [38, 39, 40, 41, 55] {
             assert_eq!(offered(hidden, v(0, 3)), None, "key {hidden}");
         }
+        // The SASL keys: the versions the proxy answers itself, whatever the broker's.
+        assert_eq!(offered(17, v(0, 1)), Some(v(0, 1)), "SaslHandshake");
+        assert_eq!(offered(17, v(1, 3)), Some(v(0, 1)), "SaslHandshake");
+        assert_eq!(offered(36, v(0, 2)), Some(v(0, 2)), "SaslAuthenticate");
+        assert_eq!(offered(36, v(1, 5)), Some(v(0, 2)), "SaslAuthenticate");
         assert_eq!(offered(10_000, v(0, 1)), None, "proprietary");
         assert_eq!(offered(93, v(0, 0)), None, "unknown future key");
         assert_eq!(offered(3, v(5, 4)), None, "empty range");
@@ -678,11 +729,21 @@ mod tests {
             .iter()
             .map(|e| (e.api_key, e.min_version, e.max_version))
             .collect();
-        assert_eq!(left, [(0, 3, 9), (1, 4, 15), (3, 0, 13), (18, 0, 4)]);
+        assert_eq!(
+            left,
+            [
+                (0, 3, 9),
+                (1, 4, 15),
+                (3, 0, 13),
+                (17, 0, 1),
+                (18, 0, 4),
+                (36, 0, 2)
+            ]
+        );
         assert_eq!(
             report,
             FilterReport {
-                removed: vec![17, 36, 38, 10_001],
+                removed: vec![38, 10_001],
                 capped: vec![0, 1]
             }
         );
@@ -754,5 +815,129 @@ mod tests {
             "DescribeConfigs v0 is undecodable"
         );
         assert_eq!(admit(32, 4), Admission::Forward);
+    }
+
+    /// The SASL keys are offered at exactly the versions of the proxy's own answers: each
+    /// offered version is admitted as SASL (never forwarded) and answered at that version with
+    /// the error and the hint, decodable by the crate.
+    #[test]
+    fn sasl_keys_are_offered_at_the_versions_the_proxy_answers() {
+        use super::super::connection::{SASL_REFUSAL, local_answer};
+        use super::super::frame::RequestPeek;
+        use kafka_protocol::messages::{
+            ResponseHeader, SaslAuthenticateResponse, SaslHandshakeResponse,
+        };
+        assert_eq!(
+            ANSWERED_LOCALLY,
+            [
+                (ApiKey::SaslHandshake, v(0, 1)),
+                (ApiKey::SaslAuthenticate, v(0, 2))
+            ]
+        );
+        let crate_range = |r: kafka_protocol::protocol::VersionRange| v(r.min, r.max);
+        assert_eq!(
+            answered_locally(ApiKey::SaslHandshake),
+            Some(crate_range(SaslHandshakeResponse::VERSIONS))
+        );
+        assert_eq!(
+            answered_locally(ApiKey::SaslAuthenticate),
+            Some(crate_range(SaslAuthenticateResponse::VERSIONS))
+        );
+        for (key, range) in ANSWERED_LOCALLY {
+            assert!(!HIDDEN.contains(key), "{key:?}");
+            for version in range.min..=range.max {
+                let admission = admit(*key as i16, version);
+                assert_eq!(admission, Admission::Sasl, "{key:?} v{version}");
+                let peek = RequestPeek {
+                    api_key: *key as i16,
+                    api_version: version,
+                    correlation_id: 41,
+                };
+                let frame = local_answer(admission, peek).expect("an answer");
+                let size = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+                assert_eq!(size, frame.len() - 4, "{key:?} v{version}");
+                let mut body = frame.slice(4..);
+                let header =
+                    ResponseHeader::decode(&mut body, key.response_header_version(version))
+                        .unwrap();
+                assert_eq!(header.correlation_id, 41, "{key:?} v{version}");
+                if *key == ApiKey::SaslHandshake {
+                    let r = SaslHandshakeResponse::decode(&mut body, version).unwrap();
+                    assert_eq!(
+                        r.error_code,
+                        ResponseError::UnsupportedSaslMechanism.code(),
+                        "v{version}"
+                    );
+                    let mechanisms: Vec<&str> = r.mechanisms.iter().map(|m| m.as_str()).collect();
+                    assert_eq!(mechanisms, SASL_HINT_MECHANISMS, "v{version}");
+                } else {
+                    let r = SaslAuthenticateResponse::decode(&mut body, version).unwrap();
+                    assert_eq!(
+                        r.error_code,
+                        ResponseError::SaslAuthenticationFailed.code(),
+                        "v{version}"
+                    );
+                    assert_eq!(r.error_message.as_deref(), Some(SASL_REFUSAL), "v{version}");
+                }
+                assert!(
+                    body.is_empty(),
+                    "{key:?} v{version}: {} bytes left",
+                    body.len()
+                );
+            }
+        }
+    }
+
+    /// The SaslHandshake answer's mechanisms, as librdkafka and kafka-clients print them: the
+    /// whole fix, within librdkafka's 32 bytes per mechanism, in the proxy's own words.
+    #[test]
+    fn sasl_hint_fits_librdkafka() {
+        use super::super::connection::SASL_REFUSAL;
+        // rd_kafka_broker_handle_SaslHandshake: a buffer of min(511, 1 + 32 × count) bytes,
+        // the mechanisms joined by ",", cut at the buffer (NUL included).
+        let count = SASL_HINT_MECHANISMS.len();
+        let room = (1 + 32 * count).min(511) - 1;
+        let librdkafka = SASL_HINT_MECHANISMS.join(",");
+        assert!(
+            librdkafka.len() <= room,
+            "librdkafka prints {} of {} bytes: {:?}",
+            room,
+            librdkafka.len(),
+            &librdkafka[..room.min(librdkafka.len())]
+        );
+        assert_eq!(
+            librdkafka,
+            "the proxy authenticates for you,remove the SASL settings,use security.protocol=PLAINTEXT"
+        );
+        // kafka-clients: List.toString.
+        assert_eq!(
+            format!("[{}]", SASL_HINT_MECHANISMS.join(", ")),
+            "[the proxy authenticates for you, remove the SASL settings, use security.protocol=PLAINTEXT]"
+        );
+        // The words of the proxy's log line and SaslAuthenticate error message.
+        assert_eq!(
+            SASL_HINT_MECHANISMS.join(", "),
+            SASL_REFUSAL.replacen(": ", ", ", 1)
+        );
+    }
+
+    /// A raised minimum reaches the answer: offered DescribeConfigs v1–4 from a Kafka 3.x
+    /// broker's v0–4 is sent as v1–4, so no client picks v0, which the proxy cannot decode.
+    #[test]
+    fn filter_writes_the_offered_minimum() {
+        let mut response = ApiVersionsResponse::default().with_api_keys(vec![
+            ApiVersion::default()
+                .with_api_key(ApiKey::DescribeConfigs as i16)
+                .with_min_version(0)
+                .with_max_version(4),
+        ]);
+        let report = filter(&mut response);
+        let left: Vec<(i16, i16, i16)> = response
+            .api_keys
+            .iter()
+            .map(|e| (e.api_key, e.min_version, e.max_version))
+            .collect();
+        assert_eq!(left, [(32, 1, 4)]);
+        assert_eq!(report, FilterReport::default());
     }
 }
