@@ -26,8 +26,10 @@ import confluent_kafka
 import pytest
 
 from cluster import NODE_IDS
-from cluster_clients import LEAK_MARK, RdLog, rd_brokers, rd_consume, rd_produce, run_java
+from cluster_clients import (LEAK_MARK, PROXY_AUTH_DEBUG, RdLog, rd_brokers, rd_consume,
+                             rd_produce, run_java)
 from conftest import DEFAULT_LIFETIME, PRINCIPAL, note
+from reauth_checks import proxy_session_failures, upstream_connections, vanished, whole_soak
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
 
@@ -244,7 +246,10 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
         cluster.create_topic(t, partitions=PARTITIONS, replication=3)
     fake_google.configure(token_lifetime_secs=LIFETIME)
     try:
-        proxy = start_proxy(cluster, name="proxy-short-tokens")
+        # DEBUG for the proxy's own modules: its per-connection (re-)authentication lines
+        # (reauth_checks.py).
+        proxy = start_proxy(cluster, name="proxy-short-tokens",
+                            extra_args=["--log", PROXY_AUTH_DEBUG])
         # The brokers dump their counters once a second: let them count the proxy's start-up
         # authentications (its readiness probe) before the two counts are compared.
         time.sleep(2)
@@ -279,6 +284,7 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
         # The clients stop at the end of the soak and close: the only disconnects excused.
         closing = (time.time() - (elapsed - SOAK) - CLOSING_SECS, time.time())
         rdlog.write(workdir / f"{topic_r}.client.log")
+        soak_end = time.time()
         time.sleep(2)  # one more metrics dump by every broker
         m1 = cluster.auth_metrics()
         decisions = cluster.decision_log()[d0:]
@@ -306,6 +312,54 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
         rdlog.metadata_brokers()
 
     assert elapsed >= 3 * LIFETIME, f"the soak lasted {elapsed:.0f} s, less than 3 lifetimes"
+
+    # Per connection (issue 19 §1), before the totals below: every upstream connection
+    # re-authenticated on time and no session lapsed (the proxy's log), and every connection
+    # the Java client held for the whole soak was carried by one upstream connection that
+    # re-authenticated at least once per session after the first (the Java client's local
+    # ports, matched to the proxy's "connection closed client=..." lines).
+    session = cluster.reauth_ms / 1000
+    upstream = upstream_connections(proxy.log_text())
+    per_conn, stats = proxy_session_failures(upstream, soak_end)
+    by_port: dict[int, list] = {}
+    for u in upstream.values():
+        if u.client:
+            by_port.setdefault(int(u.client.rsplit(":", 1)[1]), []).append(u)
+    java_lines, java_fails = [], []
+    java_whole = [x for x in res.get("connections", []) if whole_soak(x, SOAK)]
+    for jc in java_whole:
+        ups = by_port.get(jc["local_port"], [])
+        if len(ups) != 1:
+            java_fails.append(f"Java {jc['client']}'s connection from port {jc['local_port']} (node "
+                              f"{jc['node']}): {len(ups)} upstream connections in the proxy's log, "
+                              f"want 1")
+            continue
+        u = ups[0]
+        life = (u.closed or soak_end) - u.auths[0].at
+        want = max(0, math.floor(life / session) - 1)
+        java_lines.append(f"{jc['client']} node {jc['node']}: upstream {u.id} {u.reauths} "
+                          f"re-authentications in {life:.0f} s")
+        if u.reauths < want:
+            java_fails.append(f"Java {jc['client']}'s connection from port {jc['local_port']} (node "
+                              f"{jc['node']}): its upstream connection {u.id} re-authenticated "
+                              f"{u.reauths} times in {life:.0f} s, want at least {want}")
+    for jc in vanished(res.get("connections", []), SOAK):
+        ups = by_port.get(jc["local_port"], [])
+        java_fails.append(f"Java {jc['client']} lost its connection to node {jc['node']} (port "
+                          f"{jc['local_port']}) {jc['last_ms'] / 1000:.1f} s into the soak; its "
+                          f"upstream connection(s) "
+                          f"{[(u.id, u.reauths) for u in ups]} (id, re-authentications)")
+    if len([x for x in java_whole if x["client"] == "producer"]) < 1 or \
+            len([x for x in java_whole if x["client"] == "consumer"]) < 2:
+        java_fails.append(f"the Java client held {len(java_whole)} connections for the whole soak "
+                          f"(want a producer's and a consumer's fetch and coordinator ones): "
+                          f"{res.get('connections')}; watch problems "
+                          f"{res.get('connection_watch_problems')}")
+    assert upstream and not per_conn and not java_fails, cluster.report(
+        "proxy", "re-authentication per connection",
+        f"{len(per_conn)} problems over {len(upstream)} upstream connections: {per_conn[:12]}; "
+        f"{len(java_fails)} with the Java client's connections: {java_fails[:8]}", proxy=proxy)
+
     refused = [d for d in decisions if d["decision"] == "refuse"]
     accepted = [d for d in decisions if d["decision"] == "accept"]
     assert not refused, cluster.report("brokers", "validate", f"refused: {refused[:3]}", proxy=proxy)
@@ -343,7 +397,6 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
     # consumer of each pair, to each node leading a partition of their topic) re-authenticate
     # at least once per session after the first; no connection does so more often than every
     # half session (the earliest point the proxy starts one).
-    session = cluster.reauth_ms / 1000
     busy = 2 * sum(len(set(cluster.leaders(t).values())) for t in (topic_j, topic_r))
     floor = busy * (int(SOAK // session) - 1)
     ceiling = opened * math.ceil(elapsed / (session / 2))
@@ -367,7 +420,9 @@ def test_proxy_reauthentication(kafka_cluster, fake_google, start_proxy, workdir
          f"checked in order; {opened} upstream connections (the brokers authenticated as many "
          f"new ones), {reauth} re-authentications within {floor}..{ceiling} ({busy} busy connections), "
          f"expired connections killed 0, Java client connections closed 0; "
-         f"proxy /metrics re-authentications {proxy_reauth}; proxy WARN "
+         f"proxy /metrics re-authentications {proxy_reauth}; per upstream connection "
+         f"(proxy log): {stats}; Java connections held for the whole soak: {java_lines}; "
+         f"proxy WARN "
          f"lines for clients closing mid-response: {client_departures_in(proxy.log_text())}")
 
 
@@ -380,7 +435,7 @@ def test_proxy_broker_restart(kafka_cluster, start_proxy, workdir):
     through the proxy, every acknowledged record is consumed, in order, none lost; and after
     the node returns the proxy authenticated to it again (its own log names the node; the
     node's validator accepted the proxy's token)."""
-    from cluster_clients import (PROXY_AUTH_DEBUG, LeaderWatch, assert_leadership_moved,
+    from cluster_clients import (LeaderWatch, assert_leadership_moved,
                                  client_saw_leader_change, pick_victim,
                                  proxy_authentications_at)
     cluster = kafka_cluster

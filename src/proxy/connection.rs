@@ -199,17 +199,25 @@ pub(crate) async fn serve(
     let result = serve_inner(&ctx, client, target, &slot).await;
     ctx.metrics.closed(&label);
     match result {
-        Ok(()) => tracing::debug!(client = %peer, listener = %label, "connection closed"),
+        Ok(()) => {
+            tracing::debug!(client = %peer, listener = %label, connection = slot.id, "connection closed")
+        }
         Err(err) => {
             if let Some(suppressed) = ctx.log_limit.allow(err.cause()) {
                 tracing::warn!(
                     client = %peer,
                     listener = %label,
+                    connection = slot.id,
                     suppressed,
                     "connection closed: {err}"
                 );
             } else {
-                tracing::debug!(client = %peer, listener = %label, "connection closed: {err}");
+                tracing::debug!(
+                    client = %peer,
+                    listener = %label,
+                    connection = slot.id,
+                    "connection closed: {err}"
+                );
             }
         }
     }
@@ -622,7 +630,7 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                     self.slot.touch();
                     return Ok(true);
                 }
-                Event::Reauthenticate => self.reauthenticate().await?,
+                Event::Reauthenticate => self.reauthenticate("deadline").await?,
                 Event::Timer => {
                     if self.first {
                         return Err(ConnError::FirstRequestTimeout(limits.first_request_timeout));
@@ -656,6 +664,14 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
                 )
             })?;
         }
+        // Per connection (the slot's id, also on its "connection closed" line with the
+        // client's address), so each session's re-authentications can be followed.
+        tracing::debug!(
+            connection = self.slot.id,
+            broker = %host,
+            session_lifetime_ms = session.lifetime_ms,
+            "upstream connection authenticated"
+        );
         self.broker = Some(Broker {
             w,
             host,
@@ -713,13 +729,15 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         if due {
             self.flush().await?;
             self.slot.wait_drained().await;
-            self.reauthenticate().await?;
+            self.reauthenticate("early").await?;
         }
         Ok(())
     }
 
-    /// KIP-368 re-authentication on the same connection, between client requests.
-    async fn reauthenticate(&mut self) -> Result<(), ConnError> {
+    /// KIP-368 re-authentication on the same connection, between client requests. `due`
+    /// says why now, for the log: `deadline` (85–95 % of the session, the connection idle
+    /// until then) or `early` (a request past half the session).
+    async fn reauthenticate(&mut self, due: &'static str) -> Result<(), ConnError> {
         self.flush().await?;
         let ctx = self.ctx;
         let broker = self
@@ -748,7 +766,13 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
         match &result {
             Ok(lifetime) => {
                 ctx.metrics.auth(true, AuthOutcome::Ok);
-                tracing::debug!(broker = %host, session_lifetime_ms = lifetime, "re-authenticated");
+                tracing::debug!(
+                    connection = self.slot.id,
+                    broker = %host,
+                    session_lifetime_ms = lifetime,
+                    due,
+                    "re-authenticated"
+                );
                 broker.reauth_at = reauth_deadline(*lifetime);
                 broker.early_from = early_reauth_from(*lifetime);
             }

@@ -254,6 +254,8 @@ abstract class ClientProgram {
     private final long endNanos;
     private final long intervalMs;
     private final java.util.function.BiConsumer<KafkaProducer<String, String>, Long> send;
+    /** Set before start() to have the producer's connections watched (see ChannelWatch). */
+    ChannelWatch watch;
 
     SoakProducer(Properties props, long endNanos, long intervalMs,
         java.util.function.BiConsumer<KafkaProducer<String, String>, Long> send) {
@@ -267,13 +269,23 @@ abstract class ClientProgram {
     @Override
     public void run() {
       try (KafkaProducer<String, String> producer = new KafkaProducer<>(props)) {
-        for (long n = 0; System.nanoTime() < endNanos; n++) {
-          send.accept(producer, n);
-          sent.set(n + 1);
-          Thread.sleep(intervalMs);
+        if (watch != null) {
+          watch.watch("producer", producer, producer::metrics);
         }
-        producer.flush();
-        metrics.putAll(authMetrics(producer.metrics()));
+        try {
+          for (long n = 0; System.nanoTime() < endNanos; n++) {
+            send.accept(producer, n);
+            sent.set(n + 1);
+            Thread.sleep(intervalMs);
+          }
+          producer.flush();
+        } finally {
+          // Also when sending failed: the counters say what the connections did until then.
+          if (watch != null) {
+            watch.drop("producer");
+          }
+          metrics.putAll(authMetrics(producer.metrics()));
+        }
       } catch (Throwable t) {
         failure.set(describe(t));
       }

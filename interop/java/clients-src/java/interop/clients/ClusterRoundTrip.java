@@ -334,6 +334,10 @@ public final class ClusterRoundTrip extends ClientProgram {
       @Override
       public void onPartitionsAssigned(Collection<TopicPartition> assigned) {}
     });
+    // Each connection's own (re-)authentication count, sampled through the soak.
+    ChannelWatch watch = new ChannelWatch();
+    watch.start();
+    watch.watch("consumer", consumer, consumer::metrics);
     long t0 = System.nanoTime();
     long endProduce = t0 + TimeUnit.SECONDS.toNanos(soakSecs);
     SoakProducer producer = new SoakProducer(producerProps(), endProduce, intervalMs,
@@ -351,6 +355,7 @@ public final class ClusterRoundTrip extends ClientProgram {
             }
           });
         });
+    producer.watch = watch;
     AtomicLong sent = producer.sent;
     producer.start();
 
@@ -382,6 +387,9 @@ public final class ClusterRoundTrip extends ClientProgram {
       error("consume: final commit failed: " + describe(e));
     }
     recordLeaders(consumer, topic);
+    watch.drop("consumer");
+    result.put("connections", watch.summary());
+    result.put("connection_watch_problems", watch.problems());
     result.put("consumer_metrics", authMetrics(consumer.metrics()));
     consumer.close(Duration.ofSeconds(10));
     result.put("producer_metrics", new TreeMap<>(producer.metrics));

@@ -159,6 +159,10 @@ public final class RoundTrip extends ClientProgram {
     step = "soak";
     KafkaConsumer<String, String> consumer = new KafkaConsumer<>(consumerProps());
     consumer.subscribe(List.of(topic));
+    // Each connection's own (re-)authentication count, sampled through the soak.
+    ChannelWatch watch = new ChannelWatch();
+    watch.start();
+    watch.watch("consumer", consumer, consumer::metrics);
     long t0 = System.nanoTime();
     long endProduce = t0 + TimeUnit.SECONDS.toNanos(soakSecs);
     SoakProducer producer = new SoakProducer(producerProps(), endProduce, intervalMs,
@@ -169,6 +173,7 @@ public final class RoundTrip extends ClientProgram {
             acked.incrementAndGet();
           }
         }));
+    producer.watch = watch;
     AtomicLong sent = producer.sent;
     producer.start();
 
@@ -178,7 +183,17 @@ public final class RoundTrip extends ClientProgram {
     long hardDeadline = endProduce + TimeUnit.SECONDS.toNanos(timeoutSecs);
     Long firstOffset = null;
     while (System.nanoTime() < hardDeadline) {
-      ConsumerRecords<String, String> recs = consumer.poll(Duration.ofMillis(500));
+      ConsumerRecords<String, String> recs;
+      try {
+        recs = consumer.poll(Duration.ofMillis(500));
+      } catch (RuntimeException e) {
+        // The client gave up (an authentication it could not recover from): what each of its
+        // connections did until then is the evidence.
+        watch.drop("consumer");
+        result.put("connections", watch.summary());
+        result.put("consumer_metrics", authMetrics(consumer.metrics()));
+        throw e;
+      }
       for (ConsumerRecord<String, String> r : recs) {
         if (firstOffset == null) {
           firstOffset = r.offset();
@@ -205,6 +220,9 @@ public final class RoundTrip extends ClientProgram {
       }
     }
     producer.join(TimeUnit.SECONDS.toMillis(timeoutSecs));
+    watch.drop("consumer");
+    result.put("connections", watch.summary());
+    result.put("connection_watch_problems", watch.problems());
     result.put("consumer_metrics", authMetrics(consumer.metrics()));
     consumer.close(Duration.ofSeconds(10));
     result.put("producer_metrics", new TreeMap<>(producer.metrics));
