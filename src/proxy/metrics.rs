@@ -235,7 +235,7 @@ impl ProxyMetrics {
             ),
             Family::gauge(
                 "buffered_bytes",
-                "Bytes charged against --max-buffered-bytes by responses held whole for rewriting.",
+                "Bytes charged against the buffer budget (ProxyBuilder::with_max_buffered_bytes) by responses held whole for rewriting.",
                 vec![(
                     vec![],
                     Value::Level(i64::try_from(buffered_bytes).unwrap_or(i64::MAX)),
@@ -407,7 +407,7 @@ gcp_kafka_auth_proxy_connections_accepted_total{cluster=\"c/b\"} 0
 # TYPE gcp_kafka_auth_proxy_requests counter
 gcp_kafka_auth_proxy_requests_total{cluster=\"c/a\",api_key=\"3\"} 1
 # HELP gcp_kafka_auth_proxy_authentications ",
-            "# HELP gcp_kafka_auth_proxy_buffered_bytes Bytes charged against --max-buffered-bytes by responses held whole for rewriting.
+            "# HELP gcp_kafka_auth_proxy_buffered_bytes Bytes charged against the buffer budget (ProxyBuilder::with_max_buffered_bytes) by responses held whole for rewriting.
 # TYPE gcp_kafka_auth_proxy_buffered_bytes gauge
 gcp_kafka_auth_proxy_buffered_bytes{cluster=\"c/a\"} 5
 gcp_kafka_auth_proxy_buffered_bytes{cluster=\"c/b\"} 0

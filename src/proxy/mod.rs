@@ -249,7 +249,7 @@ impl Proxy {
         );
         if serving.dialer.upstream.tls.is_none() {
             tracing::warn!(
-                "--upstream-tls=false: broker connections are plaintext and tokens cross the network readable; use this only with a local test broker"
+                "upstream TLS is off: broker connections are plaintext and tokens cross the network readable; use this only with a local test broker"
             );
         }
         let accept: Vec<_> = bootstrap

@@ -1258,7 +1258,9 @@ async fn the_proxy_subcommand_serves_with_the_documented_flags_and_variables() {
         ]
     );
     assert!(
-        sidecar.logs().contains("--upstream-tls=false"),
+        sidecar.logs().contains(
+            "upstream TLS is off: broker connections are plaintext and tokens cross the network readable"
+        ),
         "{}",
         sidecar.logs()
     );
