@@ -25,9 +25,13 @@
 //! (a framing error, a refused request), both halves close at once; when the client only
 //! stops sending, the answers in flight are still delivered, within
 //! [`DRAIN_AFTER_CLIENT_STOPPED`].
+//!
+//! A client whose broker connection cannot be opened (the broker down, refusing the proxy, or
+//! backing off after that) gets its connection reset, as connecting to a down broker would be
+//! refused, not an orderly close that some clients take for a misconfiguration (`reset`).
 
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use bytes::{Buf as _, BufMut as _, Bytes, BytesMut};
@@ -230,44 +234,67 @@ async fn serve_inner(
     slot: &Arc<ConnectionSlot>,
 ) -> Result<(), ConnError> {
     let _ = client.set_nodelay(true);
-    let (client_r, client_w) = client.into_split();
-    let (tx, rx) = mpsc::channel(ctx.limits.max_in_flight);
-    let (reader_tx, reader_rx) = oneshot::channel();
-    let cap = ctx.limits.connection_buffer;
-    let requests = Requests {
-        ctx,
-        target,
-        client_r,
-        buf: BytesMut::with_capacity(cap),
-        cap,
-        ready: 0,
-        tx,
-        reader_tx: Some(reader_tx),
-        broker: None,
-        slot,
-        first: true,
-        evicted: false,
-        accepted: Instant::now(),
-        shutdown: ctx.shutdown.clone(),
-    }
-    .run();
-    let responses = responses(ctx, reader_rx, client_w, rx, slot);
-    tokio::pin!(requests, responses);
-    tokio::select! {
-        r = &mut requests => match r {
-            // The client stopped sending (half-close, shutdown, a refused request): the
-            // responses half delivers what is in flight, then closes.
-            Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_STOPPED, responses).await {
-                Ok(drained) => drained,
-                Err(_) => Err(ConnError::Protocol(format!(
-                    "answers still outstanding {DRAIN_AFTER_CLIENT_STOPPED:?} after the client stopped sending; closing"
-                ))),
+    let (client_r, mut client_w) = client.into_split();
+    let broker_unreachable = AtomicBool::new(false);
+    let result = {
+        let (tx, rx) = mpsc::channel(ctx.limits.max_in_flight);
+        let (reader_tx, reader_rx) = oneshot::channel();
+        let cap = ctx.limits.connection_buffer;
+        let requests = Requests {
+            ctx,
+            target,
+            client_r,
+            buf: BytesMut::with_capacity(cap),
+            cap,
+            ready: 0,
+            tx,
+            reader_tx: Some(reader_tx),
+            broker: None,
+            slot,
+            first: true,
+            evicted: false,
+            accepted: Instant::now(),
+            shutdown: ctx.shutdown.clone(),
+            broker_unreachable: &broker_unreachable,
+        }
+        .run();
+        let responses = responses(ctx, reader_rx, &mut client_w, rx, slot);
+        tokio::pin!(requests, responses);
+        tokio::select! {
+            r = &mut requests => match r {
+                // The client stopped sending (half-close, shutdown, a refused request): the
+                // responses half delivers what is in flight, then closes.
+                Ok(()) => match tokio::time::timeout(DRAIN_AFTER_CLIENT_STOPPED, responses).await {
+                    Ok(drained) => drained,
+                    Err(_) => Err(ConnError::Protocol(format!(
+                        "answers still outstanding {DRAIN_AFTER_CLIENT_STOPPED:?} after the client stopped sending; closing"
+                    ))),
+                },
+                // The request stream is broken: close both halves now, dropping what is queued.
+                Err(e) => Err(e),
             },
-            // The request stream is broken: close both halves now, dropping what is queued.
-            Err(e) => Err(e),
-        },
-        r = &mut responses => r,
+            r = &mut responses => r,
+        }
+        // Both halves' futures, and with them the client's reading half, are dropped here.
+    };
+    if broker_unreachable.load(Ordering::Relaxed) {
+        reset(client_w);
     }
+    result
+}
+
+/// Closes the client's connection with a reset instead of a FIN, as a client connecting to a
+/// broker that is down would be refused. The proxy accepts before it knows whether the broker
+/// can be reached; a client that reads an orderly close (EOF) where it awaited its first
+/// answer may take it for a TLS or SASL misconfiguration and not retry (franz-go fails the
+/// records it was producing), while a reset is a network error every client retries after a
+/// metadata refresh. The client's reading half is already dropped, so `forget` closes the
+/// socket without shutting down its write side first; `SO_LINGER` 0 makes the close a reset.
+fn reset(client_w: tokio::net::tcp::OwnedWriteHalf) {
+    let stream: &TcpStream = client_w.as_ref();
+    #[allow(deprecated)] // Deprecated for a non-zero linger, which blocks the close; 0 does not.
+    let _ = stream.set_linger(Some(Duration::ZERO));
+    client_w.forget();
 }
 
 /// Connects and authenticates to the broker this listener stands for.
@@ -360,6 +387,9 @@ struct Requests<'a, R> {
     evicted: bool,
     accepted: Instant,
     shutdown: tokio::sync::watch::Receiver<bool>,
+    /// Set when the first broker connection could not be opened: the client's connection is
+    /// then reset rather than closed (see `reset`).
+    broker_unreachable: &'a AtomicBool,
 }
 
 impl<R: AsyncRead + Unpin> Requests<'_, R> {
@@ -655,7 +685,9 @@ impl<R: AsyncRead + Unpin> Requests<'_, R> {
             return Ok(());
         }
         let mut seq = Sequence::default();
-        let (stream, host, session) = open_upstream(self.ctx, self.target, &mut seq).await?;
+        let (stream, host, session) = open_upstream(self.ctx, self.target, &mut seq)
+            .await
+            .inspect_err(|_| self.broker_unreachable.store(true, Ordering::Relaxed))?;
         let (r, w) = tokio::io::split(stream);
         if let Some(reader_tx) = self.reader_tx.take() {
             reader_tx.send(r).map_err(|_| {

@@ -778,6 +778,20 @@ impl Client {
             Err(_) => panic!("neither data nor close within 10 s"),
         }
     }
+
+    /// How the proxy ended the connection, with nothing sent first: `"reset"` (ECONNRESET, as
+    /// a refused connection to a down broker looks to a client) or `"closed"` (an orderly
+    /// EOF).
+    pub async fn ending(&mut self) -> &'static str {
+        let mut byte = [0u8; 1];
+        match tokio::time::timeout(Duration::from_secs(10), self.stream.read(&mut byte)).await {
+            Ok(Ok(0)) => "closed",
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionReset => "reset",
+            Ok(Err(e)) => panic!("the connection failed otherwise: {e}"),
+            Ok(Ok(_)) => panic!("the proxy answered instead of ending the connection"),
+            Err(_) => panic!("neither data nor an end within 10 s"),
+        }
+    }
 }
 
 impl Drop for Client {
