@@ -26,7 +26,7 @@ func runFranz(o *options, res *result) {
 		res.fail("connect", err)
 		return
 	}
-	defer cl.Close()
+	defer res.closingNoErr("franz-go producer client", cl.Close)
 	ctx := context.Background()
 	md, err := kadm.NewClient(cl).Metadata(ctx, o.topic)
 	if err != nil {
@@ -60,7 +60,7 @@ func runFranz(o *options, res *result) {
 		res.fail("consumer group", err)
 		return
 	}
-	defer cg.Close()
+	defer res.closingNoErr("franz-go group client", cg.Close)
 	check := newChecker(o, res, acked)
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

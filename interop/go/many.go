@@ -40,6 +40,22 @@ func runMany(o *options, res *result, conns, valueBytes, slowMs int) {
 	var wg sync.WaitGroup
 	stop := time.Now().Add(o.soak)
 	dialed := make(chan struct{}, conns)
+	// When the producer connections closed: from the first Close's call to the last's return.
+	var closeMu sync.Mutex
+	var closeFrom, closeTo time.Time
+	closeConn := func(conn *kafka.Conn) {
+		from := time.Now()
+		_ = conn.Close()
+		to := time.Now()
+		closeMu.Lock()
+		if closeFrom.IsZero() || from.Before(closeFrom) {
+			closeFrom = from
+		}
+		if to.After(closeTo) {
+			closeTo = to
+		}
+		closeMu.Unlock()
+	}
 	for j := 0; j < conns; j++ {
 		wg.Add(1)
 		go func(j int) {
@@ -52,7 +68,7 @@ func runMany(o *options, res *result, conns, valueBytes, slowMs int) {
 				dialed <- struct{}{}
 				return
 			}
-			defer conn.Close()
+			defer closeConn(conn)
 			if n := open.Add(1); n > peakOpen.Load() {
 				peakOpen.Store(n)
 			}
@@ -149,8 +165,12 @@ func runMany(o *options, res *result, conns, valueBytes, slowMs int) {
 	}()
 	wg.Wait()
 	producersDone.Store(true)
+	if !closeFrom.IsZero() {
+		res.Closed = append(res.Closed, closed{Client: "kafka-go producer connections",
+			From: unixSecs(closeFrom), To: unixSecs(closeTo)})
+	}
 	<-done
-	if err := r.Close(); err != nil {
+	if err := res.closing("kafka-go reader", r.Close); err != nil {
 		res.fail("reader close", err)
 	}
 	for j := range acked {

@@ -22,6 +22,7 @@ import re
 import subprocess
 import threading
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import confluent_kafka
@@ -38,7 +39,7 @@ from conftest import JVM_CLIENT_OPTS, PRINCIPAL, java_client, note
 from harness import JAVA, result_line, run_bounded, wait_until
 from matrix_clients import (assert_pinned_version, dump_batches, go_binary, kcat_binary,
                             node_modules, pinned_version, run_go, run_kafkajs)
-from test_10_proxy import (assert_brokers_accepted_only, assert_proxy_log_clean,
+from test_10_proxy import (CLOSING_SECS, assert_brokers_accepted_only, assert_proxy_log_clean,
                            client_departures_in)
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
@@ -87,9 +88,47 @@ def assert_result_row(cluster, proxy, status, res, log, what: str, count: int | 
                                      client_log=log, proxy=proxy)
 
 
-def round_trip_checks(cluster, proxy, d0, what):
+# The proxy logs a client's disconnect when it next reads that socket (a reset: at once) or
+# writes to it (an answer in flight, such as a fetch the broker holds for up to
+# fetch.max.wait.ms = 500 ms): up to this long after a client's close returned, the line is
+# still that close.
+NOTICED_SECS = 2.0
+
+
+class Closings:
+    """The windows (epoch seconds) in which the scenario's own clients closed. A client
+    disconnect ("Broken pipe" / "Connection reset by peer") the proxy logs outside all of them
+    fails the row: nothing but the scenario's own closing clients may go away."""
+
+    def __init__(self):
+        self.windows: list[tuple[float, float]] = []
+
+    def program_ended(self, res: dict | None = None):
+        """A client program (a process, or a librdkafka helper that closes its client as it
+        returns) returned just now. One that reports when each of its clients closed (RESULT
+        "closed": the Go and kafkajs programs) gets exactly those windows and its exit after
+        the last of them; one that does not (kafka-clients, the console tools, kcat,
+        librdkafka) its last CLOSING_SECS, as test_10 gives its programs."""
+        now = time.time()
+        reported = (res or {}).get("closed") or []
+        for c in reported:
+            self.windows.append((c["from"], c["to"] + NOTICED_SECS))
+        start = max(c["to"] for c in reported) if reported else now - CLOSING_SECS
+        self.windows.append((start, now + NOTICED_SECS))
+
+    @contextmanager
+    def closing(self):
+        """Around an in-process client's close()."""
+        t = time.time()
+        try:
+            yield
+        finally:
+            self.windows.append((t, time.time() + NOTICED_SECS))
+
+
+def round_trip_checks(cluster, proxy, d0, what, closings: Closings):
     accepted = assert_brokers_accepted_only(cluster, proxy, d0, "OAUTHBEARER", what)
-    assert_proxy_log_clean(cluster, proxy, what)
+    assert_proxy_log_clean(cluster, proxy, what, closings.windows)
     return accepted
 
 
@@ -111,10 +150,12 @@ def test_matrix_go(client, kafka_cluster, start_proxy, workdir, request):
     status, res, log = run_go(workdir, d, client, proxy.bootstrap, topic, f"{topic}-group",
                               ["-count", str(COUNT)])
     elapsed = time.monotonic() - t0
+    closings = Closings()
+    closings.program_ended(res)
     what = f"{client} {(res or {}).get('client_version', '?')} via proxy"
     assert_result_row(cluster, proxy, status, res, log, what, COUNT)
     assert_pinned_version(client, res["client_version"])
-    round_trip_checks(cluster, proxy, d0, what)
+    round_trip_checks(cluster, proxy, d0, what, closings)
     note(f"matrix {what}: {COUNT} records produced (acks=all) and consumed in group "
          f"{topic}-group, each checked; committed offsets read back {res['committed_read_back']}; "
          f"{elapsed:.1f} s")
@@ -137,10 +178,12 @@ def test_matrix_kafkajs(kafka_cluster, start_proxy, workdir, request):
     status, res, log = run_kafkajs(d, proxy.bootstrap, topic, f"{topic}-group",
                                    [f"count={COUNT}"])
     elapsed = time.monotonic() - t0
+    closings = Closings()
+    closings.program_ended(res)
     what = f"kafkajs {(res or {}).get('client_version', '?')} via proxy"
     assert_result_row(cluster, proxy, status, res, log, what, COUNT)
     assert_pinned_version("kafkajs", res["client_version"])
-    round_trip_checks(cluster, proxy, d0, what)
+    round_trip_checks(cluster, proxy, d0, what, closings)
     note(f"matrix {what}: {COUNT} records round-tripped in a consumer group, each checked; "
          f"{elapsed:.1f} s")
 
@@ -172,12 +215,17 @@ def test_matrix_librdkafka_compression(codec, kafka_cluster, start_proxy, workdi
     pinned = pinned_version("confluent-kafka")
     assert confluent_kafka.libversion()[0].split(".")[:2] == pinned.split(".")[:2], \
         f"librdkafka {confluent_kafka.libversion()[0]} under confluent-kafka {pinned}"
+    # Each helper closes (or lets go of) its client as it returns.
+    closings = Closings()
     try:
         brokers = rd_brokers(conf)
+        closings.program_ended()
         p = rd_produce({**conf, "compression.type": codec}, topic, topic, PARTITIONS,
                        count=COUNT)
+        closings.program_ended()
         c = rd_consume(conf, topic, topic, PARTITIONS, f"{topic}-group", lambda: COUNT,
                        timeout=90)
+        closings.program_ended()
     finally:
         rdlog.write(d / "librdkafka.client.log")
     assert brokers == proxy.broker_addresses(), (brokers, proxy.broker_addresses())
@@ -201,7 +249,7 @@ def test_matrix_librdkafka_compression(codec, kafka_cluster, start_proxy, workdi
                 records += int(b["count"])
     assert set(codecs) == {codec}, f"batch codecs on disk {codecs}, want only {codec}"
     assert records == 3 * COUNT, f"{records} records on disk over 3 replicas, want {3 * COUNT}"
-    round_trip_checks(cluster, proxy, d0, what)
+    round_trip_checks(cluster, proxy, d0, what, closings)
     note(f"matrix {what}: {COUNT} records round-tripped; on disk {codecs[codec]} batches over "
          f"3 replicas x {PARTITIONS} partitions, all {codec} (DumpLogSegments)")
 
@@ -229,8 +277,10 @@ def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
     m = re.search(r"Version (\S+) \(.*librdkafka (\S+)", version)
     what = f"kcat {m.group(1)} (librdkafka {m.group(2)}) via proxy" if m else "kcat via proxy"
 
+    closings = Closings()
     status, out = run_bounded("kcat -L", [kcat, "-b", proxy.bootstrap, "-L", "-J", "-t", topic],
                               log, timeout=60)
+    closings.program_ended()
     assert status == 0, cluster.report(what, "-L", f"status {status}", client_log=log, proxy=proxy)
     md = json.loads(out)
     listed = {b["id"]: b["name"] for b in md["brokers"]}
@@ -245,6 +295,7 @@ def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
             r = subprocess.run([kcat, "-b", proxy.bootstrap, "-P", "-t", topic, "-p", str(part),
                                 "-K", "\t", "-z", "snappy"], input=lines.encode(), stdout=f,
                                stderr=f, timeout=120)
+        closings.program_ended()
         assert r.returncode == 0, cluster.report(what, f"-P -p {part}", f"status {r.returncode}",
                                                  client_log=log, proxy=proxy)
 
@@ -252,6 +303,7 @@ def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
     status, out = run_bounded(
         "kcat -G", [kcat, "-b", proxy.bootstrap, "-G", group, "-o", "beginning", "-e", "-q",
                     "-f", "%p\t%o\t%k\t%s\n", topic], log, timeout=120)
+    closings.program_ended()
     assert status == 0, cluster.report(what, "-G", f"status {status}", client_log=log, proxy=proxy)
     nxt = {p: p for p in range(PARTITIONS)}
     last_off: dict[int, int] = {}
@@ -274,14 +326,15 @@ def test_matrix_kcat(kafka_cluster, start_proxy, workdir, request):
         committed = {tp.partition: tp.offset for tp in c.committed(
             [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)}
     finally:
-        c.close()
+        with closings.closing():
+            c.close()
     assert committed == {p: len(range(p, COUNT, PARTITIONS)) for p in range(PARTITIONS)}, committed
     leaks = client_leaks(log)
     assert not leaks, leaks
     codecs = {b["compresscodec"] for part in range(PARTITIONS)
               for b in dump_batches(cluster.nodes[1].dir, topic, part, d / f"dump-p{part}.log")}
     assert codecs == {"snappy"}, codecs
-    round_trip_checks(cluster, proxy, d0, what)
+    round_trip_checks(cluster, proxy, d0, what, closings)
     note(f"matrix {what}: -L = {sorted(listed.values())}; {COUNT} records -P -z snappy and -C -G "
          f"in a group, each checked; committed {committed}; batches on disk: snappy")
 
@@ -395,6 +448,8 @@ def test_matrix_java(module, kafka_cluster, start_proxy, workdir, request):
                               [f"bootstrap={proxy.bootstrap}", f"topic={topic}",
                                f"count={COUNT}", "timeoutSecs=90"], log, timeout=300)
     elapsed = time.monotonic() - t0
+    closings = Closings()
+    closings.program_ended()
     res = result_line(out)
     what = f"kafka-clients {(res or {}).get('client_version', module)} via proxy"
     assert res is not None and status == 0 and res["ok"], cluster.report(
@@ -416,7 +471,7 @@ def test_matrix_java(module, kafka_cluster, start_proxy, workdir, request):
     leaks = client_leaks(log)
     assert not leaks, cluster.report(what, "addresses", f"{leaks}", client_log=log, proxy=proxy)
     assert cluster.leaders(topic).keys() == {0, 1, 2}
-    round_trip_checks(cluster, proxy, d0, what)
+    round_trip_checks(cluster, proxy, d0, what, closings)
     note(f"matrix {what}: describeCluster = {sorted(want_nodes.values())}; createTopics x2 (RF 3); "
          f"idempotent {COUNT} records, group commit read back {res['committed_read_back']}; "
          f"transactions 150 + 150 committed, 30 aborted, read_committed saw {res['txn_consumed']} "
@@ -449,6 +504,8 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
                                    "--property", "parse.key=true",
                                    "--property", "key.separator=\t"],
                            input=lines.encode(), stdout=f, stderr=f, timeout=180)
+    closings = Closings()
+    closings.program_ended()
     assert r.returncode == 0, cluster.report("kafka-console-producer", "produce",
                                              f"status {r.returncode}", client_log=log, proxy=proxy)
     status, out = run_bounded(
@@ -459,6 +516,7 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
                 "--formatter-property", "print.key=true",
                 "--formatter-property", "print.partition=true",
                 "--formatter-property", "print.offset=true"], log, timeout=180)
+    closings.program_ended()
     assert status == 0, cluster.report("kafka-console-consumer", "consume", f"status {status}",
                                        client_log=log, proxy=proxy)
     seen: dict[int, list[tuple[int, int]]] = {}
@@ -486,10 +544,11 @@ def test_matrix_console_tools(kafka_cluster, start_proxy, workdir, request):
         committed = {tp.partition: tp.offset for tp in c.committed(
             [TopicPartition(topic, p) for p in range(PARTITIONS)], timeout=20)}
     finally:
-        c.close()
+        with closings.closing():
+            c.close()
     assert committed == {p: len(seen.get(p, [])) for p in range(PARTITIONS)}, (committed, seen.keys())
     assert not client_leaks(log), client_leaks(log)
-    round_trip_checks(cluster, proxy, d0, "kafka console tools")
+    round_trip_checks(cluster, proxy, d0, "kafka console tools", closings)
     note(f"matrix kafka console tools 4.4.0 (--bootstrap-server only): {COUNT} records, per "
          f"partition {dict(sorted((p, len(r)) for p, r in seen.items()))}, consumed in group "
          f"{group}, each checked; committed read back {committed}")
@@ -778,6 +837,9 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
         t.join(timeout=1)
     hwm = proc_status(pid)["VmHWM"]
     status, res, log = out["r"]
+    # The program reports when its producer connections and its reader closed.
+    closings = Closings()
+    closings.program_ended(res)
     what = f"slow and many (kafka-go {(res or {}).get('client_version')} x{SLOW_MANY_CONNS})"
     assert res is not None and status == 0 and res["ok"], cluster.report(
         what, (res or {}).get("step", "start"), f"exit {status}; errors "
@@ -791,7 +853,7 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
     assert res["metadata_nodes"] == want_nodes, res["metadata_nodes"]
     assert not client_leaks(log), client_leaks(log)
     assert hwm < PROXY_RSS_BOUND_MIB * 1024, f"proxy peak RSS {hwm / 1024:.0f} MiB"
-    assert_proxy_log_clean(cluster, proxy, what)
+    assert_proxy_log_clean(cluster, proxy, what, closings.windows)
     closed = client_departures_in(proxy.log_text())
     note(f"matrix {what}: {SLOW_MANY_SECS} s, proxy connection gauge peak {peak_gauge}; "
          f"{res['acked']} records (1 kB) acked, all consumed by the slow group member "
