@@ -68,18 +68,22 @@ def log_time(line: str) -> float | None:
         tzinfo=datetime.timezone.utc).timestamp()
 
 
-def problems_in(proxy_log: str, departures: list[tuple[float, float]]) -> list[str]:
+def problems_in(proxy_log: str, departures: list[tuple]) -> list[str]:
     """WARN and ERROR lines of the proxy's log (tracing's format: 'time  LEVEL target: ...').
     A client's disconnect (CLIENT_WENT_AWAY) is excused only when it falls inside one of
-    `departures` (epoch seconds, the windows in which the scenario's own clients closed);
-    every other one is a problem."""
+    `departures`: (start, end) in epoch seconds, a window in which the scenario's own clients
+    closed, or (start, end, "127.0.0.1:PORT"), one connection its client said it abandoned
+    then (the line's `client=` must be that address); every other one is a problem."""
     out = []
     for l in proxy_log.splitlines():
         if not re.search(r"^\S+\s+(WARN|ERROR)\s", l):
             continue
         if CLIENT_WENT_AWAY.search(l):
             t = log_time(l)
-            if t is not None and any(start <= t <= end for start, end in departures):
+            m = re.search(r"\bclient=(\S+)", l)
+            if t is not None and any(
+                    w[0] <= t <= w[1] and (len(w) == 2 or (m is not None and m.group(1) == w[2]))
+                    for w in departures):
                 continue
         out.append(l)
     return out[:5]
@@ -119,7 +123,7 @@ def assert_brokers_accepted_only(cluster, proxy, d0: int, mechanism: str, what: 
     return accepted
 
 
-def assert_proxy_log_clean(cluster, proxy, what: str, departures: list[tuple[float, float]]):
+def assert_proxy_log_clean(cluster, proxy, what: str, departures: list[tuple]):
     log = proxy.log_text()
     refusals = broker_refusals_in(log)
     assert not refusals, cluster.report(what, "proxy log", f"broker refusals logged: {refusals}",
@@ -127,7 +131,7 @@ def assert_proxy_log_clean(cluster, proxy, what: str, departures: list[tuple[flo
     problems = problems_in(log, departures)
     assert not problems, cluster.report(
         what, "proxy log", f"warnings/errors: {problems}; client closing windows excused: "
-        f"{[(_hms(a), _hms(b)) for a, b in departures]}", proxy=proxy)
+        f"{[(_hms(w[0]), _hms(w[1])) + tuple(w[2:]) for w in departures]}", proxy=proxy)
 
 
 def java_via_proxy(proxy, workdir, name: str, args: list[str], timeout: float = 240):

@@ -15,6 +15,7 @@ only the proxy's authentications and refused none, and that the proxy logged no 
 
 from __future__ import annotations
 
+import calendar
 import gc
 import json
 import os
@@ -101,7 +102,7 @@ class Closings:
     fails the row: nothing but the scenario's own closing clients may go away."""
 
     def __init__(self):
-        self.windows: list[tuple[float, float]] = []
+        self.windows: list[tuple] = []
 
     def program_ended(self, res: dict | None = None):
         """A client program (a process, or a librdkafka helper that closes its client as it
@@ -115,6 +116,28 @@ class Closings:
             self.windows.append((c["from"], c["to"] + NOTICED_SECS))
         start = max(c["to"] for c in reported) if reported else now - CLOSING_SECS
         self.windows.append((start, now + NOTICED_SECS))
+
+    def abandoned_by_kafka_go(self, client_log: Path) -> int:
+        """kafka-go's Reader closes a connection whose read ran past its deadline (the slow
+        consumer holds a fetch answer while it sleeps per record) and logs it with the local
+        address: 'the kafka reader got an unknown error reading partition P of T at offset O:
+        read tcp 127.0.0.1:PORT->...: i/o timeout'. Each such connection is excused, by its
+        address, from 1 s before that line (close and log are not ordered) to NOTICED_SECS
+        after. Returns how many there were."""
+        pat = re.compile(r"^\[kafka-go\] (\d{4}/\d\d/\d\d \d\d:\d\d:\d\d\.\d+) the kafka reader got "
+                         r"an unknown error reading partition \d+ of \S+ at offset \d+: read tcp "
+                         r"(127\.0\.0\.1:\d+)->\S+: i/o timeout$")
+        n = 0
+        for line in client_log.read_text(errors="replace").splitlines():
+            m = pat.match(line)
+            if m:
+                # Go's log.LstdFlags: local time, which on the machines this runs on is UTC
+                # (as cluster_clients._in_window assumes for the clients' log lines).
+                t = calendar.timegm(time.strptime(m.group(1)[:19], "%Y/%m/%d %H:%M:%S")) + \
+                    float("0" + m.group(1)[19:])
+                self.windows.append((t - 1, t + NOTICED_SECS, m.group(2)))
+                n += 1
+        return n
 
     @contextmanager
     def closing(self):
@@ -840,6 +863,7 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
     # The program reports when its producer connections and its reader closed.
     closings = Closings()
     closings.program_ended(res)
+    abandoned = closings.abandoned_by_kafka_go(log)
     what = f"slow and many (kafka-go {(res or {}).get('client_version')} x{SLOW_MANY_CONNS})"
     assert res is not None and status == 0 and res["ok"], cluster.report(
         what, (res or {}).get("step", "start"), f"exit {status}; errors "
@@ -859,4 +883,4 @@ def test_matrix_slow_and_many(kafka_cluster, start_proxy, workdir, request):
          f"{res['acked']} records (1 kB) acked, all consumed by the slow group member "
          f"({res['redelivered']} re-read), 0 lost; proxy RSS {rss0 / 1024:.1f} MiB idle, peak "
          f"{hwm / 1024:.1f} MiB (VmHWM; bound {PROXY_RSS_BOUND_MIB} MiB); client-closed WARN "
-         f"lines {closed}")
+         f"lines {closed} (the reader abandoned {abandoned} connections on its read deadline)")
