@@ -59,6 +59,9 @@ type result struct {
 	// Closed: when each of the program's clients closed; the harness excuses a client's
 	// disconnect in the proxy's log only inside these windows (and the program's exit).
 	Closed []closed `json:"closed"`
+	// many: the records its schedule offered, and how the schedule went.
+	Offered int        `json:"offered,omitempty"`
+	Many    *manyStats `json:"many,omitempty"`
 	// registry: the schema registry client's refused calls, by what was asked.
 	Registry map[string]*registryAnswer `json:"registry,omitempty"`
 }

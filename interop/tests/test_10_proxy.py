@@ -72,17 +72,19 @@ def problems_in(proxy_log: str, departures: list[tuple]) -> list[str]:
     """WARN and ERROR lines of the proxy's log (tracing's format: 'time  LEVEL target: ...').
     A client's disconnect (CLIENT_WENT_AWAY) is excused only when it falls inside one of
     `departures`: (start, end) in epoch seconds, a window in which the scenario's own clients
-    closed, or (start, end, "127.0.0.1:PORT"), one connection its client said it abandoned
-    then (the line's `client=` must be that address); every other one is a problem."""
+    closed, or (start, end, {field: value}), a connection its client said it abandoned then,
+    which the line's fields must name (`client=127.0.0.1:PORT`, `listener=<node id>`); every
+    other one is a problem."""
     out = []
     for l in proxy_log.splitlines():
         if not re.search(r"^\S+\s+(WARN|ERROR)\s", l):
             continue
         if CLIENT_WENT_AWAY.search(l):
             t = log_time(l)
-            m = re.search(r"\bclient=(\S+)", l)
+            fields = dict(re.findall(r"\b(client|listener)=(\S+)", l))
             if t is not None and any(
-                    w[0] <= t <= w[1] and (len(w) == 2 or (m is not None and m.group(1) == w[2]))
+                    w[0] <= t <= w[1] and all(fields.get(k) == v for k, v in
+                                              (w[2] if len(w) > 2 else {}).items())
                     for w in departures):
                 continue
         out.append(l)
