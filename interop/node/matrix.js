@@ -46,8 +46,10 @@ async function main() {
     const { message, ...extra } = log;
     process.stderr.write(`${new Date().toISOString()} [kafkajs] ${namespace} ${level}: ${message} ${JSON.stringify(extra)}\n`);
   };
-  // Only the bootstrap address: no ssl, no sasl.
-  const kafka = new Kafka({ clientId: 'interop-matrix-kafkajs', brokers: [o.bootstrap], logLevel: logLevel.INFO, logCreator,
+  // Only the bootstrap address: no ssl, no sasl. The soak (a node is stopped meanwhile) logs at
+  // DEBUG: kafkajs then logs every response it parsed, Metadata's partitions and leaders too.
+  const level = o.mode === 'soak' ? logLevel.DEBUG : logLevel.INFO;
+  const kafka = new Kafka({ clientId: 'interop-matrix-kafkajs', brokers: [o.bootstrap], logLevel: level, logCreator,
     retry: { retries: 15, initialRetryTime: 300, maxRetryTime: 3000 } });
   const admin = kafka.admin();
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
