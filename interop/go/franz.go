@@ -11,22 +11,32 @@ import (
 	"github.com/twmb/franz-go/pkg/kgo"
 )
 
-func franzLogger() kgo.Opt {
-	return kgo.WithLogger(kgo.BasicLogger(os.Stderr, kgo.LogLevelInfo, func() string {
+func franzLogger() kgo.Opt { return franzLoggerAt(kgo.LogLevelInfo) }
+
+// franzLoggerAt: at LogLevelDebug franz-go also logs every partition whose leader a metadata
+// refresh changed ("metadata refresh topic partition data changed; topic: T, partition: P,
+// new_leader: N, ..., old_leader: V, ..."), which the leader-change scenario reads per partition.
+func franzLoggerAt(level kgo.LogLevel) kgo.Opt {
+	return kgo.WithLogger(kgo.BasicLogger(os.Stderr, level, func() string {
 		return time.Now().Format("15:04:05.000") + " [franz-go] "
 	}))
 }
 
 func runFranz(o *options, res *result) {
-	// Only the bootstrap address: no TLS, no SASL. Idempotent, acks=all by default.
+	// Only the bootstrap address: no TLS, no SASL. Idempotent, acks=all by default. The
+	// producer of the soak (a node is stopped meanwhile) logs at DEBUG.
+	level := kgo.LogLevelInfo
+	if o.mode == "soak" {
+		level = kgo.LogLevelDebug
+	}
 	cl, err := kgo.NewClient(kgo.SeedBrokers(o.bootstrap), kgo.DefaultProduceTopic(o.topic),
 		kgo.RecordPartitioner(kgo.ManualPartitioner()), kgo.RequiredAcks(kgo.AllISRAcks()),
-		kgo.RecordDeliveryTimeout(60*time.Second), franzLogger())
+		kgo.RecordDeliveryTimeout(60*time.Second), franzLoggerAt(level))
 	if err != nil {
 		res.fail("connect", err)
 		return
 	}
-	defer cl.Close()
+	defer res.closingNoErr("franz-go producer client", cl.Close)
 	ctx := context.Background()
 	md, err := kadm.NewClient(cl).Metadata(ctx, o.topic)
 	if err != nil {
@@ -60,7 +70,7 @@ func runFranz(o *options, res *result) {
 		res.fail("consumer group", err)
 		return
 	}
-	defer cg.Close()
+	defer res.closingNoErr("franz-go group client", cg.Close)
 	check := newChecker(o, res, acked)
 	cctx, cancel := context.WithTimeout(ctx, o.timeout)
 	defer cancel()

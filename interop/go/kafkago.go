@@ -57,7 +57,7 @@ func runKafkaGo(o *options, res *result) {
 		}
 		return errs
 	})
-	if err := w.Close(); err != nil {
+	if err := res.closing("kafka-go writer", w.Close); err != nil {
 		res.fail("writer close", err)
 	}
 
@@ -85,7 +85,7 @@ func runKafkaGo(o *options, res *result) {
 	if err := r.CommitMessages(ctx, commit...); err != nil {
 		res.fail("commit", err)
 	}
-	if err := r.Close(); err != nil {
+	if err := res.closing("kafka-go reader", r.Close); err != nil {
 		res.fail("reader close", err)
 	}
 

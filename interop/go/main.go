@@ -56,8 +56,36 @@ type result struct {
 	EndOffsets     map[string]int64  `json:"end_offsets"`
 	CommittedBack  map[string]int64  `json:"committed_read_back"`
 	ProduceSeconds float64           `json:"produce_secs"`
+	// Closed: when each of the program's clients closed; the harness excuses a client's
+	// disconnect in the proxy's log only inside these windows (and the program's exit).
+	Closed []closed `json:"closed"`
+	// many: the records its schedule offered, and how the schedule went.
+	Offered int        `json:"offered,omitempty"`
+	Many    *manyStats `json:"many,omitempty"`
 	// registry: the schema registry client's refused calls, by what was asked.
 	Registry map[string]*registryAnswer `json:"registry,omitempty"`
+}
+
+// closed is one client's Close, from its call to its return (Unix seconds).
+type closed struct {
+	Client string  `json:"client"`
+	From   float64 `json:"from"`
+	To     float64 `json:"to"`
+}
+
+func unixSecs(t time.Time) float64 { return float64(t.UnixNano()) / 1e9 }
+
+// closing runs one client's close and records when it ran.
+func (r *result) closing(client string, close func() error) error {
+	from := time.Now()
+	err := close()
+	r.Closed = append(r.Closed, closed{Client: client, From: unixSecs(from), To: unixSecs(time.Now())})
+	return err
+}
+
+// closingNoErr is closing for a Close that returns nothing.
+func (r *result) closingNoErr(client string, close func()) {
+	_ = r.closing(client, func() error { close(); return nil })
 }
 
 func (r *result) fail(step string, err error) {
@@ -184,7 +212,7 @@ func main() {
 		fmt.Fprintln(os.Stderr, "usage: matrix-go -client NAME -bootstrap HOST:PORT -topic T -group G [-mode roundtrip|soak]")
 		os.Exit(2)
 	}
-	res := &result{Client: o.client, Errors: []string{}, Bad: []string{}}
+	res := &result{Client: o.client, Errors: []string{}, Bad: []string{}, Closed: []closed{}}
 	switch o.client {
 	case "sarama":
 		res.ClientVersion = moduleVersion("github.com/IBM/sarama")

@@ -41,7 +41,7 @@ func runSarama(o *options, res *result) {
 		res.fail("connect", err)
 		return
 	}
-	defer client.Close()
+	defer res.closing("sarama client", client.Close)
 	if err := client.RefreshMetadata(o.topic); err != nil {
 		res.fail("metadata", err)
 		return
@@ -76,7 +76,7 @@ func runSarama(o *options, res *result) {
 		}
 		return errs
 	})
-	if err := producer.Close(); err != nil {
+	if err := res.closing("sarama producer", producer.Close); err != nil {
 		res.fail("producer close", err)
 	}
 
@@ -101,7 +101,7 @@ func runSarama(o *options, res *result) {
 	}
 	timedOut := !h.finished
 	cancel()
-	if err := group.Close(); err != nil {
+	if err := res.closing("sarama consumer group", group.Close); err != nil {
 		res.fail("consumer group close", err)
 	}
 	if timedOut {

@@ -32,6 +32,13 @@ async function main() {
     client: 'kafkajs', client_version: kafkajsVersion, ok: false, step: 'start', errors: [], bad: [],
     metadata_nodes: {}, produced: 0, acked: 0, send_failed: 0, consumed: 0, redelivered: 0,
     mismatched: 0, missing: 0, end_offsets: {}, committed_read_back: {},
+    // When each client disconnected (Unix seconds, from the call to its return): the harness
+    // excuses a client disconnect in the proxy's log only inside these windows (and the exit).
+    closed: [],
+  };
+  const closing = async (client, close) => {
+    const from = Date.now() / 1000;
+    try { await close(); } finally { res.closed.push({ client, from, to: Date.now() / 1000 }); }
   };
   const fail = (step, err) => { res.step = step; res.errors.push(`${step}: ${err && err.message ? err.message : err}`); };
   const bad = (text) => { if (res.bad.length < 10) res.bad.push(text); };
@@ -39,8 +46,10 @@ async function main() {
     const { message, ...extra } = log;
     process.stderr.write(`${new Date().toISOString()} [kafkajs] ${namespace} ${level}: ${message} ${JSON.stringify(extra)}\n`);
   };
-  // Only the bootstrap address: no ssl, no sasl.
-  const kafka = new Kafka({ clientId: 'interop-matrix-kafkajs', brokers: [o.bootstrap], logLevel: logLevel.INFO, logCreator,
+  // Only the bootstrap address: no ssl, no sasl. The soak (a node is stopped meanwhile) logs at
+  // DEBUG: kafkajs then logs every response it parsed, Metadata's partitions and leaders too.
+  const level = o.mode === 'soak' ? logLevel.DEBUG : logLevel.INFO;
+  const kafka = new Kafka({ clientId: 'interop-matrix-kafkajs', brokers: [o.bootstrap], logLevel: level, logCreator,
     retry: { retries: 15, initialRetryTime: 300, maxRetryTime: 3000 } });
   const admin = kafka.admin();
   const producer = kafka.producer({ idempotent: true, maxInFlightRequests: 1 });
@@ -75,7 +84,7 @@ async function main() {
       for (let i = 0; i < o.count; i += 100) await send(i, Math.min(100, o.count - i));
     }
     res.produce_secs = (Date.now() - t0) / 1000;
-    await producer.disconnect();
+    await closing('producer', () => producer.disconnect());
 
     res.step = 'consume';
     const want = {}; const next = {}; const lastOff = {};
@@ -110,12 +119,12 @@ async function main() {
     const commits = Object.entries(lastOff).map(([p, off]) => ({ topic: o.topic, partition: Number(p), offset: String(off + 1) }));
     for (const c of commits) res.end_offsets[String(c.partition)] = Number(c.offset);
     await consumer.commitOffsets(commits);
-    await consumer.disconnect();
+    await closing('consumer', () => consumer.disconnect());
 
     res.step = 'read committed offsets';
     const offs = await admin.fetchOffsets({ groupId: o.group, topics: [o.topic] });
     for (const t of offs) for (const p of t.partitions) if (Number(p.offset) >= 0) res.committed_read_back[String(p.partition)] = Number(p.offset);
-    await admin.disconnect();
+    await closing('admin', () => admin.disconnect());
     if (!res.errors.length) { res.ok = true; res.step = 'done'; }
   } catch (e) {
     fail(res.step, e);

@@ -386,6 +386,16 @@ def _in_window(stamp: str, start: float, end: float) -> bool:
     return start - 1 <= ts <= end + 1
 
 
+def _before(stamp: str, start: float) -> bool:
+    """A log line's HH:MM:SS[.frac] (UTC) before `start` (epoch s), on start's day."""
+    import calendar
+    day = time.strftime("%Y-%m-%d", time.gmtime(start))
+    hms, _, frac = stamp.partition(".")
+    ts = calendar.timegm(time.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S")) + \
+        (float("0." + frac) if frac else 0.0)
+    return ts < start
+
+
 def client_saw_leader_change(client: str, log_text: str, topic: str, partitions: set[int],
                              victim: int, victim_address: str, start: float,
                              end: float) -> dict:
@@ -397,14 +407,21 @@ def client_saw_leader_change(client: str, log_text: str, topic: str, partitions:
       request on partition T-P due to E. Going to request metadata update now";
     - sarama: per partition, "producer/broker/<victim> state change to [retrying] on T/P";
     - kafka-go: per partition, "error writing messages to T (partition P, attempt N): ...";
-    - franz-go: "metadata update triggered; why: produce request had retry batches"
-      (franz-go names no partition at INFO);
-    - kafkajs: a Produce response error from the victim's proxy address (kafkajs names the
-      broker, not the partition).
+    - franz-go: "metadata update triggered; why: produce request had retry batches" (topic),
+      and per partition, at DEBUG (the soak's producer logs at DEBUG), "metadata refresh topic
+      partition data changed; topic: T, partition: P, new_leader: N, ..., old_leader: V"
+      with old_leader the victim and new_leader another node;
+    - kafkajs: a Produce response error from the victim's proxy address (topic: kafkajs names
+      the broker, not the partition), and per partition, at DEBUG, a Metadata response it
+      parsed ("Response Metadata(...) {... data: {topicMetadata: [...]}}") naming another
+      node as the leader of P, one of `partitions`; `led_before` holds the partitions for
+      which one before `start` named the victim.
 
-    Returns {"per_partition": {P: first line}, "topic": [lines]} with what was found."""
+    Returns {"per_partition": {P: first line}, "topic": [lines], "led_before": {P}} with
+    what was found."""
+    import json
     import re
-    found: dict = {"per_partition": {}, "topic": []}
+    found: dict = {"per_partition": {}, "topic": [], "led_before": set()}
     t = re.escape(topic)
     for line in log_text.splitlines():
         if client == "kafka-clients":
@@ -427,12 +444,33 @@ def client_saw_leader_change(client: str, log_text: str, topic: str, partitions:
                          r"why: produce request had retry batches", line)
             if m and _in_window(m.group(1), start, end):
                 found["topic"].append(line[:400])
+            m = re.match(rf"^(\d\d:\d\d:\d\d\.\d+) \[franz-go\] \[DEBUG\] metadata refresh topic "
+                         rf"partition data changed; topic: {t}, partition: (\d+), new_leader: (-?\d+), "
+                         rf"new_leader_epoch: -?\d+, old_leader: (-?\d+),", line)
+            if m and int(m.group(4)) == victim and int(m.group(3)) not in (victim, -1) \
+                    and _in_window(m.group(1), start, end):
+                found["per_partition"].setdefault(int(m.group(2)), line[:400])
         elif client == "kafkajs":
             m = re.match(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d\.\d+)Z \[kafkajs\] \S+ \d+: Response "
                          r"Produce\(", line)
             if m and f'"broker":"{victim_address}"' in line and '"error":' in line \
                     and _in_window(m.group(1), start, end):
                 found["topic"].append(line[:400])
+            m = re.match(r"^\d{4}-\d\d-\d\dT(\d\d:\d\d:\d\d\.\d+)Z \[kafkajs\] \S+ \d+: Response "
+                         r"Metadata\(key: 3, version: \d+\) (\{.*\})$", line)
+            if m:
+                data = json.loads(m.group(2)).get("data") or {}
+                for tm in data.get("topicMetadata", []):
+                    if tm.get("topic") != topic:
+                        continue
+                    for pm in tm["partitionMetadata"]:
+                        p, leader = pm["partitionId"], pm["leader"]
+                        if leader == victim and _before(m.group(1), start):
+                            found["led_before"].add(p)
+                        elif p in partitions and leader not in (victim, -1) \
+                                and _in_window(m.group(1), start, end):
+                            found["per_partition"].setdefault(
+                                p, f"{line[:120]}... partition {p} leader {leader}")
         else:
             raise ValueError(client)
     return found
