@@ -7,7 +7,7 @@
 //! Each mechanism is one file holding a [`Mechanism`] state machine (kroxylicious'
 //! `MechanismStateMachine`, grepplabs' one file per mechanism): [`oauthbearer`], [`plain`].
 //! A new one (SCRAM, say) is a new file, a variant of [`SaslMechanism`] and its arm in
-//! `SaslMechanism::machine` (plus the `--upstream-sasl` value in `commands/proxy.rs`).
+//! `SaslMechanism::machine` (plus the `--upstream-sasl` value in `commands/proxy_args.rs`).
 
 mod oauthbearer;
 mod plain;
