@@ -29,6 +29,7 @@ import json
 import re
 import subprocess
 import sys
+from statistics import median
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -48,12 +49,6 @@ def path_names(summary: dict) -> list[str]:
 def throughput_runs(summary: dict) -> list[str]:
     direct = summary["paths"]["direct"]
     return [r for r in direct if not r.startswith("latency") and isinstance(direct[r], dict)]
-
-
-def median(values: list[float]) -> float:
-    v = sorted(values)
-    n = len(v)
-    return v[n // 2] if n % 2 else (v[n // 2 - 1] + v[n // 2]) / 2
 
 
 def is_http(summary: dict) -> bool:
@@ -196,8 +191,9 @@ def header(summary: dict, run: str) -> str:
 def http_header(summary: dict, run: str) -> str:
     mach = summary["machine"]
     loads = " / ".join(f"{x:.2f}" for x in round_loads(summary))
-    return (f"Run `{run}` ({mach['date']}, commit {mach['commit']}): {mach['cpus']} CPUs ({mach['cpu']}), Linux "
-            f"{mach['kernel']}, {mach['load_generator'].split(' Copyright')[0]}; `wrk -t{summary['wrk_threads']} "
+    wrk = mach["load_generator"].split(" Copyright")[0]
+    return (f"Run `{run}` ({mach['date']}, commit {mach['commit']}): {mach['cpus']} CPUs "
+            f"({mach['cpu']}), Linux {mach['kernel']}, {wrk}; `wrk -t{summary['wrk_threads']} "
             f"-c{summary['wrk_connections']}`, POST `grant_type=client_credentials`; "
             f"{summary['rounds']} round(s) of {summary['secs']} s per server and mode after "
             f"{summary['warmup_secs']} s of warm-up, alternating; 1-minute load average {loads} "

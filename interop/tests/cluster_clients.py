@@ -370,30 +370,26 @@ def assert_leadership_moved(watch: LeaderWatch, victim: int, events: dict,
     return led
 
 
-def _hms(ts: float) -> str:
-    return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+def _stamp_on_day_of(stamp: str, when: float) -> float:
+    """A log line's HH:MM:SS[.frac] (UTC, this machine's zone) in epoch seconds, on the day of
+    `when` (epoch s)."""
+    import calendar
+    day = time.strftime("%Y-%m-%d", time.gmtime(when))
+    clock, _, frac = stamp.partition(".")
+    return calendar.timegm(time.strptime(f"{day} {clock}", "%Y-%m-%d %H:%M:%S")) + \
+        (float("0." + frac) if frac else 0.0)
 
 
 def _in_window(stamp: str, start: float, end: float) -> bool:
-    """A log line's HH:MM:SS[.frac] (UTC, this machine's zone) within [start, end] (epoch
-    seconds; the window never spans midnight in a run of minutes, checked)."""
+    """A log line's HH:MM:SS[.frac] within [start, end] (epoch seconds; the window never spans
+    midnight in a run of minutes, checked)."""
     assert time.gmtime(start).tm_yday == time.gmtime(end).tm_yday, "window spans midnight"
-    day = time.strftime("%Y-%m-%d", time.gmtime(start))
-    import calendar
-    hms, _, frac = stamp.partition(".")
-    ts = calendar.timegm(time.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S")) + \
-        (float("0." + frac) if frac else 0.0)
-    return start - 1 <= ts <= end + 1
+    return start - 1 <= _stamp_on_day_of(stamp, start) <= end + 1
 
 
 def _before(stamp: str, start: float) -> bool:
-    """A log line's HH:MM:SS[.frac] (UTC) before `start` (epoch s), on start's day."""
-    import calendar
-    day = time.strftime("%Y-%m-%d", time.gmtime(start))
-    hms, _, frac = stamp.partition(".")
-    ts = calendar.timegm(time.strptime(f"{day} {hms}", "%Y-%m-%d %H:%M:%S")) + \
-        (float("0." + frac) if frac else 0.0)
-    return ts < start
+    """A log line's HH:MM:SS[.frac] before `start` (epoch s), on start's day."""
+    return _stamp_on_day_of(stamp, start) < start
 
 
 def client_saw_leader_change(client: str, log_text: str, topic: str, partitions: set[int],

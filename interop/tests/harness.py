@@ -23,6 +23,11 @@ ROOT = INTEROP.parent
 JAVA = INTEROP / "java"
 
 
+def hms(ts: float) -> str:
+    """Epoch seconds as HH:MM:SS.mmm (UTC), as the clients' and the proxy's logs stamp lines."""
+    return time.strftime("%H:%M:%S", time.gmtime(ts)) + f".{int(ts % 1 * 1000):03d}"
+
+
 def free_port() -> int:
     """A TCP port on 127.0.0.1 that was free a moment ago."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

@@ -29,6 +29,7 @@ from cluster import NODE_IDS
 from cluster_clients import (LEAK_MARK, PROXY_AUTH_DEBUG, RdLog, rd_brokers, rd_consume,
                              rd_produce, run_java)
 from conftest import DEFAULT_LIFETIME, PRINCIPAL, note
+from harness import hms
 from reauth_checks import proxy_session_failures, upstream_connections, vanished, whole_soak
 
 pytestmark = [pytest.mark.cluster, pytest.mark.proxy]
@@ -93,10 +94,6 @@ def problems_in(proxy_log: str, departures: list[tuple]) -> list[str]:
     return out[:5]
 
 
-def _hms(ts: float) -> str:
-    return datetime.datetime.fromtimestamp(ts, datetime.timezone.utc).strftime("%H:%M:%S.%f")[:-3]
-
-
 def client_departures_in(proxy_log: str) -> int:
     return sum(1 for l in proxy_log.splitlines() if CLIENT_WENT_AWAY.search(l))
 
@@ -135,7 +132,7 @@ def assert_proxy_log_clean(cluster, proxy, what: str, departures: list[tuple]):
     problems = problems_in(log, departures)
     assert not problems, cluster.report(
         what, "proxy log", f"warnings/errors: {problems}; client closing windows excused: "
-        f"{[(_hms(w[0]), _hms(w[1])) + tuple(w[2:]) for w in departures]}", proxy=proxy)
+        f"{[(hms(w[0]), hms(w[1])) + tuple(w[2:]) for w in departures]}", proxy=proxy)
 
 
 def java_via_proxy(proxy, workdir, name: str, args: list[str], timeout: float = 240):

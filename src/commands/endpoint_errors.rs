@@ -7,6 +7,7 @@
 //! `--allowed-host`, so its refusals say what the client can do instead.
 
 use std::io;
+use std::net::IpAddr;
 
 use gcp_kafka_auth_handler::endpoint::{ConfigRefusal, EndpointConfig};
 use gcp_kafka_auth_handler::server::{self, PortTaken};
@@ -49,6 +50,19 @@ pub fn endpoint_config(port: Port) -> EndpointConfig {
         Port::ProxyAdmin => |r| refusal(Port::ProxyAdmin, r),
     };
     EndpointConfig::default().with_refusal_wording(wording)
+}
+
+/// [`endpoint_config`] for a port listening on `ip`: a specific address other hosts reach is
+/// allowed as a `Host` too, since clients that reach the port by that IP must be able to use
+/// it and an IP literal cannot be rebound by DNS (loopback and unspecified addresses add
+/// nothing: loopback names are allowed already, and `0.0.0.0` is no name a client uses).
+pub fn endpoint_config_on(port: Port, ip: IpAddr) -> EndpointConfig {
+    let config = endpoint_config(port);
+    if ip.is_loopback() || ip.is_unspecified() {
+        config
+    } else {
+        config.with_allowed_host(ip.to_string())
+    }
 }
 
 /// A refusal whose fix is a setting, naming the flag that sets it, or, where the command
@@ -128,6 +142,45 @@ fn port_taken(taken: &PortTaken, serving: Port) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    async fn host_status(config: EndpointConfig, host: &str) -> http::StatusCode {
+        use tower::ServiceExt as _;
+        let app = gcp_kafka_auth_handler::endpoint::protect(axum::Router::new(), config);
+        let request = http::Request::get("/")
+            .header(http::header::HOST, host)
+            .body(axum::body::Body::empty())
+            .unwrap();
+        app.oneshot(request).await.unwrap().status()
+    }
+
+    /// A token endpoint on a specific remote-reachable IP answers requests addressed to that
+    /// IP (an empty router: 404 means the `Host` check let it through) and still refuses
+    /// other names; on loopback only loopback names pass.
+    #[tokio::test]
+    async fn token_endpoint_answers_the_ip_it_listens_on() {
+        let on = |ip: &str| endpoint_config_on(Port::ProxyTokenEndpoint, ip.parse().unwrap());
+        let remote = on("10.0.0.7");
+        assert_eq!(
+            host_status(remote.clone(), "10.0.0.7:14293").await,
+            http::StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            host_status(remote.clone(), "localhost:14293").await,
+            http::StatusCode::NOT_FOUND
+        );
+        assert_eq!(
+            host_status(remote, "10.0.0.8:14293").await,
+            http::StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            host_status(on("127.0.0.1"), "10.0.0.7:14293").await,
+            http::StatusCode::FORBIDDEN
+        );
+        assert_eq!(
+            host_status(on("0.0.0.0"), "10.0.0.7:14293").await,
+            http::StatusCode::FORBIDDEN
+        );
+    }
 
     const ALL: [Port; 8] = [
         Port::Serve,

@@ -107,7 +107,10 @@ impl Ports {
             tracing::info!(target: super::PROXY_LOG_TARGET, address = %local, "token endpoint is http://{local}");
             self.token = Some(tokio::spawn(server::serve(
                 listeners,
-                provider.router_with(token_endpoint_config(addr)),
+                provider.router_with(endpoint_errors::endpoint_config_on(
+                    Port::ProxyTokenEndpoint,
+                    addr.ip(),
+                )),
                 server::Limits::default(),
                 stop.stopped(),
                 args.max_sigterm_delay,
@@ -160,64 +163,5 @@ impl Ports {
             .context("health server task")?
             .context("health server failed")?;
         Ok(())
-    }
-}
-
-/// The `Host` check of `--token-endpoint`: loopback names, and the address it listens on when
-/// that is a specific IP other hosts reach (with `--allow-remote-clients`), as `serve --bind`
-/// does: clients that reach it by that IP must be able to use it, and an IP literal cannot be
-/// rebound by DNS.
-fn token_endpoint_config(addr: SocketAddr) -> endpoint::EndpointConfig {
-    let config = endpoint_errors::endpoint_config(Port::ProxyTokenEndpoint);
-    let ip = addr.ip();
-    if ip.is_loopback() || ip.is_unspecified() {
-        config
-    } else {
-        config.with_allowed_host(ip.to_string())
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use tower::ServiceExt as _;
-
-    async fn status(config: endpoint::EndpointConfig, host: &str) -> http::StatusCode {
-        let app = endpoint::protect(axum::Router::new(), config);
-        let request = http::Request::get("/")
-            .header(http::header::HOST, host)
-            .body(axum::body::Body::empty())
-            .unwrap();
-        app.oneshot(request).await.unwrap().status()
-    }
-
-    /// A token endpoint on a specific remote-reachable IP answers requests addressed to that
-    /// IP (an empty router: 404 means the `Host` check let it through) and still refuses
-    /// other names; on loopback only loopback names pass.
-    #[tokio::test]
-    async fn token_endpoint_answers_the_ip_it_listens_on() {
-        let remote = token_endpoint_config("10.0.0.7:14293".parse().unwrap());
-        assert_eq!(
-            status(remote.clone(), "10.0.0.7:14293").await,
-            http::StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            status(remote.clone(), "localhost:14293").await,
-            http::StatusCode::NOT_FOUND
-        );
-        assert_eq!(
-            status(remote, "10.0.0.8:14293").await,
-            http::StatusCode::FORBIDDEN
-        );
-        let local = token_endpoint_config("127.0.0.1:14293".parse().unwrap());
-        assert_eq!(
-            status(local, "10.0.0.7:14293").await,
-            http::StatusCode::FORBIDDEN
-        );
-        let any = token_endpoint_config("0.0.0.0:14293".parse().unwrap());
-        assert_eq!(
-            status(any, "10.0.0.7:14293").await,
-            http::StatusCode::FORBIDDEN
-        );
     }
 }

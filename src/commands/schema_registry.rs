@@ -128,10 +128,7 @@ pub async fn prepare(
         TcpListener::bind(listen).await.map(|l| vec![l])
     }
     .with_context(|| format!("cannot listen on {listen} for the schema registry endpoint"))?;
-    let mut config = super::endpoint_errors::endpoint_config(port);
-    if !listen.ip().is_loopback() && !listen.ip().is_unspecified() {
-        config = config.with_allowed_host(listen.ip().to_string());
-    }
+    let mut config = super::endpoint_errors::endpoint_config_on(port, listen.ip());
     for host in allowed_hosts {
         anyhow::ensure!(
             gcp_kafka_auth_handler::endpoint::host_without_port(host).is_some(),

@@ -1,6 +1,6 @@
 //! `serve`: the token endpoint on a listener, until SIGTERM or SIGINT.
 
-use std::net::{IpAddr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -205,18 +205,14 @@ pub async fn run(args: ServeArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Allowed hosts and client credentials from the flags. A specific bind address is allowed
-/// as a `Host` too: clients that reach the sidecar by that IP must be able to use it, and an
-/// IP literal cannot be rebound by DNS.
+/// Allowed hosts and client credentials from the flags (a specific bind address is allowed as
+/// a `Host` too: `endpoint_config_on`).
 fn endpoint_config(args: &ServeArgs) -> anyhow::Result<EndpointConfig> {
     let security = &args.security;
-    let mut config = super::endpoint_errors::endpoint_config(Port::Serve);
-    if let Some(ip) = args.bind
-        && !ip.is_unspecified()
-        && !ip.is_loopback()
-    {
-        config = config.with_allowed_host(ip.to_string());
-    }
+    let mut config = super::endpoint_errors::endpoint_config_on(
+        Port::Serve,
+        args.bind.unwrap_or(IpAddr::V4(Ipv4Addr::LOCALHOST)),
+    );
     for host in &security.allowed_hosts {
         anyhow::ensure!(
             gcp_kafka_auth_handler::endpoint::host_without_port(host).is_some(),
